@@ -1,0 +1,382 @@
+"""Load `package.yaml` files into validated packages, or into precise problems.
+
+A manifest goes through three gates, and every problem of every gate is reported
+at once with file, line, column and field:
+
+1. YAML (safe-loaded, size and alias-bounded, duplicate keys refused),
+2. the pydantic models in `manifest`,
+3. the filesystem: paths exist, stay inside the repository (symlinks resolved),
+   and the entry script statically defines init() and run().
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from .manifest import PATTERN_HINTS, Manifest
+from .problems import InvalidInput, Problem, display_path
+from .yamldoc import MAX_MANIFEST_BYTES, Loc, YamlDocument, YamlError, load_yaml
+
+MANIFEST_NAME = "package.yaml"
+LOCK_NAME = "package.lock"
+
+
+@dataclass(frozen=True)
+class Package:
+    """A manifest that passed every check, with its paths resolved."""
+
+    manifest: Manifest
+    manifest_path: Path
+    root: Path  # the repository root no path may leave
+    document: YamlDocument
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def directory(self) -> Path:
+        return self.manifest_path.parent
+
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / LOCK_NAME
+
+    @property
+    def source_directory(self) -> Path:
+        return _join(self.directory, self.manifest.inference.source_directory)
+
+    @property
+    def entry_script(self) -> Path:
+        return _join(self.source_directory, self.manifest.inference.entry_script)
+
+    @property
+    def entry_script_relative(self) -> str:
+        """The entry script as a POSIX path below the source folder (AZUREML_ENTRY_SCRIPT)."""
+        return self.entry_script.relative_to(self.source_directory).as_posix()
+
+    @property
+    def requirements_file(self) -> Path | None:
+        requirements = self.manifest.inference.environment.requirements
+        return _join(self.directory, requirements) if requirements else None
+
+    @property
+    def model_paths(self) -> list[Path]:
+        return [_join(self.directory, model.path) for model in self.manifest.models]
+
+    @property
+    def output_directory(self) -> Path:
+        return _join(self.directory, self.manifest.output_directory)
+
+    def problem(self, loc: Loc, message: str) -> Problem:
+        """A problem pointing at the manifest field `loc`."""
+        return _problem_at(self.manifest_path, self.document, loc, message)
+
+
+def _join(base: Path, relative: str) -> Path:
+    return Path(os.path.normpath(base / relative))
+
+
+@functools.lru_cache(maxsize=4096)
+def repository_root(directory: Path) -> Path:
+    """The nearest folder holding `.git`, else the manifest's own folder."""
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return directory
+
+
+def load_package(manifest_path: Path) -> Package:
+    """Load and check one manifest; raise InvalidInput listing every problem."""
+    manifest_path = Path(os.path.abspath(manifest_path))
+    try:
+        with open(manifest_path, "rb") as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as error:
+        raise InvalidInput([Problem(str(manifest_path), f"cannot read manifest: {error.strerror}")]) from None
+    try:
+        document = load_yaml(raw)
+    except YamlError as error:
+        line, column = (error.position.line, error.position.column) if error.position else (None, None)
+        raise InvalidInput(
+            [Problem(str(manifest_path), error.message, line, column, _dotted(error.loc) or None)]
+        ) from None
+    if not isinstance(document.data, dict):
+        kind = "empty" if document.data is None else f"a {type(document.data).__name__}"
+        raise InvalidInput(
+            [Problem(str(manifest_path), f"a manifest is a mapping of fields (name, models, ...); this file is {kind}", 1, 1)]
+        )
+    try:
+        manifest = Manifest.model_validate(document.data)
+    except ValidationError as error:
+        raise InvalidInput(_validation_problems(manifest_path, document, error)) from None
+    package = Package(
+        manifest=manifest,
+        manifest_path=manifest_path,
+        root=repository_root(manifest_path.parent),
+        document=document,
+    )
+    problems = _filesystem_problems(package)
+    if problems:
+        raise InvalidInput(problems)
+    return package
+
+
+# -- pydantic errors -> problems ------------------------------------------------------
+
+
+def _dotted(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _problem_at(file: Path, document: YamlDocument, loc: Loc, message: str, *, key: bool = False) -> Problem:
+    position = document.key_position_of(loc) if key else document.position_of(loc)
+    return Problem(
+        str(file),
+        message,
+        position.line if position else None,
+        position.column if position else None,
+        _dotted(loc) or None,
+    )
+
+
+def _document_loc(data: object, loc: tuple) -> tuple[Loc, bool]:
+    """The part of a pydantic error location that exists in the YAML document.
+
+    pydantic adds segments for union members and for dict keys ('[key]'); those are
+    dropped. Returns the location and whether the error is about a mapping key.
+    """
+    found: list[str | int] = []
+    for part in loc:
+        if part == "[key]":
+            return tuple(found), True
+        if isinstance(data, dict) and isinstance(part, str):
+            found.append(part)
+            if part not in data:  # a missing or unknown field
+                break
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            found.append(part)
+            data = data[part]
+        else:  # a union member or type name that pydantic added
+            break
+    return tuple(found), False
+
+
+def _model_fields_at(loc: Loc) -> list[str]:
+    """Field names the manifest allows at `loc` (for 'did you mean')."""
+    annotation: object = Manifest
+    for part in loc:
+        model = _model_in(annotation)
+        if isinstance(part, int) or model is None:
+            annotation = _item_type(annotation)
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+    model = _model_in(annotation)
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        model = _model_in(argument)
+        if model:
+            return model
+    return None
+
+
+def _item_type(annotation: object) -> object:
+    arguments = typing.get_args(annotation)
+    return arguments[-1] if arguments else annotation
+
+
+def _message(error: dict) -> str:
+    kind, value = error["type"], error.get("input")
+    context = error.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "string_pattern_mismatch":
+        hint = PATTERN_HINTS.get(context.get("pattern", ""), "has a value that is not allowed")
+        return f"{_short(value)} is not valid: {hint}"
+    if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"must be a string; YAML read the unquoted value as the number {value!r}, so put it in quotes"
+    if kind in ("value_error", "assertion_error"):
+        return str(context.get("error", error["msg"]))
+    message = error["msg"]
+    for prefix, replacement in (("Input should be", "must be"), ("Input should have", "must have"),
+                                ("List should have", "must have"), ("String should have", "must have"),
+                                ("Dictionary should have", "must have")):
+        if message.startswith(prefix):
+            message = replacement + message[len(prefix):]
+            break
+    if value is not None and not isinstance(value, (dict, list)):
+        message += f", got {_short(value)}"
+    return message
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _validation_problems(file: Path, document: YamlDocument, error: ValidationError) -> list[Problem]:
+    grouped: dict[tuple[Loc, bool], list[dict]] = {}
+    for item in error.errors(include_url=False):
+        grouped.setdefault(_document_loc(document.data, item["loc"]), []).append(item)
+    problems = [_group_problem(file, document, loc, about_key, items) for (loc, about_key), items in grouped.items()]
+    return sorted(problems, key=lambda p: (p.line or 0, p.column or 0, p.field or ""))
+
+
+def _group_problem(file: Path, document: YamlDocument, loc: Loc, about_key: bool, items: list[dict]) -> Problem:
+    """One problem per place: a union (a variable's value) fails once per member type,
+    which reads better as one message."""
+    first = items[0]
+    if first["type"] == "extra_forbidden":
+        unknown = loc[-1]
+        allowed = _model_fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(unknown), allowed, n=1)
+        message = f"unknown field {unknown!r}"
+        message += f"; did you mean {close[0]!r}?" if close else f"; allowed here: {', '.join(allowed)}"
+        return _problem_at(file, document, loc, message, key=True)
+    if about_key:
+        message = f"key {_message(first)}"
+        return _problem_at(file, document, loc, message, key=True)
+    specific = [item for item in items if not item["type"].endswith("_type")]
+    if len(items) > 1 and not specific:
+        message = f"must be a string, number or boolean, got {_short(first.get('input'))}"
+    else:
+        message = _message((specific or items)[0])
+    return _problem_at(file, document, loc, message)
+
+
+# -- filesystem checks ----------------------------------------------------------------
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _path_problem(package: Package, loc: Loc, path: Path, *, want: str) -> Problem | None:
+    """Check one manifest path: inside the repository (also after symlinks), of the right kind."""
+    root = package.root
+    if not _inside(path, root):
+        return package.problem(loc, f"{display_path(path)} is outside the repository ({display_path(root)})")
+    if not os.path.lexists(path):
+        return package.problem(loc, f"{display_path(path)} does not exist")
+    real = Path(os.path.realpath(path))
+    if not _inside(real, Path(os.path.realpath(root))):
+        return package.problem(loc, f"{display_path(path)} is a symlink to {real}, outside the repository")
+    if want == "file" and not real.is_file():
+        return package.problem(loc, f"{display_path(path)} is not a file")
+    if want == "folder" and not real.is_dir():
+        return package.problem(loc, f"{display_path(path)} is not a folder")
+    if not os.access(real, os.R_OK | (os.X_OK if real.is_dir() else 0)):
+        return package.problem(loc, f"{display_path(path)} is not readable")
+    return None
+
+
+def _filesystem_problems(package: Package) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, path in enumerate(package.model_paths):
+        problem = _path_problem(package, ("models", index, "path"), path, want="any")
+        if problem is None and path.is_file() and not _readable_file(path):
+            problem = package.problem(("models", index, "path"), f"{display_path(path)} cannot be read")
+        if problem:
+            problems.append(problem)
+    source_loc = ("inference", "source_directory")
+    source_problem = _path_problem(package, source_loc, package.source_directory, want="folder")
+    if source_problem:
+        problems.append(source_problem)
+    else:
+        entry_loc = ("inference", "entry_script")
+        entry = package.entry_script
+        problem = _path_problem(package, entry_loc, entry, want="file")
+        if problem is None and not _inside(entry, package.source_directory):
+            problem = package.problem(entry_loc, "the entry script must be inside source_directory")
+        problems.extend([problem] if problem else entry_script_problems(package))
+    if package.requirements_file:
+        loc = ("inference", "environment", "requirements")
+        problem = _path_problem(package, loc, package.requirements_file, want="file")
+        if problem:
+            problems.append(problem)
+    output = package.output_directory
+    output_loc = ("output", "directory")
+    if not _inside(output, package.root):
+        problems.append(package.problem(output_loc, f"{display_path(output)} is outside the repository"))
+    else:
+        inputs = [package.directory, package.source_directory, *package.model_paths]
+        for path in inputs:
+            if _inside(path, output):
+                problems.append(
+                    package.problem(output_loc, f"the build folder would contain the package's own input {display_path(path)}")
+                )
+                break
+        if os.path.islink(output) or not _inside(Path(os.path.realpath(output)), Path(os.path.realpath(package.root))):
+            problems.append(package.problem(output_loc, f"{display_path(output)} is a symlink; use a real folder"))
+    return problems
+
+
+def _readable_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+        return True
+    except OSError:
+        return False
+
+
+def entry_script_problems(package: Package) -> list[Problem]:
+    """Check statically that the entry script defines init() and run(), as Azure requires."""
+    script = package.entry_script
+    try:
+        source = script.read_bytes()
+        tree = ast.parse(source, filename=str(script))
+    except SyntaxError as error:
+        return [Problem(str(script), f"syntax error: {error.msg}", error.lineno, error.offset)]
+    except (OSError, ValueError) as error:
+        return [package.problem(("inference", "entry_script"), f"cannot read {display_path(script)}: {error}")]
+    defined = _module_level_names(tree.body)
+    missing = [name for name in ("init", "run") if name not in defined]
+    if not missing:
+        return []
+    functions = " and ".join(f"{name}()" for name in missing)
+    return [
+        package.problem(
+            ("inference", "entry_script"),
+            f"{display_path(script)} defines no {functions}; an entry script needs init() and run(raw_data)",
+        )
+    ]
+
+
+def _module_level_names(body: list[ast.stmt]) -> set[str]:
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+            for block in ("body", "orelse", "finalbody"):
+                names |= _module_level_names(getattr(node, block, []))
+            for handler in getattr(node, "handlers", []):
+                names |= _module_level_names(handler.body)
+    return names

@@ -1,0 +1,250 @@
+"""The `package.yaml` manifest: the user's contract, as pydantic models.
+
+These models are the single source of truth for the manifest: the JSON schema in
+`schemas/package.schema.json` is generated from them (`reconciler schema`), and a
+test keeps the two in step. Validation here is about shape and values; whether
+files exist and stay inside the repository is checked by `loader`.
+
+Every string that reaches the generated Dockerfile is constrained by a pattern
+(no newlines, quotes, `$` or leading `-` where they could change its meaning).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+PACKAGE_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+RELATIVE_PATH = r"^[^/\s][^\n\r\t]*$"
+PYTHON_SCRIPT = r"^[^/\s][^\n\r\t]*\.py$"
+PYTHON_VERSION = r"^3\.(9|1[0-9])$"
+IMAGE_REFERENCE = r"^[a-z0-9][A-Za-z0-9._/:@-]{0,254}$"
+REPOSITORY = r"^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$"
+REGISTRY = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
+DEBIAN_PACKAGE = r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_VALUE = r"^[^\n\r\x00]*$"
+CONTAINER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
+BIND_ADDRESS = r"^(127\.0\.0\.1|0\.0\.0\.0|localhost|::1|::)$"
+REQUIREMENT = r"^[A-Za-z0-9][^\n\r]*$"
+
+# What a person should read instead of a regular expression when a value is refused.
+PATTERN_HINTS = {
+    PACKAGE_NAME: "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+    MODEL_NAME: "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+    RELATIVE_PATH: "use a path relative to the manifest's folder, on one line",
+    PYTHON_SCRIPT: "use a .py file relative to the source directory, on one line",
+    PYTHON_VERSION: 'use a quoted Python version from "3.9" to "3.19", such as "3.11"',
+    IMAGE_REFERENCE: "use an image reference such as python:3.11-slim or registry:5000/team/base:1",
+    REPOSITORY: "use lowercase path components such as team/sklearn-regression",
+    REGISTRY: "use HOST or HOST:PORT, such as 127.0.0.1:5000",
+    DEBIAN_PACKAGE: "use a Debian package name such as libgomp1 (optionally =VERSION)",
+    ENV_NAME: "use letters, digits and '_', not starting with a digit",
+    ENV_VALUE: "values must fit on one line",
+    CONTAINER_NAME: "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+    BIND_ADDRESS: "use 127.0.0.1 (the default), ::1, localhost, or 0.0.0.0 to listen on every interface",
+    REQUIREMENT: "use a requirement such as scikit-learn==1.5.2 (no pip options)",
+}
+
+# Set by reconciler from the manifest; a variable cannot override them.
+RESERVED_VARIABLES = frozenset(
+    {
+        "AZUREML_MODEL_DIR",
+        "AZUREML_ENTRY_SCRIPT",
+        "AML_APP_ROOT",
+        "WORKER_COUNT",
+        "SCORING_TIMEOUT_MS",
+        "PATH",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+    }
+)
+
+
+def _pattern(regex: str, **kwargs) -> type[str]:
+    return Annotated[str, StringConstraints(pattern=regex), Field(**kwargs)]
+
+
+def _valid_requirement(text: str) -> str:
+    try:
+        Requirement(text)
+    except InvalidRequirement as error:
+        raise ValueError(f"not a valid requirement: {error}") from None
+    return text
+
+
+PipRequirement = Annotated[
+    str, StringConstraints(pattern=REQUIREMENT, max_length=500), AfterValidator(_valid_requirement)
+]
+VariableValue = Annotated[str, StringConstraints(pattern=ENV_VALUE, max_length=32_768)] | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelRef(_Strict):
+    """A trained model: a file or folder copied into the image in Azure's layout."""
+
+    name: _pattern(MODEL_NAME, description="Model name; the folder under azureml-models/.")
+    version: int = Field(ge=1, le=1_000_000, description="Model version; the folder under the name.")
+    path: _pattern(RELATIVE_PATH, description="File or folder, relative to the manifest's folder.")
+
+
+class Environment(_Strict):
+    """What the image is built from: Python, base image, dependencies."""
+
+    python: _pattern(PYTHON_VERSION, description='Python version of the base image, quoted: "3.11".') = "3.11"
+    base_image: _pattern(
+        IMAGE_REFERENCE, description="Base image with that Python. Default: python:<python>-slim."
+    ) | None = None
+    platform: Literal["linux/amd64", "linux/arm64"] = Field(
+        "linux/amd64", description="Target platform for dependencies and the image."
+    )
+    requirements: _pattern(
+        RELATIVE_PATH, description="A pip requirements file, relative to the manifest's folder."
+    ) | None = None
+    pip: list[PipRequirement] | None = Field(
+        None, description="Requirements written inline; use this or `requirements`, not both."
+    )
+    system_packages: list[_pattern(DEBIAN_PACKAGE)] = Field(
+        default_factory=list, description="Debian packages installed with apt-get (needs network at build)."
+    )
+    variables: dict[
+        Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=256)], VariableValue
+    ] = Field(default_factory=dict, description="Environment variables set in the image.")
+
+    @model_validator(mode="after")
+    def _one_requirements_source(self) -> Environment:
+        if self.requirements is not None and self.pip is not None:
+            raise ValueError("set either `requirements` (a file) or `pip` (a list), not both")
+        reserved = sorted(RESERVED_VARIABLES.intersection(self.variables))
+        if reserved:
+            raise ValueError(f"variables {', '.join(reserved)} are set by reconciler and cannot be overridden")
+        return self
+
+    @property
+    def resolved_base_image(self) -> str:
+        return self.base_image or f"python:{self.python}-slim"
+
+    @property
+    def variables_as_strings(self) -> dict[str, str]:
+        """Variables as the process sees them (YAML `true` -> "true", `4` -> "4")."""
+        return {
+            key: (str(value).lower() if isinstance(value, bool) else str(value))
+            for key, value in sorted(self.variables.items())
+        }
+
+
+class Server(_Strict):
+    """Settings of the scoring server inside the image."""
+
+    workers: int = Field(1, ge=1, le=64, description="Worker processes serving on one port.")
+    timeout_ms: int = Field(
+        60_000, ge=1, le=86_400_000, description="Longest a run() call may take before a 500."
+    )
+
+
+class Inference(_Strict):
+    """The code that serves the models (an Azure ML entry script) and its environment."""
+
+    entry_script: _pattern(
+        PYTHON_SCRIPT, description="Script with init() and run(raw_data), relative to source_directory."
+    ) = "score.py"
+    source_directory: _pattern(
+        RELATIVE_PATH, description="Folder copied into the image as the app, relative to the manifest."
+    ) = "."
+    environment: Environment = Field(default_factory=Environment)
+    server: Server = Field(default_factory=Server)
+
+
+class ImageOutput(_Strict):
+    repository: _pattern(REPOSITORY, description="Image repository. Default: the package name.") | None = None
+    registry: _pattern(REGISTRY, description="Registry HOST:PORT to push to.") | None = None
+    push: bool = Field(False, description="Push after a successful build (needs `registry`).")
+
+    @model_validator(mode="after")
+    def _push_needs_registry(self) -> ImageOutput:
+        if self.push and not self.registry:
+            raise ValueError("`push: true` needs `registry: HOST:PORT`")
+        return self
+
+
+class ContainerOutput(_Strict):
+    name: _pattern(CONTAINER_NAME, description="Container name. Default: the package name.") | None = None
+    port: int = Field(6789, ge=1, le=65535, description="Host port published for the container's 5001.")
+    host: _pattern(BIND_ADDRESS, description="Host address the port is published on.") = "127.0.0.1"
+
+
+class Output(_Strict):
+    mode: Literal["dockerfile", "image", "container"] = Field(
+        "dockerfile", description="dockerfile: write a build folder; image: also build it; container: also run it."
+    )
+    directory: _pattern(
+        RELATIVE_PATH, description="Build folder, relative to the manifest. Default: build/<name>."
+    ) | None = None
+    image: ImageOutput = Field(default_factory=ImageOutput)
+    container: ContainerOutput = Field(default_factory=ContainerOutput)
+
+
+class Manifest(_Strict):
+    """A model package: what to serve, how, and what to produce."""
+
+    model_config = ConfigDict(
+        title="reconciler package manifest (package.yaml)",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    name: _pattern(PACKAGE_NAME, description="Package name, unique across the repository.")
+    description: str = Field("", max_length=4096, description="For people; changes no hash.")
+    labels: dict[str, Annotated[str, StringConstraints(max_length=1024)]] = Field(
+        default_factory=dict, description="For people; changes no hash."
+    )
+    models: list[ModelRef] = Field(min_length=1, max_length=256)
+    inference: Inference = Field(default_factory=Inference)
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Manifest:
+        seen: set[tuple[str, int]] = set()
+        for model in self.models:
+            if (model.name, model.version) in seen:
+                raise ValueError(f"model {model.name} version {model.version} is listed twice")
+            seen.add((model.name, model.version))
+        return self
+
+    @property
+    def output_directory(self) -> str:
+        return self.output.directory or f"build/{self.name}"
+
+    @property
+    def image_repository(self) -> str:
+        return self.output.image.repository or self.name
+
+    @property
+    def container_name(self) -> str:
+        return self.output.container.name or self.name
+
+
+def json_schema() -> dict:
+    """The JSON schema editors and CI validate package.yaml with."""
+    schema = Manifest.model_json_schema()
+    schema["$id"] = "https://reconciler.dev/schemas/package.schema.json"
+    _close_pattern_properties(schema)
+    return schema
+
+
+def _close_pattern_properties(node: object) -> None:
+    """pydantic writes constrained dict keys as patternProperties, which alone still
+    admits keys that do not match; the models refuse those, so the schema must too."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _close_pattern_properties(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_pattern_properties(value)
