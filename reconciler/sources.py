@@ -1,0 +1,142 @@
+"""Which files go into the image: the application code and the models.
+
+Application code is every file below `source_directory`, minus:
+- what `.reconcilerignore` (gitignore syntax, at the top of the source folder) lists;
+- hidden files and folders (`.env`, `.aws/`: secrets must not be baked in by accident;
+  a `!.name` line in `.reconcilerignore` brings one back);
+- always: `.git/`, `__pycache__/`, `*.pyc`;
+- files that are inputs in their own right (the manifest, the lock, the requirements
+  file, the models) and outputs (the build folder, any stamped folder, other packages).
+
+Symlinks are followed when they stay inside the repository and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+from .loader import MANIFEST_NAME, Package
+from .problems import InvalidInput, Problem, display_path
+from .stamp import STAMP_NAME
+
+IGNORE_FILE = ".reconcilerignore"
+DEFAULT_IGNORES = [".*"]
+ALWAYS_IGNORED = [".git/", "__pycache__/", "*.pyc"]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file copied into the build folder at `destination` (a POSIX path)."""
+
+    path: str  # where to read it (symlinks resolved)
+    destination: str
+    executable: bool
+    stat: os.stat_result
+
+
+def _ignore_spec(source_directory: Path) -> pathspec.PathSpec:
+    lines = list(DEFAULT_IGNORES)
+    ignore_file = source_directory / IGNORE_FILE
+    try:
+        lines += ignore_file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput([Problem(str(ignore_file), f"cannot read: {error}")]) from None
+    lines += ALWAYS_IGNORED
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+class _Walker:
+    """Walks one folder tree into InputFiles under `prefix`.
+
+    `loc` is the manifest field blamed for a symlink that leaves the repository;
+    `app` walks also skip other packages' folders and reconciler's outputs.
+    """
+
+    def __init__(self, package: Package, prefix: str, spec: pathspec.PathSpec, skip: set[str], loc: tuple, app: bool):
+        self.package = package
+        self.real_root = os.path.realpath(package.root)
+        self.prefix = prefix
+        self.spec = spec
+        self.skip = skip
+        self.loc = loc
+        self.app = app
+        self.visited: set[str] = set()
+        self.files: list[InputFile] = []
+
+    def walk(self, top: str) -> list[InputFile]:
+        self._directory(top, "")
+        self.files.sort(key=lambda f: f.destination)
+        return self.files
+
+    def _resolve_link(self, link: str) -> str:
+        target = os.path.realpath(link)
+        if target != self.real_root and not target.startswith(self.real_root + os.sep):
+            raise InvalidInput(
+                [self.package.problem(self.loc, f"{display_path(link)} is a symlink to {target}, outside the repository")]
+            )
+        return target
+
+    def _directory(self, directory: str, relative: str) -> None:
+        real = os.path.realpath(directory)
+        if real in self.visited:  # a symlink loop
+            return
+        self.visited.add(real)
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        if relative and self.app and any(e.name in (STAMP_NAME, MANIFEST_NAME) for e in entries):
+            return  # a build folder, or another package's folder
+        for entry in entries:
+            if entry.path in self.skip:
+                continue
+            child = f"{relative}/{entry.name}" if relative else entry.name
+            path = self._resolve_link(entry.path) if entry.is_symlink() else entry.path
+            if not os.path.exists(path):
+                continue  # a dangling link: nothing to copy
+            is_dir = os.path.isdir(path)
+            if self.spec.match_file(child + "/" if is_dir else child):
+                continue
+            if is_dir:
+                self._directory(path, child)
+                continue
+            status = os.stat(path)
+            if stat_module.S_ISREG(status.st_mode):  # not sockets or fifos
+                self.files.append(InputFile(path, f"{self.prefix}/{child}", bool(status.st_mode & 0o111), status))
+
+
+def source_files(package: Package) -> list[InputFile]:
+    """The application code, as `app/<relative path>`."""
+    source = package.source_directory
+    skip = {
+        str(package.manifest_path),
+        str(package.lock_path),
+        str(package.output_directory),
+        str(source / IGNORE_FILE),
+        *(str(path) for path in package.model_paths),
+    }
+    if package.requirements_file:
+        skip.add(str(package.requirements_file))
+    walker = _Walker(package, "app", _ignore_spec(source), skip, ("inference", "source_directory"), app=True)
+    return walker.walk(str(source))
+
+
+def model_files(package: Package) -> list[InputFile]:
+    """Each model's file or folder, as `models/<name>/<version>/<original name>...`,
+    which is where Azure puts registered models."""
+    files: list[InputFile] = []
+    only_git = pathspec.GitIgnoreSpec.from_lines([".git/"])
+    for index, (model, path) in enumerate(zip(package.manifest.models, package.model_paths)):
+        prefix = f"models/{model.name}/{model.version}/{path.name}"
+        real = os.path.realpath(path)
+        if os.path.isdir(real):
+            walker = _Walker(package, prefix, only_git, set(), ("models", index, "path"), app=False)
+            files.extend(walker.walk(real))
+        else:
+            status = os.stat(real)
+            files.append(InputFile(real, prefix, bool(status.st_mode & 0o111), status))
+    return files
