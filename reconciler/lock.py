@@ -1,0 +1,340 @@
+"""Locked dependencies: `package.lock`, resolved on the host for the image's target.
+
+Containers here (and behind many corporate proxies) cannot reach PyPI, so the
+dependencies are resolved on the host with the user's own pip configuration
+(index, certificates, find-links), for the target Python and platform, into
+`package.lock` (names, versions, wheel file names, sha256) and a local
+content-addressed wheel cache. The image then installs from those wheels with no
+network, hash-checked.
+
+The lock records a digest of what it was resolved from (requirement lines,
+Python, platform, the runtime's own requirements): when those change, the lock
+is stale. Hashing a package reads the lock, never the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from . import __version__
+from .atomic import write_atomic
+from .digest import value_digest
+from .loader import Package
+from .problems import InvalidInput, Problem, ReconcilerError
+
+LOCK_VERSION = 1
+RUNTIME_REQUIREMENTS = Path(__file__).parent / "runtime" / "requirements.txt"
+_INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(\s+|=)(?P<file>.+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# glibc versions a manylinux wheel may need: up to Debian bookworm's 2.36, the base
+# of python:3.X-slim. A base image with an older glibc needs wheels built for it.
+_GLIBC_MINORS = range(36, 4, -1)
+_LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+
+
+@dataclass(frozen=True)
+class LockedWheel:
+    name: str
+    version: str
+    filename: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Lock:
+    inputs_digest: str
+    python: str
+    platform: str
+    requirements: tuple[str, ...]
+    wheels: tuple[LockedWheel, ...]
+
+    @property
+    def digest(self) -> str:
+        """What the image depends on: the exact wheels (not how they were asked for)."""
+        return value_digest([[w.name, w.version, w.filename, w.sha256] for w in self.wheels])
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "lock_version": LOCK_VERSION,
+                "generated_by": f"reconciler {__version__}",
+                "inputs_digest": self.inputs_digest,
+                "python": self.python,
+                "platform": self.platform,
+                "requirements": list(self.requirements),
+                "packages": [
+                    {"name": w.name, "version": w.version, "filename": w.filename, "sha256": w.sha256}
+                    for w in self.wheels
+                ],
+            },
+            indent=2,
+        ) + "\n"
+
+    def pip_requirements(self) -> str:
+        """The lock as a hash-checked pip requirements file for the image."""
+        return "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in self.wheels)
+
+
+# -- what a lock is resolved from ----------------------------------------------------
+
+
+def _file_lines(path: Path, package: Package, seen: set[Path]) -> list[str]:
+    """Requirement lines of a file and of the files it includes, comments dropped."""
+    if path in seen:
+        return []
+    seen.add(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(
+            [package.problem(("inference", "environment", "requirements"), f"cannot read {path}: {error}")]
+        ) from None
+    lines: list[str] = []
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line:
+            continue
+        lines.append(line)
+        include = _INCLUDE.match(line)
+        if include:
+            lines.extend(_file_lines(path.parent / include.group("file").strip(), package, seen))
+    return lines
+
+
+def requirement_lines(package: Package) -> list[str]:
+    """The package's own requirements, as written (inline list or file)."""
+    environment = package.manifest.inference.environment
+    if package.requirements_file:
+        return _file_lines(package.requirements_file, package, set())
+    return list(environment.pip or [])
+
+
+def runtime_requirement_lines() -> list[str]:
+    return [
+        line.strip()
+        for line in RUNTIME_REQUIREMENTS.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def inputs_digest(package: Package) -> str:
+    environment = package.manifest.inference.environment
+    return value_digest(
+        {
+            "lock_version": LOCK_VERSION,
+            "python": environment.python,
+            "platform": environment.platform,
+            "requirements": requirement_lines(package),
+            "runtime": runtime_requirement_lines(),
+        }
+    )
+
+
+# -- reading and checking ------------------------------------------------------------
+
+
+def read_lock(package: Package) -> Lock | None:
+    """The package's lock, None if there is none; InvalidInput if it is damaged."""
+    path = package.lock_path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInput([Problem(str(path), f"cannot read the lock: {error}; run `reconciler lock` to rewrite it")]) from None
+    try:
+        if data["lock_version"] != LOCK_VERSION:
+            raise ValueError(f"lock_version {data['lock_version']!r}, expected {LOCK_VERSION}")
+        wheels = tuple(
+            LockedWheel(str(p["name"]), str(p["version"]), str(p["filename"]), str(p["sha256"]))
+            for p in data["packages"]
+        )
+        for wheel in wheels:
+            _check_wheel_entry(wheel)
+        return Lock(
+            inputs_digest=str(data["inputs_digest"]),
+            python=str(data["python"]),
+            platform=str(data["platform"]),
+            requirements=tuple(str(r) for r in data["requirements"]),
+            wheels=wheels,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidInput([Problem(str(path), f"damaged lock ({error}); run `reconciler lock` to rewrite it")]) from None
+
+
+def _check_wheel_entry(wheel: LockedWheel) -> None:
+    """A lock is input too: names and hashes must be what pip would accept, nothing more."""
+    if not _SHA256.match(wheel.sha256):
+        raise ValueError(f"{wheel.filename}: sha256 is not 64 hex digits")
+    if os.path.basename(wheel.filename) != wheel.filename or not wheel.filename.endswith(".whl"):
+        raise ValueError(f"{wheel.filename!r} is not a wheel file name")
+    try:
+        name, version, _, _ = parse_wheel_filename(wheel.filename)
+    except InvalidWheelFilename as error:
+        raise ValueError(str(error)) from None
+    if name != canonicalize_name(wheel.name) or str(version) != wheel.version:
+        raise ValueError(f"{wheel.filename} does not match {wheel.name}=={wheel.version}")
+
+
+def stale_reason(package: Package, lock: Lock | None) -> str | None:
+    """Why the lock must be resolved again, or None when it is current."""
+    if lock is None:
+        return "no package.lock yet"
+    environment = package.manifest.inference.environment
+    if lock.python != environment.python:
+        return f"python changed ({lock.python} -> {environment.python})"
+    if lock.platform != environment.platform:
+        return f"platform changed ({lock.platform} -> {environment.platform})"
+    if lock.inputs_digest != inputs_digest(package):
+        return "requirements changed"
+    return None
+
+
+# -- resolving ----------------------------------------------------------------------
+
+
+def platform_tags(platform: str) -> list[str]:
+    arch = PLATFORM_ARCH[platform]
+    tags: list[str] = []
+    for minor in _GLIBC_MINORS:
+        tags.append(f"manylinux_2_{minor}_{arch}")
+        if minor in _LEGACY_MANYLINUX and not (arch == "aarch64" and minor < 17):
+            tags.append(f"{_LEGACY_MANYLINUX[minor]}_{arch}")
+    return tags
+
+
+def pip_target_arguments(python: str, platform: str) -> list[str]:
+    arguments = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
+    for tag in platform_tags(platform):
+        arguments += ["--platform", tag]
+    return arguments
+
+
+def run_pip(arguments: list[str], *, cwd: Path | None = None, what: str) -> None:
+    """Run the host's pip with the user's configuration; turn a failure into its ERROR lines."""
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *arguments]
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    except OSError as error:
+        raise ReconcilerError(f"{what}: cannot run pip: {error}") from None
+    if result.returncode != 0:
+        output = (result.stderr or "") + (result.stdout or "")
+        errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+        detail = "\n  ".join(errors or output.strip().splitlines()[-10:])
+        raise ReconcilerError(f"{what}: pip failed:\n  {detail}")
+
+
+def resolve(package: Package, wheel_cache: "WheelCache") -> Lock:
+    """Resolve the package's requirements for its target, fill the wheel cache, return the lock."""
+    environment = package.manifest.inference.environment
+    lines = requirement_lines(package)
+    with tempfile.TemporaryDirectory(prefix="reconciler-lock-") as scratch:
+        scratch_path = Path(scratch)
+        requirement_files = [RUNTIME_REQUIREMENTS]
+        if package.requirements_file:
+            requirement_files.insert(0, package.requirements_file)
+        elif lines:
+            inline = scratch_path / "requirements.txt"
+            inline.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            requirement_files.insert(0, inline)
+        download = scratch_path / "wheels"
+        arguments = ["download", "--quiet", "--progress-bar", "off", "--dest", str(download)]
+        arguments += pip_target_arguments(environment.python, environment.platform)
+        for file in requirement_files:
+            arguments += ["-r", str(file)]
+        run_pip(arguments, cwd=package.directory, what=f"lock {package.name}")
+        wheels = []
+        for file in sorted(download.iterdir()):
+            if not file.name.endswith(".whl"):
+                raise ReconcilerError(
+                    f"lock {package.name}: pip fetched {file.name}, which is not a wheel; "
+                    "every dependency needs a wheel for the target platform"
+                )
+            name, version, _, _ = parse_wheel_filename(file.name)
+            sha256 = wheel_cache.add(file)
+            wheels.append(LockedWheel(str(name), str(version), file.name, sha256))
+    wheels.sort(key=lambda w: (w.name, w.version, w.filename))
+    return Lock(
+        inputs_digest=inputs_digest(package),
+        python=environment.python,
+        platform=environment.platform,
+        requirements=tuple(lines + runtime_requirement_lines()),
+        wheels=tuple(wheels),
+    )
+
+
+def write_lock(package: Package, lock: Lock) -> None:
+    write_atomic(package.lock_path, lock.to_json().encode())
+
+
+# -- the wheel cache -----------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class WheelCache:
+    """Wheels stored by content: `<cache>/wheels/sha256/<ab>/<sha256>/<file name>`.
+
+    Files are read-only: build folders hard-link to them, so a hand edit in a build
+    folder must not be able to change the cache.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, wheel: LockedWheel) -> Path:
+        return self.root / "sha256" / wheel.sha256[:2] / wheel.sha256 / wheel.filename
+
+    def add(self, file: Path) -> str:
+        sha256 = sha256_of(file)
+        target = self.root / "sha256" / sha256[:2] / sha256 / file.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{file.name}.{os.getpid()}.tmp")
+            shutil.copyfile(file, temporary)
+            os.chmod(temporary, 0o444)
+            os.replace(temporary, target)
+        return sha256
+
+    def missing(self, lock: Lock) -> list[LockedWheel]:
+        return [wheel for wheel in lock.wheels if not self.path(wheel).is_file()]
+
+    def fetch(self, package: Package, lock: Lock) -> None:
+        """Download the lock's wheels that are not cached yet (a fresh machine, a committed lock)."""
+        missing = self.missing(lock)
+        if not missing:
+            return
+        with tempfile.TemporaryDirectory(prefix="reconciler-wheels-") as scratch:
+            pins = Path(scratch) / "pins.txt"
+            pins.write_text(
+                "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in missing), encoding="utf-8"
+            )
+            download = Path(scratch) / "wheels"
+            arguments = ["download", "--quiet", "--progress-bar", "off", "--no-deps", "--dest", str(download)]
+            arguments += pip_target_arguments(lock.python, lock.platform) + ["-r", str(pins)]
+            run_pip(arguments, what=f"fetch wheels for {package.name}")
+            for file in download.iterdir():
+                self.add(file)
+        still_missing = self.missing(lock)
+        if still_missing:
+            names = ", ".join(w.filename for w in still_missing)
+            raise ReconcilerError(f"fetch wheels for {package.name}: pip did not provide {names}")
