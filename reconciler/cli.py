@@ -1,0 +1,310 @@
+"""The `reconciler` command line.
+
+Exit codes follow `terraform plan -detailed-exitcode`: 0 in sync (or done),
+2 changes pending, 1 errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import __version__
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+DESCRIPTION = """\
+GitOps for model packages. Each package.yaml (a trained model, its Azure-style
+entry script and environment, and an output mode) becomes a Dockerfile folder,
+a built image, or a running container serving POST /score. reconciler compares
+content hashes of the desired state with what exists and acts only on what changed.
+"""
+
+EPILOG = """\
+examples:
+  reconciler validate .                 check every manifest below . (fast, offline)
+  reconciler plan examples/             what would change, and why (exit 2 if anything)
+  reconciler apply examples/            make it so
+  reconciler plan --frozen .            in CI: a missing or stale package.lock is an error
+  reconciler apply --check .            exit 2 if a committed Dockerfile folder is out of date
+  reconciler hash examples/sklearn-regression   every input behind the hash
+
+exit codes: 0 in sync / done, 2 changes pending (plan, apply --check), 1 errors.
+"""
+
+
+def _add_paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths", nargs="*", default=["."], metavar="PATH",
+        help="package.yaml files or folders to search below (default: .); "
+             "hidden folders and reconciler's own outputs are skipped",
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output", "-o", choices=("text", "json"), default="text",
+        help="text for people (default) or json for programs (fields: docs/json-output.md)",
+    )
+
+
+def _add_frozen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--frozen", action="store_true",
+        help="never resolve dependencies: a missing or stale package.lock is an error (use in CI)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate", help="check manifests, paths and entry scripts (offline, no Docker)",
+        description="Check every package.yaml below PATH: YAML, fields, paths inside the repository, "
+                    "and that each entry script defines init() and run(). Prints every problem as "
+                    "file:line:column: field: message. Fast and offline: suited to a pre-commit hook.",
+    )
+    _add_paths(validate)
+
+    plan = commands.add_parser(
+        "plan", help="show what apply would do, and why",
+        description="Compare each package's desired state (content hashes of its inputs) with what "
+                    "exists, and print the actions apply would take, each with its cause. Resolves "
+                    "package.lock first when it is missing or stale, unless --frozen. "
+                    "Exit 0: in sync; 2: changes pending; 1: errors.",
+    )
+    _add_paths(plan)
+    _add_frozen(plan)
+    _add_output(plan)
+
+    apply = commands.add_parser(
+        "apply", help="carry out the plan",
+        description="Plan, then act: write Dockerfile folders (atomically; folders without "
+                    "reconciler's stamp are never touched). Prints each action with its cause and "
+                    "duration. Exit 0 when everything succeeded, 1 otherwise.",
+    )
+    _add_paths(apply)
+    _add_frozen(apply)
+    _add_output(apply)
+    apply.add_argument(
+        "--check", action="store_true",
+        help="change nothing; exit 2 if any Dockerfile folder (output.mode: dockerfile) is out of "
+             "date or edited by hand, for repositories that commit them. Implies --frozen.",
+    )
+    apply.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
+                       help="packages worked on at once (default 4)")
+
+    status = commands.add_parser(
+        "status", help="show each package's state",
+        description="One line per package: mode, hash, whether its output is in sync. Never changes "
+                    "anything and never resolves dependencies.",
+    )
+    _add_paths(status)
+    _add_output(status)
+
+    hash_ = commands.add_parser(
+        "hash", help="print a package's hashes and every input behind them",
+        description="Print the image hash, the container hash, and each input with its digest "
+                    "(files, the lock, settings), to answer 'why did it rebuild?'. Offline: a missing "
+                    "or stale package.lock is reported, not resolved.",
+    )
+    _add_paths(hash_)
+    _add_output(hash_)
+
+    lock = commands.add_parser(
+        "lock", help="resolve dependencies into package.lock",
+        description="Resolve each package's requirements (plus the serving runtime's) for its target "
+                    "Python and platform with the host's pip configuration, and write package.lock "
+                    "beside package.yaml: names, versions, wheel files, sha256. Wheels go to the local "
+                    "wheel cache. Always resolves again, so it also upgrades within your constraints.",
+    )
+    _add_paths(lock)
+
+    commands.add_parser(
+        "schema", help="print the JSON schema of package.yaml",
+        description="Print the JSON schema generated from reconciler's manifest models "
+                    "(committed as schemas/package.schema.json for editors).",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    handler = globals()[f"_command_{arguments.command}"]
+    try:
+        return handler(arguments)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _print_problems(problems) -> None:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+
+
+def _command_schema(arguments: argparse.Namespace) -> int:
+    from .manifest import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def _command_validate(arguments: argparse.Namespace) -> int:
+    from .lock import read_lock
+    from .problems import InvalidInput
+    from .workspace import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    problems = list(workspace.problems)
+    for package in workspace.packages:
+        try:
+            read_lock(package)
+        except InvalidInput as error:
+            problems.extend(error.problems)
+    _print_problems(problems)
+    if workspace.manifests_found == 0 and not problems:
+        print("no package.yaml found", file=sys.stderr)
+        return EXIT_ERROR
+    if problems:
+        return EXIT_ERROR
+    print(f"{len(workspace.packages)} package(s) valid")
+    return EXIT_OK
+
+
+def _reconcile(arguments: argparse.Namespace, *, frozen: bool):
+    from .engine import Session, reconcile
+
+    session = Session()
+    return session, reconcile(arguments.paths, session, frozen=frozen)
+
+
+def _command_plan(arguments: argparse.Namespace) -> int:
+    from .report import plan_text, to_json
+
+    session, reconciliation = _reconcile(arguments, frozen=arguments.frozen)
+    session.close()
+    print(to_json(reconciliation, "plan") if arguments.output == "json" else plan_text(reconciliation), end="")
+    if reconciliation.has_errors or reconciliation.manifests_found == 0:
+        return EXIT_ERROR
+    return EXIT_CHANGES if reconciliation.has_changes else EXIT_OK
+
+
+def _command_apply(arguments: argparse.Namespace) -> int:
+    from .execute import execute
+    from .report import apply_text, to_json
+
+    if arguments.check:
+        return _apply_check(arguments)
+    session, reconciliation = _reconcile(arguments, frozen=arguments.frozen)
+    try:
+        execute(reconciliation, session, jobs=arguments.jobs)
+    finally:
+        session.close()
+    print(to_json(reconciliation, "apply") if arguments.output == "json" else apply_text(reconciliation), end="")
+    if reconciliation.has_errors or reconciliation.manifests_found == 0:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _apply_check(arguments: argparse.Namespace) -> int:
+    """Only Dockerfile-mode folders are meant to be committed, so only they are checked."""
+    from .report import plan_text, to_json
+
+    session, reconciliation = _reconcile(arguments, frozen=True)
+    session.close()
+    reconciliation.outcomes = [o for o in reconciliation.outcomes if o.package.manifest.output.mode == "dockerfile"]
+    print(to_json(reconciliation, "apply --check") if arguments.output == "json" else plan_text(reconciliation), end="")
+    if reconciliation.has_errors or reconciliation.manifests_found == 0:
+        return EXIT_ERROR
+    return EXIT_CHANGES if reconciliation.has_changes else EXIT_OK
+
+
+def _command_status(arguments: argparse.Namespace) -> int:
+    from .report import status_text, to_json
+
+    session, reconciliation = _reconcile(arguments, frozen=True)
+    session.close()
+    print(to_json(reconciliation, "status") if arguments.output == "json" else status_text(reconciliation), end="")
+    return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
+
+
+def _command_hash(arguments: argparse.Namespace) -> int:
+    from .engine import Session, desire_package
+    from .workspace import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    problems = list(workspace.problems)
+    documents = []
+    with Session() as session:
+        for package in workspace.packages:
+            outcome = desire_package(package, session, frozen=True)
+            problems.extend(outcome.problems)
+            if outcome.desired:
+                documents.append(outcome.desired)
+    if arguments.output == "json":
+        print(json.dumps([
+            {"name": d.package.name, "image_hash": d.image_hash, "container_hash": d.container_hash,
+             "inputs": d.inputs} for d in documents
+        ], indent=2))
+    else:
+        for desired in documents:
+            print(desired.package.name)
+            print(f"  image hash      {desired.image_hash}")
+            print(f"  container hash  {desired.container_hash}")
+            print("  inputs:")
+            width = max(len(name) for name in desired.inputs)
+            for name, digest in desired.inputs.items():
+                print(f"    {name.ljust(width)}  {digest}")
+    _print_problems(problems)
+    return EXIT_ERROR if problems or not workspace.manifests_found else EXIT_OK
+
+
+def _command_lock(arguments: argparse.Namespace) -> int:
+    from .engine import Session
+    from .lock import read_lock, resolve, write_lock
+    from .problems import InvalidInput, ReconcilerError
+    from .workspace import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    _print_problems(workspace.problems)
+    failed = bool(workspace.problems) or not workspace.manifests_found
+    with Session() as session:
+        for package in workspace.packages:
+            started = time.perf_counter()
+            try:
+                try:
+                    old = read_lock(package)
+                except InvalidInput:
+                    old = None  # being rewritten is the fix for a damaged lock
+                lock = resolve(package, session.wheels)
+                write_lock(package, lock)
+            except InvalidInput as error:
+                _print_problems(error.problems)
+                failed = True
+                continue
+            except ReconcilerError as error:
+                print(f"error: {error}", file=sys.stderr)
+                failed = True
+                continue
+            seconds = time.perf_counter() - started
+            print(f"{package.name}: locked {len(lock.wheels)} wheels in {seconds:.1f} s{_lock_changes(old, lock)}")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _lock_changes(old, new) -> str:
+    if old is None:
+        return ""
+    before = {w.name: w.version for w in old.wheels}
+    after = {w.name: w.version for w in new.wheels}
+    changes = [f"+{n} {after[n]}" for n in sorted(after.keys() - before.keys())]
+    changes += [f"-{n} {before[n]}" for n in sorted(before.keys() - after.keys())]
+    changes += [f"{n} {before[n]} -> {after[n]}" for n in sorted(before.keys() & after.keys()) if before[n] != after[n]]
+    return " (" + ", ".join(changes) + ")" if changes else " (unchanged)"

@@ -1,0 +1,163 @@
+"""Desired state: from a package's files to its content hashes.
+
+The hash contract (see DESIGN.md): canonical JSON of every input that changes the
+image, each input named so that "why did it rebuild?" has an answer.
+
+- `app/<path>`, `models/<name>/<version>/<path>`: file digests (`+x` when executable);
+- `package.lock`: the exact wheels; `runtime`: the serving runtime's files;
+- `Dockerfile`: the rendered Dockerfile (so a template change rebuilds, and only
+  when the output really differs);
+- `inference.environment.python`, ...: each setting that reaches the image.
+
+The image hash covers what is inside the image; the container hash adds how the
+container runs it (port, address, name), so a port change never rebuilds.
+Labels and description, comments, key order and the output folder change nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .digest import Digester, value_digest
+from .dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
+from .loader import Package
+from .lock import Lock, WheelCache, read_lock, resolve, stale_reason, write_lock
+from .problems import InvalidInput, Problem
+from .sources import InputFile, model_files, source_files
+
+HASH_SCHEMA = 1
+RUNTIME_DIRECTORY = Path(__file__).parent / "runtime"
+
+
+@dataclass(frozen=True)
+class Desired:
+    package: Package
+    lock: Lock
+    files: tuple[InputFile, ...]
+    dockerfile: str
+    inputs: dict[str, str]
+    image_hash: str
+    container_hash: str
+    locked: str | None = None  # why the lock was resolved during this run, if it was
+
+    @property
+    def short_hash(self) -> str:
+        return self.image_hash[:12]
+
+
+def dockerfile_settings(package: Package) -> DockerfileSettings:
+    manifest = package.manifest
+    environment = manifest.inference.environment
+    return DockerfileSettings(
+        base_image=environment.resolved_base_image,
+        python=environment.python,
+        system_packages=tuple(sorted(set(environment.system_packages))),
+        models=tuple(ModelLayout(m.name, m.version) for m in manifest.models),
+        entry_script=package.entry_script_relative,
+        variables=tuple(environment.variables_as_strings.items()),
+        workers=manifest.inference.server.workers,
+        timeout_ms=manifest.inference.server.timeout_ms,
+    )
+
+
+def image_settings(package: Package) -> dict[str, object]:
+    """The manifest settings that change the image, by field name."""
+    manifest = package.manifest
+    environment = manifest.inference.environment
+    return {
+        "inference.entry_script": package.entry_script_relative,
+        "inference.environment.base_image": environment.resolved_base_image,
+        "inference.environment.platform": environment.platform,
+        "inference.environment.python": environment.python,
+        "inference.environment.system_packages": sorted(set(environment.system_packages)),
+        "inference.environment.variables": environment.variables_as_strings,
+        "inference.server": {"timeout_ms": manifest.inference.server.timeout_ms,
+                             "workers": manifest.inference.server.workers},
+        "models": [[m.name, m.version, Path(m.path).name] for m in manifest.models],
+    }
+
+
+def container_settings(package: Package) -> dict[str, object]:
+    manifest = package.manifest
+    return {
+        "name": manifest.container_name,
+        "host": manifest.output.container.host,
+        "port": manifest.output.container.port,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def runtime_files() -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            str(path)
+            for path in RUNTIME_DIRECTORY.iterdir()
+            if path.is_file() and (path.suffix == ".py" or path.name == "requirements.txt")
+        )
+    )
+
+
+def runtime_digest(digester: Digester) -> str:
+    return value_digest({os.path.basename(path): digester.file(path) for path in runtime_files()})
+
+
+def file_input(file: InputFile, digester: Digester) -> str:
+    digest = digester.file(file.path, file.stat)
+    return digest + "+x" if file.executable else digest
+
+
+def ensure_lock(package: Package, wheel_cache: WheelCache, *, frozen: bool) -> tuple[Lock, str | None]:
+    """The package's current lock, resolving it first when it is missing or stale."""
+    lock = read_lock(package)
+    reason = stale_reason(package, lock)
+    if reason is None:
+        return lock, None
+    if frozen:
+        raise InvalidInput(
+            [Problem(str(package.lock_path), f"{reason}; run `reconciler lock` and commit package.lock (--frozen)")]
+        )
+    lock = resolve(package, wheel_cache)
+    write_lock(package, lock)
+    return lock, reason
+
+
+def _check_contents(package: Package, files: tuple[InputFile, ...]) -> None:
+    """The image must get the entry script and at least one file per model."""
+    destinations = {file.destination for file in files}
+    problems = []
+    entry = "app/" + package.entry_script_relative
+    if entry not in destinations:
+        problems.append(
+            package.problem(
+                ("inference", "entry_script"),
+                "the entry script is left out of the image (hidden, or listed in .reconcilerignore)",
+            )
+        )
+    for index, model in enumerate(package.manifest.models):
+        prefix = f"models/{model.name}/{model.version}/"
+        if not any(d.startswith(prefix) for d in destinations):
+            problems.append(package.problem(("models", index, "path"), "the model folder holds no files"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def desire(package: Package, digester: Digester, wheel_cache: WheelCache, *, frozen: bool) -> Desired:
+    lock, locked = ensure_lock(package, wheel_cache, frozen=frozen)
+    files = tuple(source_files(package) + model_files(package))
+    _check_contents(package, files)
+    dockerfile = render_dockerfile(dockerfile_settings(package))
+    inputs: dict[str, str] = {file.destination: file_input(file, digester) for file in files}
+    inputs["package.lock"] = lock.digest
+    inputs["runtime"] = runtime_digest(digester)
+    inputs["Dockerfile"] = value_digest(dockerfile)
+    for name, value in image_settings(package).items():
+        inputs[name] = value_digest(value)
+    inputs = dict(sorted(inputs.items()))
+    image_hash = value_digest({"hash_schema": HASH_SCHEMA, "inputs": inputs})
+    container_hash = value_digest(
+        {"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container_settings(package)}
+    )
+    return Desired(package, lock, files, dockerfile, inputs, image_hash, container_hash, locked)

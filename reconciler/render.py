@@ -1,0 +1,135 @@
+"""Write a package's Dockerfile folder: self-contained, atomic, stamped.
+
+The folder holds everything `docker build` needs with no network: the Dockerfile,
+the application code, the models in Azure's layout, the locked wheels (hard links
+into the read-only wheel cache where the filesystem allows), the lock, and the
+serving runtime. It is written to a hidden temporary sibling and renamed into
+place, so a reader sees the old folder or the new one, never half of one.
+
+A folder is only ever replaced when its stamp says it is ours and this package's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .desired import Desired, runtime_files
+from .digest import Digester, bytes_digest
+from .dockerfile import RUNTIME_PACKAGE
+from .lock import WheelCache
+from .problems import ReconcilerError, display_path
+from .stamp import STAMP_NAME, Stamp, StampUnreadable, read_stamp
+
+
+def check_ownership(folder: Path, package_name: str) -> None:
+    """Refuse to touch a folder reconciler did not write for this package."""
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise ReconcilerError(f"{display_path(folder)} exists and is not a folder; reconciler will not replace it")
+    try:
+        stamp = read_stamp(folder)
+    except StampUnreadable as error:
+        raise ReconcilerError(
+            f"{display_path(folder)} has a damaged {STAMP_NAME} ({error}); "
+            "if the folder is reconciler's, delete it and apply again"
+        ) from None
+    if stamp is None:
+        raise ReconcilerError(
+            f"{display_path(folder)} exists and was not written by reconciler (no {STAMP_NAME}); "
+            "move it away or choose another output.directory"
+        )
+    if stamp.package != package_name:
+        raise ReconcilerError(f"{display_path(folder)} belongs to package {stamp.package!r}, not {package_name!r}")
+
+
+class _FolderWriter:
+    def __init__(self, root: Path, digester: Digester):
+        self.root = root
+        self.digester = digester
+        self.files: dict[str, str] = {}
+
+    def text(self, relative: str, text: str) -> None:
+        data = text.encode()
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.chmod(path, 0o644)
+        self.files[relative] = bytes_digest(data)
+
+    def copy(self, relative: str, source: str, digest: str, executable: bool) -> None:
+        """Copy a file whose digest is already known (an input of the hash)."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, path)
+        os.chmod(path, 0o755 if executable else 0o644)
+        self.files[relative] = digest + "+x" if executable else digest
+
+    def link(self, relative: str, source: Path) -> None:
+        """Hard-link a read-only cache file, copying when the filesystem will not link."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, path)
+        except OSError:
+            shutil.copyfile(source, path)
+            os.chmod(path, 0o444)
+        self.files[relative] = self.digester.file(str(path))
+
+
+def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester) -> Stamp:
+    """Write the package's build folder and return the stamp written into it."""
+    package = desired.package
+    target = package.output_directory
+    check_ownership(target, package.name)
+    wheel_cache.fetch(package, desired.lock)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.reconciler-new-", dir=target.parent))
+    try:
+        writer = _FolderWriter(scratch, digester)
+        writer.text("Dockerfile", desired.dockerfile)
+        writer.text("requirements.lock.txt", desired.lock.pip_requirements())
+        writer.text("package.lock", desired.lock.to_json())
+        for wheel in desired.lock.wheels:
+            writer.link(f"wheels/{wheel.filename}", wheel_cache.path(wheel))
+        for path in runtime_files():
+            name = os.path.basename(path)
+            writer.copy(f"runtime/{RUNTIME_PACKAGE}/{name}", path, digester.file(path), False)
+        for file in desired.files:
+            digest = desired.inputs[file.destination].removesuffix("+x")
+            writer.copy(file.destination, file.path, digest, file.executable)
+        stamp = Stamp(
+            package=package.name,
+            image_hash=desired.image_hash,
+            inputs=desired.inputs,
+            files=dict(sorted(writer.files.items())),
+            generator=f"reconciler {__version__}",
+        )
+        (scratch / STAMP_NAME).write_text(stamp.to_json(), encoding="utf-8")
+        os.chmod(scratch, 0o755)
+        _swap_into_place(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return stamp
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Replace `target` by `new` with two renames; the old folder is deleted last."""
+    if not os.path.lexists(target):
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.reconciler-old-", dir=target.parent))
+    os.rmdir(old)
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
