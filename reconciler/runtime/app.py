@@ -1,0 +1,252 @@
+"""The ASGI application: Azure ML's scoring routes, served by uvicorn.
+
+Routes:
+    GET  /              liveness: 200 "Healthy", always (also during init() and long run() calls)
+    GET  /ready         readiness: 503 until init() has returned, then 200 "Ready"
+    POST|GET /score     calls run(); OPTIONS /score -> 200
+    GET  /swagger.json  ?version=2 (default) or 3
+
+A plain ASGI callable rather than a web framework: the scoring path is the whole
+product, and each layer between the socket and run() costs requests per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from . import swagger
+from .config import Settings
+from .runner import RunThread, ScoringTimeout
+from .user_script import BadRequest, EntryScript, Request
+
+log = logging.getLogger("reconciler.runtime")
+requests_log = logging.getLogger("reconciler.runtime.requests")
+
+REQUEST_ID_LIMIT = 100
+JSON = [(b"content-type", b"application/json")]
+TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+PROBE_PATHS = frozenset({"/", "/ready"})
+
+
+def _json_body(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _error(status: int, message: str) -> tuple[int, list, bytes]:
+    return status, list(JSON), _json_body({"message": message})
+
+
+def model_dir_listing(model_dir: str | None, limit: int = 200) -> str:
+    """What is in AZUREML_MODEL_DIR, for the log when init() fails."""
+    if not model_dir:
+        return "AZUREML_MODEL_DIR is not set"
+    if not os.path.isdir(model_dir):
+        return f"AZUREML_MODEL_DIR={model_dir} does not exist"
+    lines = [f"AZUREML_MODEL_DIR={model_dir} contains:"]
+
+    def visit(folder: str, depth: int) -> None:
+        for name in sorted(os.listdir(folder)):
+            if len(lines) > limit:
+                lines.append("  " * depth + "...")
+                return
+            path = os.path.join(folder, name)
+            lines.append("  " * depth + name + ("/" if os.path.isdir(path) else ""))
+            if os.path.isdir(path):
+                visit(path, depth + 1)
+
+    visit(model_dir, 1)
+    return "\n".join(lines)
+
+
+class ScoringApp:
+    def __init__(self, settings: Settings, on_fatal: Callable[[int], None]):
+        self.settings = settings
+        self.on_fatal = on_fatal
+        self.script: EntryScript | None = None
+        self.ready = False
+        self.runner: RunThread | None = None
+        self.swagger: dict[str, bytes] = {}
+        self.timeout_s = settings.scoring_timeout_ms / 1000
+        self.cors = set(settings.cors_origins)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.runner = RunThread(asyncio.get_running_loop())
+                asyncio.get_running_loop().create_task(self._initialise())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _load_and_init(self) -> float:
+        """Runs on the entry-script thread: import the script, then call init()."""
+        started = time.perf_counter()
+        self.script = EntryScript(self.settings.entry_script)
+        self.script.init()
+        return time.perf_counter() - started
+
+    async def _initialise(self) -> None:
+        log.info("loading entry script %s", self.settings.entry_script)
+        ok, value, seconds = await self.runner.call(self._load_and_init, {}, None)
+        if not ok:
+            self._init_failed(value)
+            return
+        self.swagger = swagger.documents(
+            self.settings.app_root, self.settings.service_name, self.settings.service_version, self.script.schemas()
+        )
+        self.ready = True
+        log.info("init() returned in %.2f s; ready", seconds)
+
+    def _init_failed(self, error: BaseException) -> None:
+        if isinstance(error, ModuleNotFoundError):
+            log.error(
+                "the entry script imports %r, which is not installed in %s; add it to the package's requirements",
+                error.name, sys.executable,
+            )
+        details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        log.error("the entry script failed to start:\n%s%s", details, model_dir_listing(self.settings.model_dir))
+        self.on_fatal(3)
+
+    # -- requests ------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope, receive, send) -> None:
+        started = time.perf_counter()
+        method, path, raw_headers = scope["method"], scope["path"], scope["headers"]
+        request_id = client_request_id = origin = None
+        for name, value in raw_headers:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"x-ms-client-request-id":
+                client_request_id = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+        if request_id is None:
+            request_id = str(uuid.uuid4())
+        if len(request_id) > REQUEST_ID_LIMIT or len(client_request_id or "") > REQUEST_ID_LIMIT:
+            status, headers, body = _error(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
+            request_id = ""
+        elif path == "/score":
+            status, headers, body = await self._score(method, scope, receive, raw_headers)
+        elif path == "/":
+            status, headers, body = (200, list(TEXT), b"Healthy") if method in ("GET", "HEAD") else _error(405, "Method not allowed")
+        elif path == "/ready":
+            if method not in ("GET", "HEAD"):
+                status, headers, body = _error(405, "Method not allowed")
+            elif self.ready:
+                status, headers, body = 200, list(TEXT), b"Ready"
+            else:
+                status, headers, body = _error(503, "init() has not returned yet")
+        elif path == "/swagger.json" and method == "GET":
+            status, headers, body = self._swagger(scope)
+        else:
+            status, headers, body = _error(404, "Not found")
+        if request_id:
+            headers.append((b"x-request-id", request_id.encode("latin-1")))
+            headers.append((b"x-ms-request-id", (client_request_id or request_id).encode("latin-1")))
+        if client_request_id:
+            headers.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
+        if origin is not None and self.cors and (origin in self.cors or "*" in self.cors):
+            headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            if method == "OPTIONS":
+                headers.append((b"access-control-allow-methods", b"GET, POST, OPTIONS"))
+                headers.append((b"access-control-allow-headers", b"*"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        if path not in PROBE_PATHS or status != 200:
+            requests_log.info(
+                "method=%s path=%s status=%d ms=%.3f request_id=%s",
+                method, path, status, (time.perf_counter() - started) * 1000, request_id,
+            )
+        elif requests_log.isEnabledFor(logging.DEBUG):
+            requests_log.debug("method=%s path=%s status=%d", method, path, status)
+
+    async def _read_body(self, scope, receive) -> bytes | None:
+        """The request body, or None when it is over the limit (413)."""
+        limit = self.settings.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _score(self, method: str, scope, receive, raw_headers) -> tuple[int, list, bytes]:
+        if method == "OPTIONS":
+            return 200, [], b""
+        if method not in ("GET", "POST"):
+            return _error(405, "Method not allowed")
+        if not self.ready:
+            return _error(503, "init() has not returned yet; the service is not ready")
+        body = await self._read_body(scope, receive) if method == "POST" else b""
+        if body is None:
+            limit_mb = self.settings.max_body_bytes / (1024 * 1024)
+            return _error(413, f"request body is larger than the {limit_mb:g} MB limit")
+        script = self.script
+        request = Request(method, scope["query_string"], raw_headers, body)
+        try:
+            arguments = script.arguments(request)
+        except BadRequest as error:
+            return _error(error.status, error.message)
+        try:
+            ok, result, seconds = await self.runner.call(script.run, arguments, self.timeout_s)
+        except ScoringTimeout:
+            log.error("run() did not return within %d ms (request %s)", self.settings.scoring_timeout_ms,
+                      request.headers.get("X-Request-Id", ""))
+            status, headers, body = _error(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms")
+            headers.append((b"x-ms-run-function-failed", b"True"))
+            return status, headers, body
+        timing = (b"x-ms-run-fn-exec-ms", f"{seconds * 1000:.3f}".encode())
+        if ok:
+            try:
+                return 200, [JSON[0], (b"x-ms-run-function-failed", b"False"), timing], _json_body(result)
+            except (TypeError, ValueError) as error:
+                log.error("run() returned a value that is not JSON-serialisable: %s", error)
+                message = f"run() returned a value that is not JSON-serialisable ({type(result).__name__})"
+        else:
+            log.error("run() raised an exception:\n%s",
+                      "".join(traceback.format_exception(type(result), result, result.__traceback__)))
+            message = "An unexpected error occurred in scoring script. Check the logs for more info."
+        status, headers, body = _error(500, message)
+        return status, headers + [(b"x-ms-run-function-failed", b"True"), timing], body
+
+    def _swagger(self, scope) -> tuple[int, list, bytes]:
+        requested = parse_qs(scope["query_string"].decode("latin-1")).get("version", ["2"])[0]
+        version = swagger.VERSION_ALIASES.get(requested)
+        if version is None:
+            return _error(404, f"Swagger version [{requested}] is not valid. Supported versions: [2, 3].")
+        if not self.ready:
+            return _error(503, "init() has not returned yet")
+        document = self.swagger.get(version)
+        if document is None:
+            supported = ", ".join(sorted(self.swagger))
+            return _error(404, f"Swagger version [{requested}] is not supported for the scoring script. "
+                               f"Supported swagger versions: [{supported}].")
+        return 200, list(JSON), document

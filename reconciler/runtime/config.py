@@ -1,0 +1,68 @@
+"""Runtime settings, from the environment variables Azure's server reads (plus a few of ours)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_PORT = 5001
+DEFAULT_APP_ROOT = "/var/azureml-app"
+DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _integer(environ: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+    text = environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    entry_script: str  # absolute path
+    app_root: str
+    model_dir: str | None
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    scoring_timeout_ms: int = 3_600_000
+    shutdown_timeout_s: int = 300
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    cors_origins: tuple[str, ...] = ()
+    service_name: str = "ML service"
+    service_version: str = "1.0"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str], *, port: int | None = None, host: str | None = None) -> Settings:
+        """Read AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT,
+        SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES."""
+        app_root = environ.get("AML_APP_ROOT", DEFAULT_APP_ROOT)
+        entry = environ.get("AZUREML_ENTRY_SCRIPT", "score.py")
+        entry_path = entry if os.path.isabs(entry) else os.path.join(app_root, entry)
+        origins = tuple(o.strip() for o in environ.get("AML_CORS_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            entry_script=entry_path,
+            app_root=app_root,
+            model_dir=environ.get("AZUREML_MODEL_DIR"),
+            host=host or environ.get("HOST", "0.0.0.0"),
+            port=port or _integer(environ, "PORT", DEFAULT_PORT),
+            workers=_integer(environ, "WORKER_COUNT", 1),
+            scoring_timeout_ms=_integer(environ, "SCORING_TIMEOUT_MS", 3_600_000),
+            shutdown_timeout_s=_integer(environ, "WORKER_TIMEOUT", 300),
+            max_body_bytes=_integer(environ, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            cors_origins=origins,
+            service_name=environ.get("SERVICE_NAME", "ML service"),
+            service_version=environ.get("SERVICE_VERSION", "1.0"),
+            log_level=environ.get("AZUREML_LOG_LEVEL", environ.get("LOG_LEVEL", "INFO")).upper(),
+        )

@@ -1,0 +1,158 @@
+"""Process management: one uvicorn server, or N worker processes sharing one port.
+
+Exit codes, as Azure's server (gunicorn) gives them:
+    0  stopped by SIGTERM/SIGINT after in-flight requests finished
+    3  the entry script failed to import or its init() raised
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+
+from .config import ConfigError, Settings
+
+log = logging.getLogger("reconciler.runtime")
+
+EXIT_STOPPED = 0
+EXIT_INIT_FAILED = 3
+EXIT_CONFIG = 2
+
+
+def configure_logging(level: str, worker: int | None = None) -> None:
+    """One line per event, grep-friendly: time, level, worker, logger, message."""
+    who = f" worker={worker}" if worker is not None else ""
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stdout,
+        format=f"%(asctime)s.%(msecs)03dZ %(levelname)s pid=%(process)d{who} %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        force=True,
+    )
+    logging.Formatter.converter = time.gmtime
+
+
+def _uvicorn_config(settings: Settings, app):
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="auto",  # uvloop when installed
+        http="auto",  # httptools when installed
+        lifespan="on",
+        access_log=False,  # our own request log line carries the request id and timing
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
+
+
+def serve(settings: Settings, sockets=None) -> int:
+    """Serve in this process until SIGTERM/SIGINT (exit 0) or a failed init() (exit 3)."""
+    import uvicorn
+
+    from .app import ScoringApp
+
+    exit_code = EXIT_STOPPED
+    server: uvicorn.Server | None = None
+
+    def on_fatal(code: int) -> None:
+        nonlocal exit_code
+        exit_code = code
+        server.should_exit = True
+
+    app = ScoringApp(settings, on_fatal)
+    server = uvicorn.Server(_uvicorn_config(settings, app))
+    # uvicorn re-raises the stop signal after its graceful shutdown; with these
+    # handlers in place that ends here, so a requested stop exits 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    server.run(sockets=sockets)
+    return exit_code
+
+
+def _worker(settings: Settings, sockets, index: int) -> None:
+    configure_logging(settings.log_level, worker=index)
+    sys.exit(serve(settings, sockets))
+
+
+def supervise(settings: Settings) -> int:
+    """Run WORKER_COUNT processes on one listening socket.
+
+    A worker whose script fails to start stops the whole service with exit 3 (there
+    is nothing to serve); a worker that dies otherwise is replaced. SIGTERM is passed
+    on to the workers, which finish their in-flight requests.
+    """
+    import uvicorn
+
+    listener = uvicorn.Config(None, host=settings.host, port=settings.port).bind_socket()
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    def start(index: int):
+        process = context.Process(target=_worker, args=(settings, [listener], index), name=f"worker-{index}")
+        process.start()
+        return process
+
+    workers = {index: start(index) for index in range(settings.workers)}
+    log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)
+    exit_code = EXIT_STOPPED
+    while not stopping:
+        multiprocessing.connection.wait([p.sentinel for p in workers.values()], timeout=0.5)
+        for index, process in list(workers.items()):
+            if process.exitcode is None or stopping:
+                continue
+            if process.exitcode == EXIT_INIT_FAILED:
+                log.error("worker %d could not start the entry script; stopping", index)
+                exit_code, stopping = EXIT_INIT_FAILED, True
+                break
+            log.warning("worker %d exited with %s; starting a new one", index, process.exitcode)
+            time.sleep(0.5)
+            workers[index] = start(index)
+    for process in workers.values():
+        if process.exitcode is None:
+            process.terminate()  # SIGTERM: the worker finishes in-flight requests
+    deadline = time.monotonic() + settings.shutdown_timeout_s + 5
+    for process in workers.values():
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+    listener.close()
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m reconciler_runtime",
+        description="Serve an Azure ML entry script (init() + run()) over HTTP. Settings come from "
+                    "AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT, "
+                    "SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES.",
+    )
+    parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 5001)")
+    parser.add_argument("--host", help="address to listen on (default: $HOST or 0.0.0.0)")
+    arguments = parser.parse_args(argv)
+    try:
+        settings = Settings.from_environ(dict(os.environ), port=arguments.port, host=arguments.host)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+    if settings.workers == 1:
+        return serve(settings)
+    return supervise(settings)

@@ -1,0 +1,166 @@
+"""The user's Azure ML entry script: load it, inspect run(), and call it as Azure does.
+
+Azure's server (azureml-inference-server-http) decides how to call run() from its
+signature, and existing scripts depend on that, so we follow it exactly:
+
+- run(raw_data): POST body as a UTF-8 string; GET query parameters as a JSON string;
+- run decorated with inference-schema's @input_schema: the JSON object's keys become
+  keyword arguments (415 for a non-JSON content type, 400 for a missing parameter);
+- a `request_headers` parameter receives the request's headers.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+
+class ScriptError(Exception):
+    """The entry script cannot be served (missing function, bad signature)."""
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _schema_util():
+    try:
+        from inference_schema import schema_util
+    except ImportError:
+        return None
+    return schema_util
+
+
+def is_schema_decorated(function: Callable) -> bool:
+    schema_util = _schema_util()
+    return bool(schema_util and schema_util.is_schema_decorated(function))
+
+
+def load_module(path: str):
+    """Import the entry script from its file, with its folder importable (as Azure does)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location("entry_module", path)
+    if spec is None or spec.loader is None:
+        raise ScriptError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["entry_module"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def query_parameters(query_string: bytes) -> dict[str, Any]:
+    """Azure's reading of GET parameters: JSON values where they parse, repeated keys as lists."""
+    values: dict[str, list[Any]] = {}
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        values.setdefault(key, []).append(_parse_value(value))
+    return {key: found[0] if len(found) == 1 else found for key, found in values.items()}
+
+
+def flask_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers as Azure's (Flask) server hands them to run(): `Content-Type`, `X-Request-Id`."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").title()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+@dataclass
+class Request:
+    method: str
+    query_string: bytes
+    raw_headers: list[tuple[bytes, bytes]]  # as the ASGI server gives them
+    body: bytes
+
+    @functools.cached_property
+    def headers(self) -> dict[str, str]:
+        return flask_headers(self.raw_headers)
+
+
+class EntryScript:
+    """A loaded entry script and the way its run() must be called."""
+
+    def __init__(self, path: str):
+        self.path = path
+        module = load_module(path)
+        for name in ("init", "run"):
+            if not callable(getattr(module, name, None)):
+                raise ScriptError(f"{path} does not define {name}()")
+        self.init: Callable[[], Any] = module.init
+        driver = getattr(module, "driver_module", None)  # Azure SDK driver scripts forward to it
+        self.run: Callable[..., Any] = driver.run if hasattr(driver, "run") else module.run
+        self.decorated = is_schema_decorated(self.run)
+        parameters = list(inspect.signature(self.run).parameters.values())
+        if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters):
+            raise ScriptError("run() cannot take positional-only parameters, *args or **kwargs")
+        self.wants_headers = any(p.name == "request_headers" for p in parameters)
+        self.parameters = [p for p in parameters if p.name != "request_headers"]
+        if not self.parameters:
+            raise ScriptError("run() needs a parameter for the input data")
+
+    def arguments(self, request: Request) -> dict[str, Any]:
+        """run()'s keyword arguments for a request, or BadRequest."""
+        if self.decorated:
+            arguments = self._object_arguments(request)
+        elif request.method == "GET":
+            arguments = {self.parameters[0].name: json.dumps(query_parameters(request.query_string))}
+        else:
+            try:
+                arguments = {self.parameters[0].name: request.body.decode("utf-8")}
+            except UnicodeDecodeError as error:
+                raise BadRequest(400, f"Input cannot be decoded as UTF-8: {error}") from None
+        if self.wants_headers:
+            arguments["request_headers"] = request.headers
+        return arguments
+
+    def _object_arguments(self, request: Request) -> dict[str, Any]:
+        if request.method == "GET":
+            body = query_parameters(request.query_string)
+        else:
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if content_type != "application/json" and not content_type.endswith("+json"):
+                raise BadRequest(415, "Expects Content-Type to be application/json")
+            if not request.body:
+                raise BadRequest(400, "POST body is empty. Expecting a JSON dictionary.")
+            try:
+                body = json.loads(request.body)
+            except ValueError as error:
+                raise BadRequest(400, f"POST body could not be decoded as JSON: {error}") from None
+            if not isinstance(body, dict):
+                raise BadRequest(400, "POST body should be a JSON dictionary.")
+        arguments = {}
+        for parameter in self.parameters:
+            value = body.get(parameter.name, parameter.default)
+            if value is inspect.Parameter.empty:
+                raise BadRequest(400, f"A value is not provided for the {parameter.name!r} parameter.")
+            arguments[parameter.name] = value
+        return arguments
+
+    def schemas(self) -> tuple[dict, dict, list[str]] | None:
+        """Input schema, output schema and swagger versions from inference-schema, if decorated."""
+        schema_util = _schema_util()
+        if not self.decorated or schema_util is None:
+            return None
+        versions = list(schema_util.get_supported_versions(self.run))
+        return schema_util.get_input_schema(self.run), schema_util.get_output_schema(self.run), versions
