@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 PACKAGE_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
@@ -72,7 +72,8 @@ def _valid_requirement(text: str) -> str:
     try:
         Requirement(text)
     except InvalidRequirement as error:
-        raise ValueError(f"not a valid requirement: {error}") from None
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"not a valid requirement: {reason}") from None
     return text
 
 
@@ -117,13 +118,18 @@ class Environment(_Strict):
         Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=256)], VariableValue
     ] = Field(default_factory=dict, description="Environment variables set in the image.")
 
+    @field_validator("variables")
+    @classmethod
+    def _not_reserved(cls, variables: dict) -> dict:
+        reserved = sorted(RESERVED_VARIABLES.intersection(variables))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} is set by reconciler and cannot be overridden")
+        return variables
+
     @model_validator(mode="after")
     def _one_requirements_source(self) -> Environment:
         if self.requirements is not None and self.pip is not None:
             raise ValueError("set either `requirements` (a file) or `pip` (a list), not both")
-        reserved = sorted(RESERVED_VARIABLES.intersection(self.variables))
-        if reserved:
-            raise ValueError(f"variables {', '.join(reserved)} are set by reconciler and cannot be overridden")
         return self
 
     @property
@@ -207,14 +213,15 @@ class Manifest(_Strict):
     inference: Inference = Field(default_factory=Inference)
     output: Output = Field(default_factory=Output)
 
-    @model_validator(mode="after")
-    def _unique_models(self) -> Manifest:
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[ModelRef]) -> list[ModelRef]:
         seen: set[tuple[str, int]] = set()
-        for model in self.models:
+        for model in models:
             if (model.name, model.version) in seen:
                 raise ValueError(f"model {model.name} version {model.version} is listed twice")
             seen.add((model.name, model.version))
-        return self
+        return models
 
     @property
     def output_directory(self) -> str:

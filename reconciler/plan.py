@@ -49,9 +49,17 @@ def _input_label(name: str) -> str:
     return name.removeprefix("app/")
 
 
+def _cause_order(name: str) -> tuple[int, str]:
+    """What a person edited comes first: code, models, the lock, settings; generated inputs last."""
+    for rank, prefix in enumerate(("app/", "models/", "package.lock", "inference.", "models")):
+        if name.startswith(prefix):
+            return rank, name
+    return 9, name
+
+
 def changed_inputs(old: Mapping[str, str], new: Mapping[str, str]) -> str:
-    """'score.py, package.lock and 3 more': which inputs differ between two hashes."""
-    names = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+    """'score.py, package.lock, 3 more': which inputs differ between two hashes."""
+    names = sorted((name for name in old.keys() | new.keys() if old.get(name) != new.get(name)), key=_cause_order)
     if not names:
         return "reconciler's hash schema changed"
     shown = [_input_label(n) + (" (new)" if n not in old else " (gone)" if n not in new else "") for n in names]
