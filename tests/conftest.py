@@ -1,0 +1,138 @@
+"""Shared fixtures: real files in temporary repositories, the real CLI in a subprocess,
+a real Docker engine where a test is marked `docker`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SKLEARN_MODEL = EXAMPLES / "sklearn-regression" / "model" / "sklearn_regression_model.pkl"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BASE_IMAGE = os.environ.get("RECONCILER_TEST_BASE_IMAGE", "reconciler-test/python:3.11-bookworm")
+
+SIMPLE_SCORE = textwrap.dedent(
+    """\
+    import json
+    import os
+
+
+    def init():
+        global scale
+        with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.txt")) as handle:
+            scale = float(handle.read())
+
+
+    def run(raw_data):
+        return [scale * sum(row) for row in json.loads(raw_data)["data"]]
+    """
+)
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    """One reconciler cache (stat cache, wheel cache) for the whole session."""
+    return tmp_path_factory.mktemp("reconciler-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(cache_root, monkeypatch):
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(cache_root))
+
+
+def run_cli(*arguments: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
+    """The real `reconciler` command in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *arguments],
+        cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def write_package(directory: Path, manifest: str | None = None, *, score: str = SIMPLE_SCORE,
+                  model: str = "2.0", name: str = "demo") -> Path:
+    """A small package: a text 'model', an Azure-style score.py, and a manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model").mkdir(exist_ok=True)
+    (directory / "model" / "model.txt").write_text(model)
+    (directory / "score.py").write_text(score)
+    if manifest is None:
+        manifest = f"""\
+            name: {name}
+            models:
+              - name: demo_model
+                version: 1
+                path: model/model.txt
+            inference:
+              environment:
+                pip: []
+            """
+    (directory / "package.yaml").write_text(textwrap.dedent(manifest))
+    return directory / "package.yaml"
+
+
+@pytest.fixture(scope="session")
+def runtime_only_lock(tmp_path_factory, cache_root) -> Path:
+    """package.lock for a package with no requirements of its own (only the runtime's):
+    resolved once with the real pip, then copied into packages that need it."""
+    repo = tmp_path_factory.mktemp("lock-repo")
+    (repo / ".git").mkdir()
+    write_package(repo / "pkg")
+    result = run_cli("lock", str(repo / "pkg"), env={"RECONCILER_CACHE_DIR": str(cache_root)})
+    assert result.returncode == 0, result.stderr
+    return repo / "pkg" / "package.lock"
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """An empty repository root (a folder with .git)."""
+    (tmp_path / ".git").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def package_dir(repo, runtime_only_lock) -> Path:
+    """A valid, locked package at repo/demo."""
+    write_package(repo / "demo")
+    shutil.copy(runtime_only_lock, repo / "demo" / "package.lock")
+    return repo / "demo"
+
+
+# -- Docker ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A real Docker engine. In CI a missing engine fails the run instead of skipping."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except Exception as error:  # noqa: BLE001 - any failure means no usable engine
+        message = f"no Docker engine answers ({error}); run scripts/test, which starts one"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """The local Python 3.11 base image (scripts/build-test-base-image)."""
+    import docker
+
+    try:
+        docker_client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        message = f"{BASE_IMAGE} is missing; run scripts/build-test-base-image"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return BASE_IMAGE
