@@ -256,15 +256,24 @@ def _command_hash(arguments: argparse.Namespace) -> int:
         ], indent=2))
     else:
         for desired in documents:
-            print(desired.package.name)
-            print(f"  image hash      {desired.image_hash}")
-            print(f"  container hash  {desired.container_hash}")
-            print("  inputs:")
-            width = max(len(name) for name in desired.inputs)
-            for name, digest in desired.inputs.items():
-                print(f"    {name.ljust(width)}  {digest}")
+            _print_hash(desired)
     _print_problems(problems)
     return EXIT_ERROR if problems or not workspace.manifests_found else EXIT_OK
+
+
+def _print_hash(desired) -> None:
+    """Every input with its digest; settings also with their value, which says more."""
+    from .desired import container_settings, image_settings
+
+    values = image_settings(desired.package)
+    print(desired.package.name)
+    print(f"  image hash      {desired.image_hash}")
+    print(f"  container hash  {desired.container_hash}  (image hash + {json.dumps(container_settings(desired.package))})")
+    print("  inputs:")
+    width = max(len(name) for name in desired.inputs)
+    for name, digest in desired.inputs.items():
+        shown = f"  {json.dumps(values[name])}" if name in values else ""
+        print(f"    {name.ljust(width)}  {digest}{shown[:100]}")
 
 
 def _command_lock(arguments: argparse.Namespace) -> int:

@@ -46,33 +46,34 @@ class Package:
     def directory(self) -> Path:
         return self.manifest_path.parent
 
-    @property
+    # Paths are derived once: a plan over a thousand packages asks for them often.
+    @functools.cached_property
     def lock_path(self) -> Path:
         return self.directory / LOCK_NAME
 
-    @property
+    @functools.cached_property
     def source_directory(self) -> Path:
         return _join(self.directory, self.manifest.inference.source_directory)
 
-    @property
+    @functools.cached_property
     def entry_script(self) -> Path:
         return _join(self.source_directory, self.manifest.inference.entry_script)
 
-    @property
+    @functools.cached_property
     def entry_script_relative(self) -> str:
         """The entry script as a POSIX path below the source folder (AZUREML_ENTRY_SCRIPT)."""
         return self.entry_script.relative_to(self.source_directory).as_posix()
 
-    @property
+    @functools.cached_property
     def requirements_file(self) -> Path | None:
         requirements = self.manifest.inference.environment.requirements
         return _join(self.directory, requirements) if requirements else None
 
-    @property
-    def model_paths(self) -> list[Path]:
-        return [_join(self.directory, model.path) for model in self.manifest.models]
+    @functools.cached_property
+    def model_paths(self) -> tuple[Path, ...]:
+        return tuple(_join(self.directory, model.path) for model in self.manifest.models)
 
-    @property
+    @functools.cached_property
     def output_directory(self) -> Path:
         return _join(self.directory, self.manifest.output_directory)
 
@@ -267,19 +268,27 @@ def _group_problem(file: Path, document: YamlDocument, loc: Loc, about_key: bool
 # -- filesystem checks ----------------------------------------------------------------
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def inside(path: Path | str, root: Path | str) -> bool:
+    """Whether `path` is `root` or below it (both absolute and normalised)."""
+    path, root = str(path), str(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+@functools.lru_cache(maxsize=4096)
+def real_path(path: Path) -> Path:
+    """realpath for folders asked about once per package (repository roots)."""
+    return Path(os.path.realpath(path))
 
 
 def _path_problem(package: Package, loc: Loc, path: Path, *, want: str) -> Problem | None:
     """Check one manifest path: inside the repository (also after symlinks), of the right kind."""
     root = package.root
-    if not _inside(path, root):
+    if not inside(path, root):
         return package.problem(loc, f"{display_path(path)} is outside the repository ({display_path(root)})")
     if not os.path.lexists(path):
         return package.problem(loc, f"{display_path(path)} does not exist")
     real = Path(os.path.realpath(path))
-    if not _inside(real, Path(os.path.realpath(root))):
+    if not inside(real, real_path(root)):
         return package.problem(loc, f"{display_path(path)} is a symlink to {real}, outside the repository")
     if want == "file" and not real.is_file():
         return package.problem(loc, f"{display_path(path)} is not a file")
@@ -306,7 +315,7 @@ def _filesystem_problems(package: Package) -> list[Problem]:
         entry_loc = ("inference", "entry_script")
         entry = package.entry_script
         problem = _path_problem(package, entry_loc, entry, want="file")
-        if problem is None and not _inside(entry, package.source_directory):
+        if problem is None and not inside(entry, package.source_directory):
             problem = package.problem(entry_loc, "the entry script must be inside source_directory")
         problems.extend([problem] if problem else entry_script_problems(package))
     if package.requirements_file:
@@ -316,17 +325,17 @@ def _filesystem_problems(package: Package) -> list[Problem]:
             problems.append(problem)
     output = package.output_directory
     output_loc = ("output", "directory")
-    if not _inside(output, package.root):
+    if not inside(output, package.root):
         problems.append(package.problem(output_loc, f"{display_path(output)} is outside the repository"))
     else:
         inputs = [package.directory, package.source_directory, *package.model_paths]
         for path in inputs:
-            if _inside(path, output):
+            if inside(path, output):
                 problems.append(
                     package.problem(output_loc, f"the build folder would contain the package's own input {display_path(path)}")
                 )
                 break
-        if os.path.islink(output) or not _inside(Path(os.path.realpath(output)), Path(os.path.realpath(package.root))):
+        if os.path.islink(output) or not inside(os.path.realpath(output), real_path(package.root)):
             problems.append(package.problem(output_loc, f"{display_path(output)} is a symlink; use a real folder"))
     return problems
 

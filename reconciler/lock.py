@@ -14,6 +14,7 @@ is stale. Hashing a package reads the lock, never the network.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -175,6 +176,7 @@ def read_lock(package: Package) -> Lock | None:
         raise InvalidInput([Problem(str(path), f"damaged lock ({error}); run `reconciler lock` to rewrite it")]) from None
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_wheel_entry(wheel: LockedWheel) -> None:
     """A lock is input too: names and hashes must be what pip would accept, nothing more."""
     if not _SHA256.match(wheel.sha256):

@@ -26,22 +26,30 @@ class FolderState:
     detail: str = ""
 
 
+def _folder_digests(folder: str, digester: Digester) -> dict[str, str]:
+    """Digest (with `+x`) of every file below `folder`, by POSIX relative path."""
+    found: dict[str, str] = {}
+    pending = [(folder, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                relative = prefix + entry.name
+                if entry.is_symlink():  # reconciler never writes links
+                    found[relative] = "symlink"
+                elif entry.is_dir():
+                    pending.append((entry.path, relative + "/"))
+                elif relative != STAMP_NAME:
+                    status = entry.stat()
+                    digest = digester.file(entry.path, status)
+                    found[relative] = digest + "+x" if status.st_mode & 0o111 else digest
+    return found
+
+
 def folder_drift(folder: Path, files: dict[str, str], digester: Digester) -> list[str]:
     """Files edited, added or removed since the stamp was written."""
-    actual: dict[str, str] = {}
-    for directory, subdirectories, names in os.walk(folder):
-        subdirectories.sort()
-        for name in names:
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, folder).replace(os.sep, "/")
-            if relative == STAMP_NAME:
-                continue
-            if os.path.islink(path):  # reconciler never writes links
-                actual[relative] = "symlink"
-                continue
-            status = os.stat(path)
-            digest = digester.file(path, status)
-            actual[relative] = digest + "+x" if status.st_mode & 0o111 else digest
+    digester.cache.preload(str(folder))
+    actual = _folder_digests(str(folder), digester)
     drift = []
     for relative in sorted(files.keys() | actual.keys()):
         if relative not in actual:

@@ -13,6 +13,7 @@ Symlinks are followed when they stay inside the repository and refused otherwise
 
 from __future__ import annotations
 
+import functools
 import os
 import stat as stat_module
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pathspec
 
-from .loader import MANIFEST_NAME, Package
+from .loader import MANIFEST_NAME, Package, inside, real_path
 from .problems import InvalidInput, Problem, display_path
 from .stamp import STAMP_NAME
 
@@ -40,16 +41,20 @@ class InputFile:
 
 
 def _ignore_spec(source_directory: Path) -> pathspec.PathSpec:
-    lines = list(DEFAULT_IGNORES)
     ignore_file = source_directory / IGNORE_FILE
     try:
-        lines += ignore_file.read_text(encoding="utf-8").splitlines()
+        lines = tuple(ignore_file.read_text(encoding="utf-8").splitlines())
     except FileNotFoundError:
-        pass
+        lines = ()
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInput([Problem(str(ignore_file), f"cannot read: {error}")]) from None
-    lines += ALWAYS_IGNORED
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    return _compiled_spec(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_spec(user_lines: tuple[str, ...]) -> pathspec.PathSpec:
+    """Packages of one repository usually share their ignore rules: compile them once."""
+    return pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORES, *user_lines, *ALWAYS_IGNORED])
 
 
 class _Walker:
@@ -61,33 +66,33 @@ class _Walker:
 
     def __init__(self, package: Package, prefix: str, spec: pathspec.PathSpec, skip: set[str], loc: tuple, app: bool):
         self.package = package
-        self.real_root = os.path.realpath(package.root)
+        self.real_root = str(real_path(package.root))
         self.prefix = prefix
         self.spec = spec
         self.skip = skip
         self.loc = loc
         self.app = app
-        self.visited: set[str] = set()
+        self.visited: set[tuple[int, int]] = set()
         self.files: list[InputFile] = []
 
     def walk(self, top: str) -> list[InputFile]:
-        self._directory(top, "")
+        status = os.stat(top)
+        self._directory(top, "", (status.st_dev, status.st_ino))
         self.files.sort(key=lambda f: f.destination)
         return self.files
 
     def _resolve_link(self, link: str) -> str:
         target = os.path.realpath(link)
-        if target != self.real_root and not target.startswith(self.real_root + os.sep):
+        if not inside(target, self.real_root):
             raise InvalidInput(
                 [self.package.problem(self.loc, f"{display_path(link)} is a symlink to {target}, outside the repository")]
             )
         return target
 
-    def _directory(self, directory: str, relative: str) -> None:
-        real = os.path.realpath(directory)
-        if real in self.visited:  # a symlink loop
+    def _directory(self, directory: str, relative: str, identity: tuple[int, int]) -> None:
+        if identity in self.visited:  # a symlink loop
             return
-        self.visited.add(real)
+        self.visited.add(identity)
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
         if relative and self.app and any(e.name in (STAMP_NAME, MANIFEST_NAME) for e in entries):
             return  # a build folder, or another package's folder
@@ -95,17 +100,18 @@ class _Walker:
             if entry.path in self.skip:
                 continue
             child = f"{relative}/{entry.name}" if relative else entry.name
-            path = self._resolve_link(entry.path) if entry.is_symlink() else entry.path
-            if not os.path.exists(path):
+            linked = entry.is_symlink()
+            path = self._resolve_link(entry.path) if linked else entry.path
+            try:
+                status = os.stat(path) if linked else entry.stat()
+            except FileNotFoundError:
                 continue  # a dangling link: nothing to copy
-            is_dir = os.path.isdir(path)
+            is_dir = stat_module.S_ISDIR(status.st_mode)
             if self.spec.match_file(child + "/" if is_dir else child):
                 continue
             if is_dir:
-                self._directory(path, child)
-                continue
-            status = os.stat(path)
-            if stat_module.S_ISREG(status.st_mode):  # not sockets or fifos
+                self._directory(path, child, (status.st_dev, status.st_ino))
+            elif stat_module.S_ISREG(status.st_mode):  # not sockets or fifos
                 self.files.append(InputFile(path, f"{self.prefix}/{child}", bool(status.st_mode & 0o111), status))
 
 

@@ -31,6 +31,7 @@ class StatCache:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple] = []
+        self._memory: dict[str, tuple] = {}  # rows fetched by preload()
         self._lock = threading.RLock()  # one connection, shared by the executor's threads
         if path is not None:
             self._db = self._open(path)
@@ -79,21 +80,41 @@ class StatCache:
             except FileNotFoundError:
                 pass
 
+    def preload(self, folder: str) -> None:
+        """Fetch the entries of every file below `folder` in one query (for a folder
+        whose files will all be looked up, such as a build folder)."""
+        prefix = folder.rstrip("/") + "/"
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                rows = self._db.execute(
+                    "SELECT path, size, mtime_ns, ctime_ns, inode, device, digest, hashed_at_ns FROM files"
+                    " WHERE path >= ? AND path < ?",
+                    (prefix, prefix[:-1] + chr(ord("/") + 1)),
+                ).fetchall()
+            except sqlite3.DatabaseError:
+                return
+            for path, *row in rows:
+                self._memory[path] = tuple(row)
+
     def lookup(self, path: str, stat: os.stat_result) -> str | None:
         """The digest recorded for this exact file state, or None."""
         with self._lock:
             if self._db is None:
                 return None
-            try:
-                row = self._db.execute(
-                    "SELECT size, mtime_ns, ctime_ns, inode, device, digest, hashed_at_ns FROM files WHERE path = ?",
-                    (path,),
-                ).fetchone()
-            except sqlite3.OperationalError:  # busy: go on without the hint
-                return None
-            except sqlite3.DatabaseError:
-                self._reset()
-                return None
+            row = self._memory.get(path)
+            if row is None:
+                try:
+                    row = self._db.execute(
+                        "SELECT size, mtime_ns, ctime_ns, inode, device, digest, hashed_at_ns FROM files WHERE path = ?",
+                        (path,),
+                    ).fetchone()
+                except sqlite3.OperationalError:  # busy: go on without the hint
+                    return None
+                except sqlite3.DatabaseError:
+                    self._reset()
+                    return None
         if row is None:
             return None
         size, mtime_ns, ctime_ns, inode, device, digest, hashed_at_ns = row
@@ -113,12 +134,13 @@ class StatCache:
 
     def store(self, path: str, stat: os.stat_result, digest: str, hashed_at_ns: int) -> None:
         """Remember a digest computed at `hashed_at_ns` (taken before reading the file)."""
+        row = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev, digest, hashed_at_ns)
         with self._lock:
             if self._db is None:
                 return
-            self._pending.append(
-                (path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev, digest, hashed_at_ns)
-            )
+            self._pending.append((path, *row))
+            if path in self._memory:
+                self._memory[path] = row
 
     def flush(self) -> None:
         with self._lock:
@@ -150,6 +172,7 @@ class StatCache:
                 self._db.close()
             self._db = None
             self._pending = []
+            self._memory = {}
             if self.path is not None:
                 self._discard(self.path)
                 self._db = self._open(self.path)
