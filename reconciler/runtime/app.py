@@ -25,11 +25,12 @@ from urllib.parse import parse_qs
 
 from . import swagger
 from .config import Settings
+from .logs import RequestLog
 from .runner import RunThread, ScoringTimeout
 from .user_script import BadRequest, EntryScript, Request
 
 log = logging.getLogger("reconciler.runtime")
-requests_log = logging.getLogger("reconciler.runtime.requests")
+probes_log = logging.getLogger("reconciler.runtime.requests")
 
 REQUEST_ID_LIMIT = 100
 JSON = [(b"content-type", b"application/json")]
@@ -74,6 +75,7 @@ class ScoringApp:
         self.script: EntryScript | None = None
         self.ready = False
         self.runner: RunThread | None = None
+        self.request_log: RequestLog | None = None
         self.swagger: dict[str, bytes] = {}
         self.timeout_s = settings.scoring_timeout_ms / 1000
         self.cors = set(settings.cors_origins)
@@ -85,9 +87,12 @@ class ScoringApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.runner = RunThread(asyncio.get_running_loop())
+                self.request_log = RequestLog(asyncio.get_running_loop())
                 asyncio.get_running_loop().create_task(self._initialise())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.runner.close()
+                self.request_log.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -173,12 +178,9 @@ class ScoringApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         if path not in PROBE_PATHS or status != 200:
-            requests_log.info(
-                "method=%s path=%s status=%d ms=%.3f request_id=%s",
-                method, path, status, (time.perf_counter() - started) * 1000, request_id,
-            )
-        elif requests_log.isEnabledFor(logging.DEBUG):
-            requests_log.debug("method=%s path=%s status=%d", method, path, status)
+            self.request_log.write(method, path, status, (time.perf_counter() - started) * 1000, request_id)
+        elif probes_log.isEnabledFor(logging.DEBUG):
+            probes_log.debug("method=%s path=%s status=%d", method, path, status)
 
     async def _read_body(self, scope, receive) -> bytes | None:
         """The request body, or None when it is over the limit (413)."""

@@ -2,13 +2,15 @@
 
 Azure's server runs each worker's calls one after another (a synchronous gunicorn
 worker), and entry scripts rely on that (a global model, no locks). We keep that
-promise with one dedicated thread per worker process, so the event loop stays free
-to answer liveness and readiness probes while a long run() is in progress.
+promise with one dedicated thread per worker process, fed by a FIFO queue, so the
+event loop stays free to answer liveness and readiness probes while a long run()
+is in progress. Under load the thread takes queued calls back to back without
+waiting for the event loop, which is where most of the throughput comes from.
 
-A call that overruns its deadline is answered with a 500 at the deadline; the
-thread then gets a TimeoutError raised at its next Python instruction (as
-Azure's SIGALRM does) and is replaced by a fresh thread, so later requests are
-not stuck behind it.
+A call that overruns its deadline is answered with a 500 at the deadline (within
+the watchdog's tick); the thread gets a TimeoutError raised at its next Python
+instruction (as Azure's SIGALRM does) and a fresh thread takes over the queue, so
+later requests are not stuck behind it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+WATCHDOG_TICK_S = 0.05
+
 
 class ScoringTimeout(TimeoutError):
     """Raised inside a run() call that overran SCORING_TIMEOUT_MS."""
@@ -31,49 +35,79 @@ def _raise_in_thread(thread: threading.Thread, exception: type[BaseException]) -
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exception))
 
 
-def _settle(future: asyncio.Future, ok: bool, value: Any, seconds: float) -> None:
+def _settle(future: asyncio.Future, outcome: tuple) -> None:
     if not future.done():  # it may have timed out already
-        future.set_result((ok, value, seconds))
+        future.set_result(outcome)
+
+
+class _Job:
+    __slots__ = ("future", "function", "arguments", "timeout_s", "started")
+
+    def __init__(self, future: asyncio.Future, function: Callable, arguments: dict, timeout_s: float | None):
+        self.future = future
+        self.function = function
+        self.arguments = arguments
+        self.timeout_s = timeout_s
+        self.started = 0.0  # perf_counter when the thread began the call; 0 while queued
 
 
 class RunThread:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.lock = asyncio.Lock()  # one call at a time, in arrival order
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._state = threading.Lock()  # guards _current and _generation between thread and watchdog
+        self._generation = 0
+        self._current: _Job | None = None
         self._start()
+        self._watchdog = loop.create_task(self._watch())
 
     def _start(self) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, args=(self._jobs,), name="entry-script", daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(self._generation,), name="entry-script", daemon=True)
         self._thread.start()
 
-    def _work(self, jobs: queue.SimpleQueue) -> None:
+    def _work(self, generation: int) -> None:
+        settle = self.loop.call_soon_threadsafe
         try:
-            while (job := jobs.get()) is not None:
-                future, function, arguments = job
-                started = time.perf_counter()
+            while True:
+                job = self._jobs.get()
+                with self._state:
+                    self._current = job
+                    job.started = time.perf_counter()
                 try:
-                    outcome = (True, function(**arguments))
+                    outcome = (True, job.function(**job.arguments))
                 except BaseException as error:  # the user's code may raise anything
                     outcome = (False, error)
-                self.loop.call_soon_threadsafe(_settle, future, *outcome, time.perf_counter() - started)
+                seconds = time.perf_counter() - job.started
+                with self._state:
+                    if generation != self._generation:
+                        return  # abandoned: the watchdog has answered this call already
+                    self._current = None
+                settle(_settle, job.future, (*outcome, seconds))
         except BaseException:  # a late ScoringTimeout, or the loop closed under an abandoned thread
             return
 
-    async def call(self, function: Callable[..., Any], arguments: dict[str, Any], timeout_s: float | None):
-        """(ok, result or exception, seconds); raises ScoringTimeout at the deadline."""
-        async with self.lock:
-            future = self.loop.create_future()
-            self._jobs.put((future, function, arguments))
-            try:
-                return await asyncio.wait_for(future, timeout_s)
-            except asyncio.TimeoutError:
-                self._abandon()
-                raise ScoringTimeout() from None
+    def close(self) -> None:
+        self._watchdog.cancel()
 
-    def _abandon(self) -> None:
-        """Interrupt the overrunning call and carry on with a fresh thread."""
-        old_thread, old_jobs = self._thread, self._jobs
-        self._start()
-        old_jobs.put(None)
-        _raise_in_thread(old_thread, ScoringTimeout)
+    def call(self, function: Callable[..., Any], arguments: dict[str, Any], timeout_s: float | None) -> asyncio.Future:
+        """A future of (ok, result or exception, seconds); it raises ScoringTimeout past the deadline."""
+        future = self.loop.create_future()
+        self._jobs.put(_Job(future, function, arguments, timeout_s))
+        return future
+
+    async def _watch(self) -> None:
+        """Time out the call in progress once it overruns: checked every tick, so
+        requests pay for no timer of their own."""
+        while True:
+            await asyncio.sleep(WATCHDOG_TICK_S)
+            with self._state:
+                job = self._current
+                if job is None or job.timeout_s is None or time.perf_counter() - job.started <= job.timeout_s:
+                    continue
+                stuck = self._thread
+                self._generation += 1
+                self._current = None
+                self._start()
+                _raise_in_thread(stuck, ScoringTimeout)
+            if not job.future.done():
+                job.future.set_exception(ScoringTimeout())

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 
+from . import logs
 from .config import ConfigError, Settings
 
 log = logging.getLogger("reconciler.runtime")
@@ -23,19 +24,6 @@ log = logging.getLogger("reconciler.runtime")
 EXIT_STOPPED = 0
 EXIT_INIT_FAILED = 3
 EXIT_CONFIG = 2
-
-
-def configure_logging(level: str, worker: int | None = None) -> None:
-    """One line per event, grep-friendly: time, level, worker, logger, message."""
-    who = f" worker={worker}" if worker is not None else ""
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        stream=sys.stdout,
-        format=f"%(asctime)s.%(msecs)03dZ %(levelname)s pid=%(process)d{who} %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        force=True,
-    )
-    logging.Formatter.converter = time.gmtime
 
 
 def _uvicorn_config(settings: Settings, app):
@@ -80,7 +68,7 @@ def serve(settings: Settings, sockets=None) -> int:
 
 
 def _worker(settings: Settings, sockets, index: int) -> None:
-    configure_logging(settings.log_level, worker=index)
+    logs.configure(settings.log_level, worker=index)
     sys.exit(serve(settings, sockets))
 
 
@@ -93,7 +81,7 @@ def supervise(settings: Settings) -> int:
     """
     import uvicorn
 
-    listener = uvicorn.Config(None, host=settings.host, port=settings.port).bind_socket()
+    listener = uvicorn.Config(None, host=settings.host, port=settings.port, log_config=None).bind_socket()
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -152,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level)
+    logs.configure(settings.log_level)
     if settings.workers == 1:
         return serve(settings)
     return supervise(settings)
