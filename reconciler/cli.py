@@ -127,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_paths(lock)
 
+    serve = commands.add_parser(
+        "serve", help="run one package's scoring server on the host, without Docker",
+        description="Serve the package's entry script with the same runtime, model layout "
+                    "(AZUREML_MODEL_DIR) and settings as its image, in this Python, for quick local "
+                    "checks. The package's requirements must be installed in this Python; a missing "
+                    "one is named before the server starts. Stops on Ctrl-C.",
+    )
+    serve.add_argument("path", nargs="?", default=".", metavar="PATH",
+                       help="the package's folder or package.yaml (default: .)")
+    serve.add_argument("--port", type=int, metavar="N",
+                       help="port to listen on (default: the manifest's output.container.port)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+
     commands.add_parser(
         "schema", help="print the JSON schema of package.yaml",
         description="Print the JSON schema generated from reconciler's manifest models "
@@ -259,6 +272,27 @@ def _command_hash(arguments: argparse.Namespace) -> int:
             _print_hash(desired)
     _print_problems(problems)
     return EXIT_ERROR if problems or not workspace.manifests_found else EXIT_OK
+
+
+def _command_serve(arguments: argparse.Namespace) -> int:
+    from .problems import ReconcilerError
+    from .serve import serve
+    from .workspace import load_workspace
+
+    workspace = load_workspace([arguments.path])
+    _print_problems(workspace.problems)
+    if workspace.problems:
+        return EXIT_ERROR
+    if len(workspace.packages) != 1:
+        print(f"error: {arguments.path} holds {len(workspace.packages)} packages; serve runs one", file=sys.stderr)
+        return EXIT_ERROR
+    [package] = workspace.packages
+    port = arguments.port or package.manifest.output.container.port
+    try:
+        return serve(package, port=port, host=arguments.host)
+    except ReconcilerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _print_hash(desired) -> None:

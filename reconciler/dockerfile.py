@@ -55,10 +55,10 @@ class DockerfileSettings:
     timeout_ms: int
 
 
-def model_dir(models: tuple[ModelLayout, ...]) -> str:
+def model_dir(models: tuple[ModelLayout, ...], root: str = MODELS_ROOT) -> str:
     """AZUREML_MODEL_DIR as Azure sets it: the model's own folder when there is one
     model, the parent of the <name>/<version>/ folders when there are several."""
-    return models[0].image_folder.rstrip("/") if len(models) == 1 else MODELS_ROOT
+    return f"{root}/{models[0].name}/{models[0].version}" if len(models) == 1 else root
 
 
 def _quote(value: str) -> str:

@@ -1,0 +1,92 @@
+"""`reconciler serve`: run one package's scoring runtime on the host, without Docker.
+
+The runtime gets the same environment as in the image: the models laid out as
+Azure does (here as symlinks in a temporary folder), AML_APP_ROOT at the source
+folder, the manifest's variables and server settings. It runs in the current
+Python, so the package's requirements must be installed there; a missing one is
+named before the server starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .dockerfile import ModelLayout, model_dir
+from .loader import Package
+from .lock import requirement_lines
+from .problems import ReconcilerError, display_path
+
+
+def link_models(package: Package, folder: Path) -> str:
+    """Lay the models out as `<folder>/<name>/<version>/<file>` and return AZUREML_MODEL_DIR."""
+    for model, path in zip(package.manifest.models, package.model_paths):
+        target = folder / model.name / str(model.version)
+        target.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.realpath(path), target / path.name)
+    return model_dir(tuple(ModelLayout(m.name, m.version) for m in package.manifest.models), str(folder))
+
+
+def missing_modules(package: Package) -> list[str]:
+    """Top-level modules the entry script imports that this Python cannot find."""
+    tree = ast.parse(package.entry_script.read_bytes(), filename=str(package.entry_script))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    local = {p.stem for p in package.entry_script.parent.iterdir()} | {p.name for p in package.source_directory.iterdir()}
+    return sorted(n for n in names - local if importlib.util.find_spec(n) is None)
+
+
+def runtime_environment(package: Package, model_folder: Path, port: int) -> dict[str, str]:
+    manifest = package.manifest
+    environment = dict(os.environ)
+    environment.update(manifest.inference.environment.variables_as_strings)
+    environment.update(
+        {
+            "AML_APP_ROOT": str(package.source_directory),
+            "AZUREML_ENTRY_SCRIPT": package.entry_script_relative,
+            "AZUREML_MODEL_DIR": link_models(package, model_folder),
+            "WORKER_COUNT": str(manifest.inference.server.workers),
+            "SCORING_TIMEOUT_MS": str(manifest.inference.server.timeout_ms),
+            "PORT": str(port),
+        }
+    )
+    return environment
+
+
+def serve(package: Package, *, port: int, host: str) -> int:
+    """Run the runtime in the foreground until it stops; return its exit code."""
+    if importlib.util.find_spec("uvicorn") is None:
+        raise ReconcilerError(
+            f"reconciler serve needs the runtime's dependencies in this Python ({sys.executable}): "
+            "pip install 'reconciler[serve]'"
+        )
+    missing = missing_modules(package)
+    if missing:
+        requirements = ", ".join(requirement_lines(package)) or "(none listed)"
+        raise ReconcilerError(
+            f"{display_path(package.entry_script)} imports {', '.join(missing)}, not installed in {sys.executable}. "
+            f"The package requires: {requirements}. Install them into this Python, or use "
+            "output.mode: container to run it in its image."
+        )
+    with tempfile.TemporaryDirectory(prefix=f"reconciler-serve-{package.name}-") as scratch:
+        environment = runtime_environment(package, Path(scratch) / "azureml-models", port)
+        command = [sys.executable, "-m", "reconciler.runtime", "--port", str(port), "--host", host]
+        print(f"serving {package.name} at http://{host}:{port}/score (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        process = subprocess.Popen(command, env=environment, cwd=package.source_directory)
+        forward = lambda signum, _frame: process.send_signal(signum)  # noqa: E731
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return process.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
