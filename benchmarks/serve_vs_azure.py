@@ -1,0 +1,165 @@
+"""Our scoring runtime against Azure's (azureml-inference-server-http), side by side.
+
+The same entry script (the seed's sklearn example, unchanged) and model, one worker each,
+the same load from wrk on 127.0.0.1 (server pinned to CPU 0, wrk to CPU 1), several bounded
+runs each, alternating. Azure's server is installed by this script into its own virtual
+environment (benchmarks/.venv-azure, reused when present).
+
+Target (issue 3): >= 4x Azure's requests/s at one worker, p99 <= 1/4 of Azure's.
+
+    .venv/bin/python benchmarks/serve_vs_azure.py [--runs 5] [--seconds 5] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, header, median
+
+sys.path.insert(0, str(ROOT))
+from tests.runtime_helpers import RuntimeProcess  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "sklearn-regression"
+AZURE_VENV = ROOT / "benchmarks" / ".venv-azure"
+BODY = '{"data": [[1,2,3,4,5,6,7,8,9,10],[10,9,8,7,6,5,4,3,2,1]]}'
+WRK_SCRIPT = f"""wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def azure_python() -> str:
+    python = AZURE_VENV / "bin" / "python"
+    if not python.exists():
+        print("# installing azureml-inference-server-http into benchmarks/.venv-azure ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(AZURE_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "azureml-inference-server-http",
+                        "scikit-learn==1.5.2", "joblib"], check=True)
+    return str(python)
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
+    output = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", output, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": latency("50%"),
+        "p99": latency("99%"),
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16)
+    arguments = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    header("scoring runtime vs azureml-inference-server-http, 1 worker each, wrk on 127.0.0.1")
+    python = azure_python()
+    version = subprocess.run([python, "-m", "pip", "show", "azureml-inference-server-http"], capture_output=True,
+                             text=True).stdout
+    print("# azureml-inference-server-http " + re.search(r"Version: (\S+)", version).group(1))
+    print(f"# wrk -t1 -c{arguments.connections} -d{arguments.seconds}s, {arguments.runs} runs each, alternating")
+    with tempfile.TemporaryDirectory(prefix="reconciler-serve-bench-") as scratch:
+        root = Path(scratch)
+        app = root / "app"
+        app.mkdir()
+        shutil.copy(EXAMPLE / "score.py", app)
+        model_dir = root / "azureml-models" / "sklearn_regression_model" / "1"
+        model_dir.mkdir(parents=True)
+        shutil.copy(EXAMPLE / "model" / "sklearn_regression_model.pkl", model_dir)
+        script = root / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        servers = {
+            "reconciler runtime": lambda: RuntimeProcess(app, model_dir=model_dir, launcher=("taskset", "-c", "0")),
+            "azureml-inference-server-http": lambda: AzureServer(python, app, model_dir),
+            "bare uvicorn calling run()": lambda: BareServer(app, model_dir),
+        }
+        results: dict[str, list[dict]] = {name: [] for name in servers}
+        for _ in range(arguments.runs):
+            for name, start in servers.items():
+                with start() as server:
+                    server.wait_ready()
+                    wrk(server.url + "/score", 1, arguments.connections, script)  # warm up
+                    results[name].append(wrk(server.url + "/score", arguments.seconds, arguments.connections, script))
+        print(f"{'server':<32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        summary = {}
+        for name, runs in results.items():
+            summary[name] = {key: median([r[key] for r in runs]) for key in ("rps", "p50", "p99", "errors")}
+            s = summary[name]
+            print(f"{name:<32} {s['rps']:>9.0f} {s['p50']:>8.2f} {s['p99']:>8.2f} {s['errors']:>8.0f}")
+        ours, azure = summary["reconciler runtime"], summary["azureml-inference-server-http"]
+        bare = summary["bare uvicorn calling run()"]
+        print(f"requests/s: {ours['rps'] / azure['rps']:.1f}x Azure's; "
+              f"p99: {ours['p99'] / azure['p99']:.2f} of Azure's; p50: {ours['p50'] / azure['p50']:.2f} of Azure's; "
+              f"{ours['rps'] / bare['rps']:.0%} of the bare loop's requests/s")
+
+
+class BareServer(RuntimeProcess):
+    """The ceiling: uvicorn calling run() directly, none of the contract (benchmarks/bare_uvicorn.py)."""
+
+    def __init__(self, app: Path, model_dir: Path):
+        from tests.runtime_helpers import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix="bare-", suffix=".log", delete=False)
+        environment = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir), "AML_APP_ROOT": str(app)}
+        self.process = subprocess.Popen(
+            ["taskset", "-c", "0", sys.executable, str(ROOT / "benchmarks" / "bare_uvicorn.py"), str(self.port)],
+            env=environment, cwd=app, stdout=self.log_file, stderr=subprocess.STDOUT,
+        )
+
+
+class AzureServer(RuntimeProcess):
+    """azmlinfsrv with the same script and model, one worker, pinned like ours."""
+
+    def __init__(self, python: str, app: Path, model_dir: Path):
+        from tests.runtime_helpers import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix="azure-", suffix=".log", delete=False)
+        environment = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir), "WORKER_COUNT": "1"}
+        server = str(Path(python).parent / "azmlinfsrv")
+        self.process = subprocess.Popen(
+            ["taskset", "-c", "0", server, "--entry_script", str(app / "score.py"), "--port", str(self.port)],
+            env=environment, cwd=app, stdout=self.log_file, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self._wait("/", timeout)
+        deadline = time.monotonic() + timeout
+        import requests
+
+        while time.monotonic() < deadline:  # Azure answers / before init() is done: probe /score
+            try:
+                if requests.post(self.url + "/score", data=BODY, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(self.logs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Start the real scoring runtime in a subprocess on a loopback port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RuntimeProcess:
+    """`python -m reconciler.runtime` serving `score` from `app_root` on 127.0.0.1."""
+
+    def __init__(self, app_root: Path, *, model_dir: Path | None = None, env: dict | None = None,
+                 python: str = sys.executable, module: str = "reconciler.runtime", launcher: tuple = ()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix="runtime-", suffix=".log", delete=False)
+        environment = {
+            **os.environ,
+            "AML_APP_ROOT": str(app_root),
+            "AZUREML_ENTRY_SCRIPT": "score.py",
+            **({"AZUREML_MODEL_DIR": str(model_dir)} if model_dir else {}),
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(
+            [*launcher, python, "-m", module, "--port", str(self.port), "--host", "127.0.0.1"],
+            env=environment, cwd=app_root, stdout=self.log_file, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def logs(self) -> str:
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def wait_alive(self, timeout: float = 30) -> None:
+        self._wait("/", timeout)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        self._wait("/ready", timeout)
+
+    def _wait(self, path: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"runtime exited with {self.process.returncode}:\n{self.logs}")
+            try:
+                if requests.get(self.url + path, timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{path} did not answer 200 within {timeout} s:\n{self.logs}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> RuntimeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        os.unlink(self.log_file.name)
+
+
+def write_app(folder: Path, score: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "score.py").write_text(textwrap.dedent(score))
+    return folder
