@@ -352,3 +352,30 @@ def test_runtime_imports_nothing_else_of_reconciler():
                 assert node.level != 2, path
             if isinstance(node, ast.Import):
                 assert not any(alias.name.startswith("reconciler") for alias in node.names), path
+
+
+def test_with_several_workers_ready_means_every_worker_is_ready(tmp_path):
+    app = write_app(tmp_path / "app", f"""\
+        import os
+        import time
+
+        def init():
+            try:  # the first worker to get here is slow to start, the other is quick
+                os.close(os.open({str(tmp_path / "slow-taken")!r}, os.O_CREAT | os.O_EXCL))
+                time.sleep(2)
+            except FileExistsError:
+                pass
+
+        def run(raw_data):
+            return os.getpid()
+    """)
+    server = RuntimeProcess(app, env={"WORKER_COUNT": "2"})
+    try:
+        server.wait_ready()
+        statuses = set()
+        for _ in range(30):
+            with requests.Session() as session:
+                statuses.add(session.post(server.url + "/score", data="{}").status_code)
+        assert statuses == {200}
+    finally:
+        server.stop()

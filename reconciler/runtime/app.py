@@ -69,9 +69,15 @@ def model_dir_listing(model_dir: str | None, limit: int = 200) -> str:
 
 
 class ScoringApp:
-    def __init__(self, settings: Settings, on_fatal: Callable[[int], None]):
+    """`on_ready` is called once init() has returned; `service_ready` says whether the whole
+    service is (with several workers: all of them), which is what /ready reports."""
+
+    def __init__(self, settings: Settings, on_fatal: Callable[[int], None],
+                 on_ready: Callable[[], None] = lambda: None, service_ready: Callable[[], bool] | None = None):
         self.settings = settings
         self.on_fatal = on_fatal
+        self.on_ready = on_ready
+        self.service_ready = service_ready or (lambda: self.ready)
         self.script: EntryScript | None = None
         self.ready = False
         self.runner: RunThread | None = None
@@ -113,6 +119,7 @@ class ScoringApp:
             self.settings.app_root, self.settings.service_name, self.settings.service_version, self.script.schemas()
         )
         self.ready = True
+        self.on_ready()
         log.info("init() returned in %.2f s; ready", seconds)
 
     def _init_failed(self, error: BaseException) -> None:
@@ -156,7 +163,7 @@ class ScoringApp:
         elif path == "/ready":
             if method not in ("GET", "HEAD"):
                 status, headers, body = _error(405, "Method not allowed")
-            elif self.ready:
+            elif self.ready and self.service_ready():
                 status, headers, body = 200, list(TEXT), b"Ready"
             else:
                 status, headers, body = _error(503, "init() has not returned yet")

@@ -43,8 +43,12 @@ def _uvicorn_config(settings: Settings, app):
     )
 
 
-def serve(settings: Settings, sockets=None) -> int:
-    """Serve in this process until SIGTERM/SIGINT (exit 0) or a failed init() (exit 3)."""
+def serve(settings: Settings, sockets=None, readiness=None, index: int = 0) -> int:
+    """Serve in this process until SIGTERM/SIGINT (exit 0) or a failed init() (exit 3).
+
+    With several workers, `readiness` is a flag per worker shared with the supervisor,
+    so /ready turns 200 only once every worker's init() has returned: a canary check
+    must not pass while another worker would still answer 503."""
     import uvicorn
 
     from .app import ScoringApp
@@ -57,7 +61,13 @@ def serve(settings: Settings, sockets=None) -> int:
         exit_code = code
         server.should_exit = True
 
-    app = ScoringApp(settings, on_fatal)
+    if readiness is None:
+        app = ScoringApp(settings, on_fatal)
+    else:
+        def mark_ready() -> None:
+            readiness[index] = 1
+
+        app = ScoringApp(settings, on_fatal, on_ready=mark_ready, service_ready=lambda: all(readiness))
     server = uvicorn.Server(_uvicorn_config(settings, app))
     # uvicorn re-raises the stop signal after its graceful shutdown; with these
     # handlers in place that ends here, so a requested stop exits 0.
@@ -67,9 +77,9 @@ def serve(settings: Settings, sockets=None) -> int:
     return exit_code
 
 
-def _worker(settings: Settings, sockets, index: int) -> None:
+def _worker(settings: Settings, sockets, readiness, index: int) -> None:
     logs.configure(settings.log_level, worker=index)
-    sys.exit(serve(settings, sockets))
+    sys.exit(serve(settings, sockets, readiness, index))
 
 
 def supervise(settings: Settings) -> int:
@@ -92,8 +102,11 @@ def supervise(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
+    readiness = context.Array("b", settings.workers, lock=False)
+
     def start(index: int):
-        process = context.Process(target=_worker, args=(settings, [listener], index), name=f"worker-{index}")
+        readiness[index] = 0
+        process = context.Process(target=_worker, args=(settings, [listener], readiness, index), name=f"worker-{index}")
         process.start()
         return process
 

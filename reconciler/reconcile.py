@@ -1,0 +1,202 @@
+"""The reconcile loop: discover -> load -> desire -> observe -> plan.
+
+Every run re-reads desired and observed state (level-triggered). A package that
+fails at any stage carries its problems and the others go on. The Docker engine is
+asked only when a package needs it (image and container modes, or --prune), and
+then once per kind of object.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cachedir import cache_dir
+from .desired import Desired, desire
+from .digest import Digester
+from .docker_engine import Engine, EngineError, Snapshot
+from .loader import Package
+from .lock import WheelCache
+from .observe import observe_folder
+from .plan import Cleanup, Intent, Observed, PackagePlan, plan_cleanup, plan_package
+from .problems import InvalidInput, Problem, ReconcilerError, display_path
+from .statcache import StatCache
+from .workspace import load_workspace
+
+
+class Session:
+    """What one command keeps for its whole run: the caches, and the engine once asked for."""
+
+    def __init__(self, root: Path | None = None, *, build_slots: int = 1):
+        self.cache_root = root or cache_dir()
+        self.stat_cache = StatCache(self.cache_root / "statcache.sqlite")
+        self.digester = Digester(self.stat_cache)
+        self.wheels = WheelCache(self.cache_root / "wheels")
+        self.build_slots = threading.BoundedSemaphore(build_slots)
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The Docker engine, connected on first use (EngineUnavailable if none answers)."""
+        if self._engine is None:
+            self._engine = Engine.connect()
+        return self._engine
+
+    def close(self) -> None:
+        self.stat_cache.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class ActionResult:
+    kind: str
+    target: str
+    cause: str
+    status: str  # done | failed | skipped
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class Outcome:
+    """One package through the loop."""
+
+    package: Package
+    desired: Desired | None = None
+    observed: Observed | None = None
+    plan: PackagePlan | None = None
+    problems: list[Problem] = field(default_factory=list)
+    results: list[ActionResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.problems) or any(r.status == "failed" for r in self.results)
+
+
+@dataclass
+class Reconciliation:
+    outcomes: list[Outcome]
+    problems: list[Problem]  # manifests that did not load, paths that do not exist
+    manifests_found: int
+    cleanup: Cleanup = field(default_factory=Cleanup)
+    cleanup_results: list[ActionResult] = field(default_factory=list)
+
+    @property
+    def has_errors(self) -> bool:
+        return (bool(self.problems) or any(o.failed for o in self.outcomes)
+                or any(r.status == "failed" for r in self.cleanup_results))
+
+    @property
+    def has_changes(self) -> bool:
+        return any(o.plan and o.plan.actions for o in self.outcomes) or bool(self.cleanup.actions)
+
+
+def intent_of(desired: Desired) -> Intent:
+    package = desired.package
+    manifest = package.manifest
+    image_repository = manifest.image_repository
+    registry = manifest.output.image.registry
+    container = manifest.output.container
+    return Intent(
+        name=package.name,
+        mode=manifest.output.mode,
+        folder=display_path(package.output_directory),
+        image_hash=desired.image_hash,
+        container_hash=desired.container_hash,
+        inputs=desired.inputs,
+        base_image=manifest.inference.environment.resolved_base_image,
+        image=f"{image_repository}:{desired.short_hash}",
+        push_to=f"{registry}/{image_repository}:{desired.short_hash}" if manifest.output.image.push else "",
+        container=manifest.container_name,
+        address=f"{container.host}:{container.port}",
+    )
+
+
+def desire_package(package: Package, session: Session, *, frozen: bool, base_image_id: str | None = None) -> Outcome:
+    outcome = Outcome(package)
+    try:
+        outcome.desired = desire(package, session.digester, session.wheels, frozen=frozen, base_image_id=base_image_id)
+    except InvalidInput as error:
+        outcome.problems.extend(error.problems)
+    except ReconcilerError as error:
+        outcome.problems.append(Problem(str(package.manifest_path), str(error)))
+    return outcome
+
+
+def uses_engine(package: Package) -> bool:
+    return package.manifest.output.mode != "dockerfile"
+
+
+def base_image_ids(packages: list[Package], engine: Engine) -> dict[str, str | None]:
+    """One inspect per distinct base image of the packages that build images."""
+    references = {p.manifest.inference.environment.resolved_base_image for p in packages if uses_engine(p)}
+    return {reference: engine.image_id(reference) for reference in sorted(references)}
+
+
+def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, bases: dict[str, str | None]) -> Observed:
+    package, desired = outcome.package, outcome.desired
+    folder = observe_folder(package.output_directory, package.name, session.digester)
+    if snapshot is None:
+        return Observed(folder)
+    images = snapshot.images_of(package.name)
+    registry_has = None
+    intent_image = next((i for i in images if i.hash == desired.image_hash), None)
+    if package.manifest.output.image.push and intent_image is not None:
+        registry_has = session.engine.registry_has(intent_of(desired).push_to)
+    return Observed(
+        folder,
+        images=images,
+        containers=snapshot.containers_of(package.name),
+        base_present=bases.get(package.manifest.inference.environment.resolved_base_image) is not None
+        or not uses_engine(package),
+        registry_has=registry_has,
+    )
+
+
+def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool = False,
+              use_engine: bool = True) -> Reconciliation:
+    """Load every package below `paths`, compute desired and observed state, and plan.
+
+    Raises EngineUnavailable when a package needs Docker and no engine answers:
+    nothing has been changed at that point. With `use_engine` False only the
+    Dockerfile folders are observed.
+    """
+    workspace = load_workspace(paths)
+    snapshot: Snapshot | None = None
+    bases: dict[str, str | None] = {}
+    if use_engine and (prune or any(uses_engine(p) for p in workspace.packages)):
+        engine = session.engine
+        snapshot = engine.snapshot()
+        bases = base_image_ids(workspace.packages, engine)
+    outcomes = []
+    for package in workspace.packages:
+        base_id = bases.get(package.manifest.inference.environment.resolved_base_image)
+        outcome = desire_package(package, session, frozen=frozen, base_image_id=base_id)
+        if outcome.desired is not None:
+            try:
+                outcome.observed = _observe(outcome, session, snapshot, bases)
+            except EngineError as error:
+                outcome.problems.append(Problem(str(package.manifest_path), str(error)))
+            else:
+                outcome.plan = plan_package(intent_of(outcome.desired), outcome.observed)
+                outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
+        outcomes.append(outcome)
+    cleanup = Cleanup()
+    if snapshot is not None:
+        wanted = {o.package.name: (o.desired.image_hash, o.desired.container_hash) for o in outcomes if o.desired}
+        # a package whose desired state could not be computed still owns its objects
+        wanted.update({o.package.name: ("", "") for o in outcomes if o.desired is None})
+        cleanup = plan_cleanup(
+            snapshot.images, snapshot.containers, wanted, {i.id: i.manifest for i in snapshot.images},
+            [os.path.abspath(p) for p in paths], prune=prune,
+            complete=workspace.complete and all(not o.problems for o in outcomes),
+        )
+    session.stat_cache.flush()
+    return Reconciliation(outcomes, workspace.problems, workspace.manifests_found, cleanup)
