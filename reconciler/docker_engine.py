@@ -1,0 +1,365 @@
+"""Every call reconciler makes to the Docker engine, in one place.
+
+The planner never sees this module: observed state is read here into plain
+snapshots (one label-filtered list call per kind of object per run), and the
+executor calls the operations below. Builds go through the engine's build API
+(the legacy builder: what the Docker SDK speaks), streamed step by step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MANAGED = "reconciler.managed"
+PACKAGE = "reconciler.package"
+IMAGE_HASH = "reconciler.hash"
+CONTAINER_HASH = "reconciler.container-hash"
+MANIFEST = "reconciler.manifest"
+ROLE = "reconciler.role"
+CONTAINER_PORT = "5001/tcp"
+
+
+class EngineError(Exception):
+    """The engine refused or failed an operation; the message says which and why."""
+
+
+class EngineUnavailable(EngineError):
+    pass
+
+
+class BuildFailed(EngineError):
+    def __init__(self, step: str, tail: list[str], error: str):
+        self.step, self.tail, self.error = step, tail, error
+        detail = "\n    ".join(tail)
+        super().__init__(f"build failed at {step or 'the start'}: {error}\n    {detail}")
+
+
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock (DOCKER_HOST is not set)"
+
+
+@dataclass(frozen=True)
+class ImageState:
+    id: str
+    package: str
+    hash: str
+    tags: tuple[str, ...]
+    manifest: str = ""
+    repo_digests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    package: str
+    container_hash: str
+    image_hash: str
+    state: str  # created | running | paused | restarting | exited | dead
+    status: str  # as docker says it: "Up 3 minutes (healthy)", "Exited (3) 2 seconds ago"
+    manifest: str
+    role: str  # "" for the serving container, "canary" during a replacement
+    host_port: int | None
+    host_ip: str | None
+    image_id: str = ""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    steps: int
+    cached: int
+
+
+@dataclass
+class Snapshot:
+    """Everything reconciler manages on this engine, read once per run.
+
+    Images are listed only when asked (for --prune): listing images costs the engine
+    time in proportion to every image it holds, so a plan looks up the one image
+    it needs by tag instead."""
+
+    images: list[ImageState] | None = None
+    containers: list[ContainerState] = field(default_factory=list)
+
+    def images_of(self, package: str) -> list[ImageState]:
+        return [i for i in self.images or () if i.package == package]
+
+    def containers_of(self, package: str) -> list[ContainerState]:
+        return [c for c in self.containers if c.package == package]
+
+
+def _image_state(summary: dict) -> ImageState:
+    labels = summary.get("Labels") or {}
+    return ImageState(
+        id=summary["Id"],
+        package=labels.get(PACKAGE, ""),
+        hash=labels.get(IMAGE_HASH, ""),
+        tags=tuple(t for t in summary.get("RepoTags") or () if t != "<none>:<none>"),
+        manifest=labels.get(MANIFEST, ""),
+        repo_digests=tuple(summary.get("RepoDigests") or ()),
+    )
+
+
+def _container_state(summary: dict) -> ContainerState:
+    labels = summary.get("Labels") or {}
+    port = host_ip = None
+    for binding in summary.get("Ports") or []:
+        if binding.get("PrivatePort") == 5001 and binding.get("PublicPort"):
+            port, host_ip = binding["PublicPort"], binding.get("IP")
+            break
+    return ContainerState(
+        id=summary["Id"],
+        name=(summary.get("Names") or ["/?"])[0].lstrip("/"),
+        package=labels.get(PACKAGE, ""),
+        container_hash=labels.get(CONTAINER_HASH, ""),
+        image_hash=labels.get(IMAGE_HASH, ""),
+        state=summary.get("State", ""),
+        status=summary.get("Status", ""),
+        manifest=labels.get(MANIFEST, ""),
+        role=labels.get(ROLE, ""),
+        host_port=port,
+        host_ip=host_ip,
+        image_id=summary.get("ImageID", ""),
+    )
+
+
+class Engine:
+    def __init__(self, client):
+        self.client = client
+        self.api = client.api
+
+    @classmethod
+    def connect(cls) -> Engine:
+        """The engine DOCKER_HOST (or the default socket) points at, or EngineUnavailable."""
+        import docker
+
+        try:
+            client = docker.from_env(timeout=600)  # asks the engine its API version: reachable or not
+        except Exception as error:  # noqa: BLE001 - the SDK raises many kinds; all mean "not reachable"
+            reason = str(error).split("\n")[0]
+            raise EngineUnavailable(f"no Docker engine answers at {engine_address()}: {reason}") from None
+        return cls(client)
+
+    # -- observing --------------------------------------------------------------------
+
+    def snapshot(self, *, images: bool) -> Snapshot:
+        containers = [
+            _container_state(summary)
+            for summary in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"})
+        ]
+        if not images:
+            return Snapshot(None, containers)
+        return Snapshot([_image_state(s) for s in self.api.images(filters={"label": f"{MANAGED}=true"})], containers)
+
+    def inspect_image(self, reference: str) -> ImageState | None:
+        """The image `reference` names, or None when the engine does not have it."""
+        import docker
+
+        try:
+            details = self.api.inspect_image(reference)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as error:
+            raise EngineError(f"cannot inspect {reference}: {error.explanation or error}") from None
+        return _image_state({**details, "Labels": (details.get("Config") or {}).get("Labels") or {}})
+
+    def image(self, reference: str, image_hash: str) -> ImageState | None:
+        """The image tagged `reference`, if it carries `image_hash` (one inspect, no listing)."""
+        state = self.inspect_image(reference)
+        return state if state is not None and state.hash == image_hash else None
+
+    def image_id(self, reference: str) -> str | None:
+        """The local image ID of `reference`, or None when the engine does not have it."""
+        import docker
+
+        try:
+            return self.api.inspect_image(reference)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as error:
+            raise EngineError(f"cannot inspect {reference}: {error.explanation or error}") from None
+
+    def registry_has(self, reference: str) -> bool:
+        """Whether the registry in `reference` holds that tag (asked through the engine)."""
+        import docker
+
+        try:
+            self.api.inspect_distribution(reference)
+            return True
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            if "manifest unknown" in text or "not found" in text.lower():
+                return False
+            raise EngineError(f"cannot ask the registry about {reference}: {text}") from None
+
+    # -- images -----------------------------------------------------------------------
+
+    def pull(self, reference: str) -> str:
+        import docker
+
+        repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
+        try:
+            for _ in self.api.pull(repository, tag=tag, stream=True, decode=True):
+                pass
+            return self.api.inspect_image(reference)["Id"]
+        except docker.errors.APIError as error:
+            raise EngineError(f"cannot pull {reference}: {error.explanation or error}") from None
+
+    def build(self, folder: str, tags: list[str], labels: dict[str, str], *, network: bool,
+              platform: str | None, progress: Callable[[str], None]) -> BuildResult:
+        """Build `folder` and tag it; each step is reported through `progress` as it starts."""
+        import docker
+
+        step = ""
+        tail: list[str] = []
+        image_id = None
+        steps = cached = 0
+        try:
+            stream = self.api.build(
+                path=folder, tag=tags[0], labels=labels, rm=True, forcerm=True, decode=True,
+                network_mode=None if network else "none", platform=platform,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise BuildFailed(step, tail[-20:], chunk["error"].strip())
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                for line in chunk.get("stream", "").splitlines():
+                    if not line.strip():
+                        continue
+                    tail.append(line.rstrip())
+                    if line.startswith("Step "):
+                        step = " ".join(line.split())
+                        steps += 1
+                        progress(step if len(step) <= 110 else step[:107] + "...")
+                    elif line.strip() == "---> Using cache":
+                        cached += 1
+                    match = re.match(r"Successfully built ([0-9a-f]+)", line)
+                    if match and image_id is None:
+                        image_id = match.group(1)
+        except docker.errors.APIError as error:
+            raise BuildFailed(step, tail[-20:], str(error.explanation or error)) from None
+        if image_id is None:
+            raise BuildFailed(step, tail[-20:], "the engine reported no image")
+        for tag in tags[1:]:
+            self.tag(image_id, tag)
+        return BuildResult(self.api.inspect_image(image_id)["Id"], steps, cached)
+
+    def tag(self, image_id: str, reference: str) -> None:
+        repository, tag = reference.rsplit(":", 1)
+        self.api.tag(image_id, repository, tag=tag, force=True)
+
+    def push(self, reference: str) -> str:
+        """Push a tag; return the digest the registry gave it."""
+        import docker
+
+        repository, tag = reference.rsplit(":", 1)
+        digest = ""
+        try:
+            for chunk in self.api.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise EngineError(f"push {reference} failed: {chunk['error']}")
+                digest = (chunk.get("aux") or {}).get("Digest", digest)
+        except docker.errors.APIError as error:
+            raise EngineError(f"push {reference} failed: {error.explanation or error}") from None
+        return digest
+
+    def remove_image(self, image_id: str) -> None:
+        import docker
+
+        try:
+            self.api.remove_image(image_id, force=True, noprune=False)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            raise EngineError(f"cannot remove image {image_id[:19]}: {error.explanation or error}") from None
+
+    # -- containers -------------------------------------------------------------------
+
+    def create_container(self, image: str, name: str, *, host: str, port: int, labels: dict[str, str],
+                         restart: bool = True) -> str:
+        """Create (not start) a container publishing 5001 on host:port (port 0: any free one).
+
+        Serving containers restart unless stopped (they come back after a reboot); a
+        canary does not, so a failing one stays failed."""
+        import docker
+
+        try:
+            host_config = self.api.create_host_config(
+                port_bindings={5001: (host, port or None)},
+                restart_policy={"Name": "unless-stopped" if restart else "no"},
+                init=True,
+            )
+            created = self.api.create_container(
+                image, name=name, labels=labels, ports=[5001], host_config=host_config, detach=True,
+            )
+        except docker.errors.APIError as error:
+            raise EngineError(f"cannot create container {name}: {error.explanation or error}") from None
+        return created["Id"]
+
+    def start(self, container_id: str) -> None:
+        import docker
+
+        try:
+            self.api.start(container_id)
+        except docker.errors.APIError as error:
+            raise EngineError(f"cannot start container {container_id[:12]}: {error.explanation or error}") from None
+
+    def published_port(self, container_id: str) -> int:
+        bindings = self.api.inspect_container(container_id)["NetworkSettings"]["Ports"].get(CONTAINER_PORT) or []
+        if not bindings:
+            raise EngineError(f"container {container_id[:12]} publishes no port")
+        return int(bindings[0]["HostPort"])
+
+    def logs(self, container_id: str, lines: int = 30) -> list[str]:
+        try:
+            text = self.api.logs(container_id, tail=lines).decode(errors="replace")
+        except Exception:  # noqa: BLE001 - logs are a courtesy in an error message
+            return []
+        return text.splitlines()
+
+    def stop(self, container_id: str, timeout: int = 30) -> None:
+        import docker
+
+        try:
+            self.api.stop(container_id, timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+
+    def rename(self, container_id: str, name: str) -> None:
+        self.api.rename(container_id, name)
+
+    def remove_container(self, container_id: str) -> None:
+        import docker
+
+        try:
+            self.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def wait_ready(self, container_id: str, port: int, timeout: float) -> str | None:
+        """Poll GET /ready on 127.0.0.1:port; None when ready, else why not (exit, timeout)."""
+        import http.client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/ready")
+                if connection.getresponse().status == 200:
+                    return None
+            except OSError:
+                pass
+            details = self.api.inspect_container(container_id)
+            state = details["State"]
+            if state["Status"] in ("exited", "dead", "restarting") or details.get("RestartCount"):
+                return f"the container exited with code {state.get('ExitCode')}"
+            time.sleep(0.1)
+        return f"not ready after {timeout:g} s"
