@@ -29,6 +29,7 @@ from .problems import InvalidInput, Problem
 from .sources import InputFile, model_files, source_files
 
 HASH_SCHEMA = 1
+BASE_IMAGE_ID = "inference.environment.base_image (image id)"
 RUNTIME_DIRECTORY = Path(__file__).parent / "runtime"
 
 
@@ -144,7 +145,10 @@ def _check_contents(package: Package, files: tuple[InputFile, ...]) -> None:
         raise InvalidInput(problems)
 
 
-def desire(package: Package, digester: Digester, wheel_cache: WheelCache, *, frozen: bool) -> Desired:
+def desire(package: Package, digester: Digester, wheel_cache: WheelCache, *, frozen: bool,
+           base_image_id: str | None = None) -> Desired:
+    """The package's desired state. `base_image_id` is the engine's ID for the base image
+    (image and container modes): a re-pulled base with new content must rebuild."""
     lock, locked = ensure_lock(package, wheel_cache, frozen=frozen)
     files = tuple(source_files(package) + model_files(package))
     _check_contents(package, files)
@@ -155,6 +159,8 @@ def desire(package: Package, digester: Digester, wheel_cache: WheelCache, *, fro
     inputs["Dockerfile"] = value_digest(dockerfile)
     for name, value in image_settings(package).items():
         inputs[name] = value_digest(value)
+    if package.manifest.output.mode != "dockerfile":
+        inputs[BASE_IMAGE_ID] = base_image_id or "not on the engine"
     inputs = dict(sorted(inputs.items()))
     image_hash = value_digest({"hash_schema": HASH_SCHEMA, "inputs": inputs})
     container_hash = value_digest(

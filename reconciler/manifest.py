@@ -183,6 +183,9 @@ class ContainerOutput(_Strict):
     name: _pattern(CONTAINER_NAME, description="Container name. Default: the package name.") | None = None
     port: int = Field(6789, ge=1, le=65535, description="Host port published for the container's 5001.")
     host: _pattern(BIND_ADDRESS, description="Host address the port is published on.") = "127.0.0.1"
+    ready_timeout_s: int = Field(
+        120, ge=1, le=3600, description="How long a new container may take to become ready (init() to return)."
+    )
 
 
 class Output(_Strict):

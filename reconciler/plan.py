@@ -2,13 +2,25 @@
 
 No I/O happens here, so plans are tested as golden strings without Docker or
 files. The executor carries out actions and decides nothing.
+
+Per package, in order:
+    pull      the base image is not on the engine (image and container modes)
+    write     the Dockerfile folder is missing, out of date, or edited by hand
+    build     no image carries the desired image hash
+    push      `image.push` is on and the registry lacks the tag
+    create    no serving container                      (container mode)
+    recreate  the serving container runs another container hash
+    start     the serving container has the right hash but is not running
+    remove    leftovers of an interrupted replacement, duplicates, and with --prune
+              orphans (labels with no manifest left) and superseded images
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .docker_engine import ContainerState, ImageState
 from .observe import FolderState
 
 MAX_NAMED_INPUTS = 4
@@ -24,14 +36,31 @@ class Intent:
     image_hash: str
     container_hash: str
     inputs: Mapping[str, str]
+    base_image: str = ""
+    image: str = ""  # repository:hash12
+    push_to: str = ""  # registry/repository:hash12 when pushing
+    container: str = ""  # container name
+    address: str = ""  # host:port the container publishes
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What exists for one package."""
+
+    folder: FolderState
+    images: Sequence[ImageState] = ()
+    containers: Sequence[ContainerState] = ()
+    base_present: bool = True
+    registry_has: bool | None = None  # None: not asked (not pushing, or nothing to push yet)
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # write | build | push | create | recreate | start | remove
+    kind: str  # pull | write | build | push | create | recreate | start | remove
     package: str
     target: str
     cause: str
+    subject: str = ""  # the engine object acted on (container or image id), when there is one
 
 
 @dataclass
@@ -91,3 +120,116 @@ def plan_folder(intent: Intent, folder: FolderState) -> PackagePlan:
         return plan
     plan.actions.append(Action("write", intent.name, intent.folder, cause))
     return plan
+
+
+def _build_cause(intent: Intent, observed: Observed) -> str:
+    folder = observed.folder
+    if folder.status == "ours" and folder.image_hash != intent.image_hash and folder.inputs:
+        return changed_inputs(folder.inputs, intent.inputs)
+    if observed.images:
+        return "no image for this hash"
+    return "not built yet"
+
+
+def plan_package(intent: Intent, observed: Observed) -> PackagePlan:
+    plan = plan_folder(intent, observed.folder)
+    if plan.errors:
+        return plan
+    name = intent.name
+    if intent.mode != "container":
+        for container in observed.containers:
+            plan.actions.append(Action("remove", name, f"container {container.name}",
+                                       f"output.mode is {intent.mode}: no container wanted", container.id))
+    if intent.mode == "dockerfile":
+        return plan
+    if not observed.base_present:
+        plan.actions.insert(0, Action("pull", name, intent.base_image, "base image not present on the engine"))
+    image = next((i for i in observed.images if i.hash == intent.image_hash), None)
+    build_cause = ""
+    if image is None:
+        build_cause = _build_cause(intent, observed)
+        plan.actions.append(Action("build", name, intent.image, build_cause))
+    if intent.push_to and (image is None or observed.registry_has is False):
+        plan.actions.append(Action("push", name, intent.push_to, "new image" if image is None else "registry lacks the tag"))
+    if intent.mode == "container":
+        _plan_container(intent, observed, plan, build_cause)
+    return plan
+
+
+def _plan_container(intent: Intent, observed: Observed, plan: PackagePlan, build_cause: str) -> None:
+    name = intent.name
+    serving = [c for c in observed.containers if not c.role]
+    leftovers = [c for c in observed.containers if c.role]
+    current = next((c for c in serving if c.container_hash == intent.container_hash), None) or (
+        serving[0] if serving else None
+    )
+    target = f"{intent.container} on {intent.address}"
+    if current is None:
+        plan.actions.append(Action("create", name, target, "no container"))
+    elif current.container_hash != intent.container_hash:
+        if current.image_hash != intent.image_hash:
+            cause = f"new image ({build_cause})" if build_cause else "image changed"
+        else:
+            was = f"{current.name} on {current.host_ip}:{current.host_port}"
+            cause = f"container settings changed (was {was})"
+        plan.actions.append(Action("recreate", name, target, cause, current.id))
+    elif current.state != "running":
+        plan.actions.append(Action("start", name, target, f"container {current.state}", current.id))
+    for other in serving:
+        if other is not current:
+            plan.actions.append(Action("remove", name, f"container {other.name}", "a second container for this package", other.id))
+    for leftover in leftovers:
+        plan.actions.append(
+            Action("remove", name, f"container {leftover.name}", f"{leftover.role} left by an interrupted replacement", leftover.id)
+        )
+
+
+@dataclass
+class Cleanup:
+    """Engine objects no manifest wants: removed only with --prune."""
+
+    actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _in_scope(manifest: str, scope: Sequence[str]) -> bool:
+    return any(manifest == root or manifest.startswith(root.rstrip("/") + "/") for root in scope)
+
+
+def plan_cleanup(
+    images: Sequence[ImageState],
+    containers: Sequence[ContainerState],
+    wanted: Mapping[str, tuple[str, str]],  # package -> (image hash, container hash) of loaded packages
+    image_manifests: Mapping[str, str],  # image id -> manifest path label
+    scope: Sequence[str],
+    *,
+    prune: bool,
+    complete: bool,
+) -> Cleanup:
+    """Orphans (our labels, no manifest left below the paths given) and superseded images.
+
+    Nothing is planned for removal unless `prune`, and never when a manifest failed
+    to load or none was found (`complete` is False): a manifest that did not parse
+    must not look like a package that was deleted.
+    """
+    cleanup = Cleanup()
+    orphans: list[Action] = []
+    superseded: list[Action] = []
+    for container in containers:
+        if container.package not in wanted and _in_scope(container.manifest, scope):
+            orphans.append(Action("remove", container.package, f"container {container.name}",
+                                  "orphan: its manifest is gone", container.id))
+    in_use = {c.image_hash for c in containers}
+    for image in images:
+        label = ", ".join(image.tags) or image.id[7:19]
+        if image.package not in wanted:
+            if _in_scope(image_manifests.get(image.id, ""), scope):
+                orphans.append(Action("remove", image.package, f"image {label}", "orphan: its manifest is gone", image.id))
+        elif image.hash != wanted[image.package][0] and image.hash not in in_use:
+            superseded.append(Action("remove", image.package, f"image {label}", "superseded by a newer build", image.id))
+    if prune and complete:
+        cleanup.actions = orphans + superseded
+    elif orphans:  # superseded images are routine after every build: only --prune mentions them
+        why = "apply --prune removes" if complete else "not pruned while a manifest has errors or none was found:"
+        cleanup.notes = [f"{why} {a.target} ({a.package}: {a.cause})" for a in orphans]
+    return cleanup

@@ -16,7 +16,7 @@ from pathlib import Path
 from .cachedir import cache_dir
 from .desired import Desired, desire
 from .digest import Digester
-from .docker_engine import Engine, EngineError, Snapshot
+from .docker_engine import Engine, EngineError, ImageState, Snapshot
 from .loader import Package
 from .lock import WheelCache
 from .observe import observe_folder
@@ -140,20 +140,37 @@ def base_image_ids(packages: list[Package], engine: Engine) -> dict[str, str | N
     return {reference: engine.image_id(reference) for reference in sorted(references)}
 
 
+def _desired_image(package: Package, desired: Desired, snapshot: Snapshot, containers: list, session: Session):
+    """The image carrying the desired hash, if the engine has it: known from the listing
+    (--prune), from a serving container already running it, or by one inspect of its tag."""
+    image = next((i for i in snapshot.images_of(package.name) if i.hash == desired.image_hash), None)
+    if image is None and snapshot.images is None:
+        running = next((c for c in containers if c.image_hash == desired.image_hash and c.image_id), None)
+        if running is not None:
+            image = ImageState(running.image_id, package.name, desired.image_hash, (intent_of(desired).image,))
+        else:
+            image = session.engine.image(intent_of(desired).image, desired.image_hash)
+    return image
+
+
 def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, bases: dict[str, str | None]) -> Observed:
     package, desired = outcome.package, outcome.desired
     folder = observe_folder(package.output_directory, package.name, session.digester)
     if snapshot is None:
         return Observed(folder)
+    containers = snapshot.containers_of(package.name)
     images = snapshot.images_of(package.name)
     registry_has = None
-    intent_image = next((i for i in images if i.hash == desired.image_hash), None)
-    if package.manifest.output.image.push and intent_image is not None:
-        registry_has = session.engine.registry_has(intent_of(desired).push_to)
+    if uses_engine(package):
+        desired_image = _desired_image(package, desired, snapshot, containers, session)
+        if desired_image is not None and desired_image not in images:
+            images.append(desired_image)
+        if package.manifest.output.image.push and desired_image is not None:
+            registry_has = session.engine.registry_has(intent_of(desired).push_to)
     return Observed(
         folder,
         images=images,
-        containers=snapshot.containers_of(package.name),
+        containers=containers,
         base_present=bases.get(package.manifest.inference.environment.resolved_base_image) is not None
         or not uses_engine(package),
         registry_has=registry_has,
@@ -173,7 +190,7 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
     bases: dict[str, str | None] = {}
     if use_engine and (prune or any(uses_engine(p) for p in workspace.packages)):
         engine = session.engine
-        snapshot = engine.snapshot()
+        snapshot = engine.snapshot(images=prune)
         bases = base_image_ids(workspace.packages, engine)
     outcomes = []
     for package in workspace.packages:
@@ -194,7 +211,7 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
         # a package whose desired state could not be computed still owns its objects
         wanted.update({o.package.name: ("", "") for o in outcomes if o.desired is None})
         cleanup = plan_cleanup(
-            snapshot.images, snapshot.containers, wanted, {i.id: i.manifest for i in snapshot.images},
+            snapshot.images or [], snapshot.containers, wanted, {i.id: i.manifest for i in snapshot.images or []},
             [os.path.abspath(p) for p in paths], prune=prune,
             complete=workspace.complete and all(not o.problems for o in outcomes),
         )
