@@ -50,6 +50,14 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_prune(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prune", action="store_true",
+        help="also remove what no manifest wants: containers and images whose package.yaml (below "
+             "PATH) is gone, and superseded images. Never while a manifest has errors or none is found.",
+    )
+
+
 def _add_frozen(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frozen", action="store_true",
@@ -82,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_paths(plan)
     _add_frozen(plan)
+    _add_prune(plan)
     _add_output(plan)
 
     apply = commands.add_parser(
@@ -92,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_paths(apply)
     _add_frozen(apply)
+    _add_prune(apply)
     _add_output(apply)
     apply.add_argument(
         "--check", action="store_true",
@@ -100,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
                        help="packages worked on at once (default 4)")
+    apply.add_argument("--builds", type=int, default=1, metavar="N",
+                       help="image builds at once (default 1; builds are CPU- and disk-bound)")
 
     status = commands.add_parser(
         "status", help="show each package's state",
@@ -139,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, metavar="N",
                        help="port to listen on (default: the manifest's output.container.port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+
+    down = commands.add_parser(
+        "down", help="stop and remove the packages' containers (not their images)",
+        description="Stop (gracefully: in-flight requests finish) and remove the containers of the "
+                    "packages below PATH. Images stay; `apply` brings the containers back.",
+    )
+    _add_paths(down)
+
+    pull = commands.add_parser(
+        "pull", help="fetch a package's pushed image by hash from its registry",
+        description="Pull <registry>/<repository>:<hash12> for the package at PATH (the hash this "
+                    "machine computes, or --hash), check its reconciler.hash label, and tag it "
+                    "<repository>:<hash12> locally, as Azure's package.pull() does.",
+    )
+    pull.add_argument("path", metavar="PATH", help="the package's folder or package.yaml")
+    pull.add_argument("--hash", metavar="HASH", help="the image hash to pull (12 or 64 hex digits)")
 
     commands.add_parser(
         "schema", help="print the JSON schema of package.yaml",
@@ -192,18 +220,28 @@ def _command_validate(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _reconcile(arguments: argparse.Namespace, *, frozen: bool):
-    from .engine import Session, reconcile
+def _reconcile(arguments: argparse.Namespace, session, *, frozen: bool, use_engine: bool = True):
+    from .reconcile import reconcile
 
-    session = Session()
-    return session, reconcile(arguments.paths, session, frozen=frozen)
+    return reconcile(arguments.paths, session, frozen=frozen, prune=getattr(arguments, "prune", False),
+                     use_engine=use_engine)
+
+
+def _engine_failure(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _command_plan(arguments: argparse.Namespace) -> int:
+    from .docker_engine import EngineUnavailable
+    from .reconcile import Session
     from .report import plan_text, to_json
 
-    session, reconciliation = _reconcile(arguments, frozen=arguments.frozen)
-    session.close()
+    with Session() as session:
+        try:
+            reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
+        except EngineUnavailable as error:
+            return _engine_failure(error)
     print(to_json(reconciliation, "plan") if arguments.output == "json" else plan_text(reconciliation), end="")
     if reconciliation.has_errors or reconciliation.manifests_found == 0:
         return EXIT_ERROR
@@ -211,16 +249,27 @@ def _command_plan(arguments: argparse.Namespace) -> int:
 
 
 def _command_apply(arguments: argparse.Namespace) -> int:
-    from .execute import execute
+    from .docker_engine import EngineUnavailable
+    from .execute import execute, printing_progress
+    from .reconcile import Session
     from .report import apply_text, to_json
 
     if arguments.check:
         return _apply_check(arguments)
-    session, reconciliation = _reconcile(arguments, frozen=arguments.frozen)
-    try:
-        execute(reconciliation, session, jobs=arguments.jobs)
-    finally:
-        session.close()
+    progress = printing_progress(sys.stderr if arguments.output == "json" else sys.stdout)
+    with Session(build_slots=arguments.builds) as session:
+        try:
+            reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
+            if any(a.kind == "pull" for o in reconciliation.outcomes if o.plan for a in o.plan.actions):
+                # Base images come first: their image IDs are part of the hashes, so plan again with them.
+                execute(reconciliation, session, jobs=arguments.jobs, progress=progress, kinds=frozenset({"pull"}))
+                pulled = {o.package.name: o.results for o in reconciliation.outcomes}
+                reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
+                for outcome in reconciliation.outcomes:
+                    outcome.results = list(pulled.get(outcome.package.name, []))
+            execute(reconciliation, session, jobs=arguments.jobs, progress=progress)
+        except EngineUnavailable as error:
+            return _engine_failure(error)
     print(to_json(reconciliation, "apply") if arguments.output == "json" else apply_text(reconciliation), end="")
     if reconciliation.has_errors or reconciliation.manifests_found == 0:
         return EXIT_ERROR
@@ -228,11 +277,13 @@ def _command_apply(arguments: argparse.Namespace) -> int:
 
 
 def _apply_check(arguments: argparse.Namespace) -> int:
-    """Only Dockerfile-mode folders are meant to be committed, so only they are checked."""
+    """Only Dockerfile-mode folders are meant to be committed, so only they are checked
+    (and no Docker engine is needed)."""
+    from .reconcile import Session
     from .report import plan_text, to_json
 
-    session, reconciliation = _reconcile(arguments, frozen=True)
-    session.close()
+    with Session() as session:
+        reconciliation = _reconcile(arguments, session, frozen=True, use_engine=False)
     reconciliation.outcomes = [o for o in reconciliation.outcomes if o.package.manifest.output.mode == "dockerfile"]
     print(to_json(reconciliation, "apply --check") if arguments.output == "json" else plan_text(reconciliation), end="")
     if reconciliation.has_errors or reconciliation.manifests_found == 0:
@@ -241,16 +292,102 @@ def _apply_check(arguments: argparse.Namespace) -> int:
 
 
 def _command_status(arguments: argparse.Namespace) -> int:
+    from .docker_engine import EngineUnavailable
+    from .reconcile import Session
     from .report import status_text, to_json
 
-    session, reconciliation = _reconcile(arguments, frozen=True)
-    session.close()
+    with Session() as session:
+        try:
+            reconciliation = _reconcile(arguments, session, frozen=True)
+        except EngineUnavailable as error:
+            return _engine_failure(error)
     print(to_json(reconciliation, "status") if arguments.output == "json" else status_text(reconciliation), end="")
     return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
 
 
+def _command_down(arguments: argparse.Namespace) -> int:
+    from .docker_engine import EngineError, EngineUnavailable
+    from .reconcile import Session
+    from .workspace import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    _print_problems(workspace.problems)
+    names = {p.name for p in workspace.packages}
+    failed = bool(workspace.problems) or not workspace.manifests_found
+    with Session() as session:
+        try:
+            engine = session.engine
+            containers = [c for c in engine.snapshot(images=False).containers if c.package in names]
+        except EngineUnavailable as error:
+            return _engine_failure(error)
+        for container in containers:
+            started = time.perf_counter()
+            try:
+                engine.stop(container.id)
+                engine.remove_container(container.id)
+            except EngineError as error:
+                print(f"error: {container.package}: {error}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"{container.package}: removed container {container.name} in {time.perf_counter() - started:.2f} s")
+    if not containers:
+        print("no containers to remove")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _command_pull(arguments: argparse.Namespace) -> int:
+    from .docker_engine import EngineError, EngineUnavailable
+    from .reconcile import Session, base_image_ids, desire_package
+    from .workspace import load_workspace
+
+    workspace = load_workspace([arguments.path])
+    _print_problems(workspace.problems)
+    if workspace.problems or len(workspace.packages) != 1:
+        if not workspace.problems:
+            print(f"error: {arguments.path} holds {len(workspace.packages)} packages; pull takes one", file=sys.stderr)
+        return EXIT_ERROR
+    [package] = workspace.packages
+    manifest = package.manifest
+    registry = manifest.output.image.registry
+    if not registry:
+        print(f"error: {package.name} has no output.image.registry to pull from", file=sys.stderr)
+        return EXIT_ERROR
+    with Session() as session:
+        try:
+            engine = session.engine
+            wanted = arguments.hash
+            if wanted is None:
+                bases = base_image_ids([package], engine)
+                outcome = desire_package(package, session, frozen=True,
+                                         base_image_id=bases[manifest.inference.environment.resolved_base_image])
+                if outcome.problems:
+                    _print_problems(outcome.problems)
+                    return EXIT_ERROR
+                wanted = outcome.desired.image_hash
+            short = wanted[:12]
+            remote = f"{registry}/{manifest.image_repository}:{short}"
+            started = time.perf_counter()
+            image_id = engine.pull(remote)
+            pulled = engine.inspect_image(image_id)
+            if pulled is None or not pulled.hash.startswith(wanted):
+                print(f"error: {remote} carries hash {pulled and pulled.hash!r}, not {wanted}", file=sys.stderr)
+                return EXIT_ERROR
+            engine.tag(image_id, f"{manifest.image_repository}:{short}")
+        except EngineUnavailable as error:
+            return _engine_failure(error)
+        except EngineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            if arguments.hash is None:
+                print("  (this machine's hash includes its own base image's ID; pass --hash with the builder's)",
+                      file=sys.stderr)
+            return EXIT_ERROR
+    print(f"{package.name}: pulled {remote} as {manifest.image_repository}:{short} ({image_id[7:19]}) "
+          f"in {time.perf_counter() - started:.2f} s")
+    return EXIT_OK
+
+
 def _command_hash(arguments: argparse.Namespace) -> int:
-    from .engine import Session, desire_package
+    from .reconcile import Session, desire_package
     from .workspace import load_workspace
 
     workspace = load_workspace(arguments.paths)
@@ -311,7 +448,7 @@ def _print_hash(desired) -> None:
 
 
 def _command_lock(arguments: argparse.Namespace) -> int:
-    from .engine import Session
+    from .reconcile import Session
     from .lock import read_lock, resolve, write_lock
     from .problems import InvalidInput, ReconcilerError
     from .workspace import load_workspace

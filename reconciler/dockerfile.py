@@ -124,7 +124,7 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
         f"WORKDIR {APP_ROOT}",
         f"USER {APP_USER_ID}:{APP_USER_ID}",
         f"EXPOSE {CONTAINER_PORT}",
-        "HEALTHCHECK --interval=10s --timeout=3s --start-period=300s --retries=3 \\",
+        "HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \\",
         f'  CMD ["python", "-m", "{RUNTIME_PACKAGE}.probe"]',
         f'CMD ["python", "-m", "{RUNTIME_PACKAGE}"]',
         "",

@@ -2,56 +2,218 @@
 
 Packages run side by side on one bounded pool; a package's own actions run in
 order, and once one fails the rest of that package's actions are skipped with
-`upstream failed`. Other packages go on.
+`upstream failed`. Other packages go on. Builds take a slot from the session's
+build semaphore (one at a time by default), held only around the build itself, so
+no pool ever waits on itself.
+
+A serving container is only ever replaced by one proven ready: the new image first
+runs as a canary on an ephemeral loopback port; only when its /ready answers is the
+old container stopped and a fresh one started on the real port. A canary that fails
+is removed and the old container keeps serving.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from .engine import ActionResult, Outcome, Reconciliation, Session
+from . import docker_engine
+from .docker_engine import EngineError
 from .plan import Action
 from .problems import ReconcilerError
+from .reconcile import ActionResult, Outcome, Reconciliation, Session
 from .render import render_folder
 
-Handler = Callable[[Outcome, Action, Session], str]
+Progress = Callable[[str, str], None]  # (package, line)
 
 
-def _write(outcome: Outcome, action: Action, session: Session) -> str:
-    stamp = render_folder(outcome.desired, session.wheels, session.digester)
-    return f"{len(stamp.files)} files"
+class Executor:
+    def __init__(self, session: Session, progress: Progress):
+        self.session = session
+        self.progress = progress
 
+    # -- handlers: one per action kind ------------------------------------------------
 
-HANDLERS: dict[str, Handler] = {"write": _write}
+    def pull(self, outcome: Outcome, action: Action) -> str:
+        image_id = self.session.engine.pull(action.target)
+        return image_id[7:19]
 
+    def write(self, outcome: Outcome, action: Action) -> str:
+        stamp = render_folder(outcome.desired, self.session.wheels, self.session.digester)
+        return f"{len(stamp.files)} files"
 
-def _run_package(outcome: Outcome, session: Session) -> None:
-    upstream_failed = False
-    for action in outcome.plan.actions:
-        if upstream_failed:
-            outcome.results.append(ActionResult(action.kind, action.target, action.cause, "skipped", 0.0, "upstream failed"))
-            continue
+    def build(self, outcome: Outcome, action: Action) -> str:
+        package, desired = outcome.package, outcome.desired
+        manifest = package.manifest
+        repository, registry = manifest.image_repository, manifest.output.image.registry
+        tags = [f"{repository}:{desired.short_hash}", f"{repository}:latest"]
+        if registry:
+            tags.append(f"{registry}/{repository}:{desired.short_hash}")
+        image_labels = {k: v for k, v in manifest.labels.items() if not k.startswith("reconciler.")}
+        image_labels.update({
+            docker_engine.MANAGED: "true",
+            docker_engine.PACKAGE: package.name,
+            docker_engine.IMAGE_HASH: desired.image_hash,
+            docker_engine.MANIFEST: str(package.manifest_path),
+        })
+        environment = manifest.inference.environment
+        with self.session.build_slots:
+            built = self.session.engine.build(
+                str(package.output_directory), tags, image_labels,
+                network=bool(environment.system_packages),
+                platform=None if environment.platform == "linux/amd64" else environment.platform,
+                progress=lambda line: self.progress(package.name, line),
+            )
+        return f"image {built.image_id[7:19]}, {built.cached} of {built.steps} steps cached"
+
+    def push(self, outcome: Outcome, action: Action) -> str:
+        digest = self.session.engine.push(action.target)
+        return f"digest {digest}" if digest else "pushed"
+
+    def _container_labels(self, outcome: Outcome, role: str = "") -> dict[str, str]:
+        labels = {
+            docker_engine.MANAGED: "true",
+            docker_engine.PACKAGE: outcome.package.name,
+            docker_engine.IMAGE_HASH: outcome.desired.image_hash,
+            docker_engine.CONTAINER_HASH: outcome.desired.container_hash,
+            docker_engine.MANIFEST: str(outcome.package.manifest_path),
+        }
+        if role:
+            labels[docker_engine.ROLE] = role
+        return labels
+
+    def _image(self, outcome: Outcome) -> str:
+        return f"{outcome.package.manifest.image_repository}:{outcome.desired.short_hash}"
+
+    def _ready_or_fail(self, container_id: str, port: int, what: str, outcome: Outcome) -> None:
+        engine = self.session.engine
+        timeout = outcome.package.manifest.output.container.ready_timeout_s
+        why = engine.wait_ready(container_id, port, timeout)
+        if why:
+            lines = engine.logs(container_id)
+            engine.remove_container(container_id)
+            tail = "\n    ".join(lines[-20:]) or "(no output)"
+            raise ReconcilerError(f"{what} did not become ready: {why}; its last log lines:\n    {tail}")
+
+    def _url(self, outcome: Outcome) -> str:
+        container = outcome.package.manifest.output.container
+        host = "127.0.0.1" if container.host in ("0.0.0.0", "localhost") else container.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{container.port}/score"
+
+    def create(self, outcome: Outcome, action: Action) -> str:
+        engine = self.session.engine
+        container = outcome.package.manifest.output.container
+        name = outcome.package.manifest.container_name
+        container_id = engine.create_container(self._image(outcome), name, host=container.host,
+                                               port=container.port, labels=self._container_labels(outcome))
+        try:
+            engine.start(container_id)
+        except EngineError:
+            engine.remove_container(container_id)
+            raise
+        self._ready_or_fail(container_id, container.port, f"container {name}", outcome)
+        return f"ready at {self._url(outcome)}"
+
+    def start(self, outcome: Outcome, action: Action) -> str:
+        container = outcome.package.manifest.output.container
+        self.session.engine.start(action.subject)
+        why = self.session.engine.wait_ready(action.subject, container.port, container.ready_timeout_s)
+        if why:
+            tail = "\n    ".join(self.session.engine.logs(action.subject)[-20:])
+            raise ReconcilerError(f"container did not become ready: {why}; its last log lines:\n    {tail}")
+        return f"ready at {self._url(outcome)}"
+
+    def recreate(self, outcome: Outcome, action: Action) -> str:
+        engine = self.session.engine
+        manifest = outcome.package.manifest
+        container, name, image = manifest.output.container, manifest.container_name, self._image(outcome)
+        old_id = action.subject
+        # 1. the canary: the new image on an ephemeral loopback port
+        canary = engine.create_container(image, f"{name}-canary-{outcome.desired.short_hash[:8]}", host="127.0.0.1",
+                                         port=0, labels=self._container_labels(outcome, role="canary"), restart=False)
+        try:
+            engine.start(canary)
+            self._ready_or_fail(canary, engine.published_port(canary),
+                                "the canary (the old container keeps serving)", outcome)
+        finally:
+            engine.remove_container(canary)
+        # 2. proven: move the old one aside, put a fresh one on the real port
+        engine.rename(old_id, f"{name}-previous-{int(time.time())}")
+        new_id = engine.create_container(image, name, host=container.host, port=container.port,
+                                         labels=self._container_labels(outcome))
+        engine.stop(old_id)
+        try:
+            engine.start(new_id)
+            self._ready_or_fail(new_id, container.port, f"container {name}", outcome)
+        except (EngineError, ReconcilerError):
+            engine.remove_container(new_id)
+            engine.rename(old_id, name)
+            engine.start(old_id)
+            raise
+        engine.remove_container(old_id)
+        return f"ready at {self._url(outcome)}"
+
+    def remove(self, outcome: Outcome | None, action: Action) -> str:
+        engine = self.session.engine
+        if action.target.startswith("image "):
+            engine.remove_image(action.subject)
+        else:
+            engine.stop(action.subject)
+            engine.remove_container(action.subject)
+        return "removed"
+
+    # -- running ----------------------------------------------------------------------
+
+    def run_action(self, outcome: Outcome | None, action: Action) -> ActionResult:
         started = time.perf_counter()
         try:
-            detail = HANDLERS[action.kind](outcome, action, session)
+            detail = getattr(self, action.kind)(outcome, action)
             status = "done"
-        except ReconcilerError as error:
+        except (ReconcilerError, EngineError) as error:
             detail, status = str(error), "failed"
         except OSError as error:
             detail, status = f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), "failed"
-        seconds = time.perf_counter() - started
-        outcome.results.append(ActionResult(action.kind, action.target, action.cause, status, seconds, detail))
-        upstream_failed = status == "failed"
+        return ActionResult(action.kind, action.target, action.cause, status, time.perf_counter() - started, detail)
+
+    def run_package(self, outcome: Outcome, kinds: frozenset[str] | None) -> None:
+        upstream_failed = False
+        for action in outcome.plan.actions:
+            if kinds is not None and action.kind not in kinds:
+                continue
+            if upstream_failed:
+                outcome.results.append(ActionResult(action.kind, action.target, action.cause, "skipped", 0.0,
+                                                    "upstream failed"))
+                continue
+            result = self.run_action(outcome, action)
+            outcome.results.append(result)
+            upstream_failed = result.status == "failed"
 
 
-def execute(reconciliation: Reconciliation, session: Session, *, jobs: int = 4) -> None:
-    """Run every planned action; results land on each outcome."""
+def execute(reconciliation: Reconciliation, session: Session, *, jobs: int = 4, progress: Progress | None = None,
+            kinds: frozenset[str] | None = None) -> None:
+    """Run the planned actions (only those of `kinds`, when given); results land on each outcome."""
+    executor = Executor(session, progress or (lambda package, line: None))
     pending = [o for o in reconciliation.outcomes if o.plan and o.plan.actions and not o.problems]
-    if not pending:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending)))) as pool:
-        for future in [pool.submit(_run_package, outcome, session) for outcome in pending]:
-            future.result()
+    if pending:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending)))) as pool:
+            for future in [pool.submit(executor.run_package, outcome, kinds) for outcome in pending]:
+                future.result()
+    if kinds is None:
+        for action in reconciliation.cleanup.actions:
+            reconciliation.cleanup_results.append(executor.run_action(None, action))
     session.stat_cache.flush()
+
+
+def printing_progress(stream) -> Progress:
+    """Build progress as lines `package: Step 3/17 : COPY ...`, safe from several threads."""
+    lock = threading.Lock()
+
+    def progress(package: str, line: str) -> None:
+        with lock:
+            stream.write(f"{package}: {line}\n")
+            stream.flush()
+
+    return progress

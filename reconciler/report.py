@@ -6,11 +6,12 @@ ever added, and `format` changes if one ever has to change meaning.
 
 from __future__ import annotations
 
+import http.client
 import json
 
-from .engine import Outcome, Reconciliation
 from .plan import Action
 from .problems import display_path
+from .reconcile import ActionResult, Outcome, Reconciliation
 
 JSON_FORMAT = 1
 
@@ -46,6 +47,16 @@ def _count(number: int, word: str) -> str:
     return f"{number} {word}" + ("" if number == 1 else "s")
 
 
+def _result_line(name: str, result: ActionResult) -> str:
+    head = f"{name}: {result.kind} {result.target}"
+    if result.status == "done":
+        detail = f" ({result.detail})" if result.detail and result.kind not in ("write", "remove") else ""
+        return f"{head}  done in {result.seconds:.2f} s{detail}  <- {result.cause}"
+    if result.status == "failed":
+        return f"{head}  FAILED after {result.seconds:.2f} s: {result.detail}"
+    return f"{head}  skipped: {result.detail}"
+
+
 def plan_text(reconciliation: Reconciliation) -> str:
     lines: list[str] = []
     actions = in_sync = 0
@@ -61,6 +72,12 @@ def plan_text(reconciliation: Reconciliation) -> str:
             lines.append(f"{_header(outcome)}: in sync")
             in_sync += 1
         lines += _locked_note(outcome, "  ")
+    cleanup = reconciliation.cleanup
+    if cleanup.actions:
+        lines.append(f"prune: {_count(len(cleanup.actions), 'action')}")
+        lines += [_action_line(action) for action in cleanup.actions]
+        actions += len(cleanup.actions)
+    lines += [f"note: {note}" for note in cleanup.notes]
     problems = _problem_lines(reconciliation)
     if problems:
         lines += [""] + problems
@@ -74,7 +91,8 @@ def plan_text(reconciliation: Reconciliation) -> str:
 
 def apply_text(reconciliation: Reconciliation) -> str:
     lines: list[str] = []
-    done = failed = in_sync = 0
+    in_sync = 0
+    results = list(reconciliation.cleanup_results)
     for outcome in reconciliation.outcomes:
         if outcome.problems:
             lines.append(f"{_header(outcome)}: not applied (errors below)")
@@ -83,40 +101,70 @@ def apply_text(reconciliation: Reconciliation) -> str:
         if not outcome.results:
             lines.append(f"{_header(outcome)}: in sync")
             in_sync += 1
-        for result in outcome.results:
-            head = f"{outcome.package.name}: {result.kind} {result.target}"
-            if result.status == "done":
-                lines.append(f"{head}  done in {result.seconds:.2f} s  <- {result.cause}")
-                done += 1
-            elif result.status == "failed":
-                lines.append(f"{head}  FAILED after {result.seconds:.2f} s: {result.detail}")
-                failed += 1
-            else:
-                lines.append(f"{head}  skipped: {result.detail}")
+        lines += [_result_line(outcome.package.name, result) for result in outcome.results]
+        results += outcome.results
+    lines += [_result_line("prune", result) for result in reconciliation.cleanup_results]
+    lines += [f"note: {note}" for note in reconciliation.cleanup.notes]
     problems = _problem_lines(reconciliation)
     if problems:
         lines += [""] + problems
     if reconciliation.manifests_found == 0:
         lines.append("no package.yaml found")
+    done = sum(1 for r in results if r.status == "done")
+    failed = sum(1 for r in results if r.status == "failed")
     lines += ["", f"Apply: {done} done, {failed} failed, {in_sync} in sync, {_count(len(problems), 'error')}."]
     return "\n".join(lines) + "\n"
 
 
+# -- status -------------------------------------------------------------------------
+
+
+def _ready(port: int | None) -> str:
+    if not port:
+        return "-"
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/ready")
+        return "ready" if connection.getresponse().status == 200 else "not ready"
+    except OSError:
+        return "no answer"
+
+
+def package_status(outcome: Outcome) -> dict:
+    """State of one package's artifacts, as status shows it (text and JSON)."""
+    package = outcome.package
+    manifest = package.manifest
+    status = {"name": package.name, "mode": manifest.output.mode,
+              "hash": outcome.desired.image_hash if outcome.desired else None,
+              "state": "error" if outcome.problems else
+              ("out of date: " + outcome.plan.actions[0].cause if outcome.plan and outcome.plan.actions else "in sync"),
+              "output_directory": display_path(package.output_directory),
+              "image": None, "container": None, "readiness": None, "url": None}
+    observed = outcome.observed
+    if observed is None or manifest.output.mode == "dockerfile" or outcome.desired is None:
+        return status
+    image = next((i for i in observed.images if i.hash == outcome.desired.image_hash), None)
+    status["image"] = image.tags[0] if image and image.tags else (image.id[7:19] if image else None)
+    serving = [c for c in observed.containers if not c.role]
+    if manifest.output.mode == "container" and serving:
+        container = serving[0]
+        status["container"] = f"{container.name}: {container.status}"
+        status["readiness"] = _ready(container.host_port) if container.state == "running" else "stopped"
+        if container.host_port:
+            host = "127.0.0.1" if container.host_ip in (None, "0.0.0.0") else container.host_ip
+            status["url"] = f"http://{host}:{container.host_port}/score"
+    return status
+
+
 def status_text(reconciliation: Reconciliation) -> str:
-    rows = [("PACKAGE", "MODE", "HASH", "STATE", "OUTPUT")]
+    rows = [("PACKAGE", "MODE", "HASH", "STATE", "IMAGE", "CONTAINER", "READY", "URL / OUTPUT")]
     for outcome in reconciliation.outcomes:
-        package = outcome.package
-        short = outcome.desired.short_hash if outcome.desired else "-"
-        if outcome.problems:
-            state = "error"
-        elif outcome.plan and outcome.plan.actions:
-            state = "out of date: " + outcome.plan.actions[0].cause
-        else:
-            state = "in sync"
-        rows.append((package.name, package.manifest.output.mode, short, state, display_path(package.output_directory)))
+        s = package_status(outcome)
+        rows.append((s["name"], s["mode"], (s["hash"] or "-")[:12], s["state"], s["image"] or "-",
+                     s["container"] or "-", s["readiness"] or "-", s["url"] or s["output_directory"]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
-    lines = [line.rstrip() for line in lines]
+    lines = [("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]).rstrip()
+             for row in rows]
     problems = _problem_lines(reconciliation)
     if problems:
         lines += [""] + problems
@@ -126,7 +174,16 @@ def status_text(reconciliation: Reconciliation) -> str:
 # -- JSON -------------------------------------------------------------------------
 
 
-def _outcome_json(outcome: Outcome) -> dict:
+def _action_json(action: Action) -> dict:
+    return {"kind": action.kind, "target": action.target, "cause": action.cause}
+
+
+def _result_json(result: ActionResult) -> dict:
+    return {"kind": result.kind, "target": result.target, "cause": result.cause, "status": result.status,
+            "seconds": round(result.seconds, 3), "detail": result.detail}
+
+
+def _outcome_json(outcome: Outcome, command: str) -> dict:
     package = outcome.package
     desired = outcome.desired
     plan = outcome.plan
@@ -136,7 +193,7 @@ def _outcome_json(outcome: Outcome) -> dict:
         status = "changes"
     else:
         status = "in_sync"
-    return {
+    document = {
         "name": package.name,
         "manifest": display_path(package.manifest_path),
         "mode": package.manifest.output.mode,
@@ -145,32 +202,37 @@ def _outcome_json(outcome: Outcome) -> dict:
         "container_hash": desired.container_hash if desired else None,
         "status": status,
         "locked": desired.locked if desired else None,
-        "actions": [
-            {"kind": a.kind, "target": a.target, "cause": a.cause} for a in (plan.actions if plan else [])
-        ],
-        "results": [
-            {"kind": r.kind, "target": r.target, "cause": r.cause, "status": r.status,
-             "seconds": round(r.seconds, 3), "detail": r.detail}
-            for r in outcome.results
-        ],
+        "actions": [_action_json(a) for a in (plan.actions if plan else [])],
+        "results": [_result_json(r) for r in outcome.results],
         "problems": [p.to_json() for p in outcome.problems],
     }
+    if command == "status":
+        live = package_status(outcome)
+        document.update({key: live[key] for key in ("image", "container", "readiness", "url")})
+    return document
 
 
 def to_json(reconciliation: Reconciliation, command: str) -> str:
-    packages = [_outcome_json(o) for o in reconciliation.outcomes]
+    packages = [_outcome_json(o, command) for o in reconciliation.outcomes]
+    cleanup = reconciliation.cleanup
     document = {
         "format": JSON_FORMAT,
         "command": command,
         "packages": packages,
+        "prune": {
+            "actions": [_action_json(a) for a in cleanup.actions],
+            "results": [_result_json(r) for r in reconciliation.cleanup_results],
+            "notes": cleanup.notes,
+        },
         "problems": [p.to_json() for p in reconciliation.problems],
         "summary": {
             "manifests": reconciliation.manifests_found,
             "in_sync": sum(1 for p in packages if p["status"] == "in_sync"),
             "changes": sum(1 for p in packages if p["status"] == "changes"),
             "errors": len(reconciliation.problems) + sum(1 for p in packages if p["status"] == "error"),
-            "actions": sum(len(p["actions"]) for p in packages),
-            "failed": sum(1 for p in packages for r in p["results"] if r["status"] == "failed"),
+            "actions": sum(len(p["actions"]) for p in packages) + len(cleanup.actions),
+            "failed": sum(1 for p in packages for r in p["results"] if r["status"] == "failed")
+            + sum(1 for r in reconciliation.cleanup_results if r.status == "failed"),
         },
     }
     return json.dumps(document, indent=2) + "\n"
