@@ -1,0 +1,334 @@
+"""Image and container modes against a real Docker engine, real HTTP on 127.0.0.1, and a
+real registry: the seed's whole flow as one declarative, idempotent command."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+
+import pytest
+import requests
+
+from .conftest import EXAMPLES, IN_CI, run_cli, write_package
+from .runtime_helpers import free_port
+
+pytestmark = pytest.mark.docker
+
+SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
+REGISTRY = os.environ.get("RECONCILER_TEST_REGISTRY", "127.0.0.1:5000")
+
+
+@pytest.fixture
+def unique_name():
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def cleanup_engine(docker_client):
+    """Remove whatever the test's packages left on the engine."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        for container in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"}):
+            container.remove(force=True)
+        for image in docker_client.images.list(filters={"label": f"reconciler.package={name}"}):
+            docker_client.images.remove(image.id, force=True)
+
+
+def sklearn_package(repo, base_image, name, *, mode="container", port=None, extra=""):
+    package = repo / name
+    shutil.copytree(EXAMPLES / "sklearn-regression", package, ignore=shutil.ignore_patterns("build"))
+    manifest = package / "package.yaml"
+    text = manifest.read_text()
+    text = text.replace("name: sklearn-regression", f"name: {name}")
+    text = text.replace("base_image: python:3.11-slim", f"base_image: {base_image}")
+    text = text.replace("mode: dockerfile", f"mode: {mode}")
+    text = text.replace("container: {port: 6789}", f"container: {{port: {port or free_port()}}}{extra}")
+    manifest.write_text(text)
+    return package
+
+
+def small_package(repo, base_image, runtime_only_lock, name, *, mode="container", port=None):
+    package = repo / name
+    write_package(package, f"""\
+        name: {name}
+        models: [{{name: demo_model, version: 1, path: model/model.txt}}]
+        inference:
+          environment: {{base_image: {base_image}, pip: []}}
+        output:
+          mode: {mode}
+          container: {{port: {port or free_port()}}}
+        """)
+    shutil.copy(runtime_only_lock, package / "package.lock")
+    return package
+
+
+def port_of(package) -> int:
+    return int(re.search(r"port: (\d+)", (package / "package.yaml").read_text()).group(1))
+
+
+def score(port, body=None):
+    return requests.post(f"http://127.0.0.1:{port}/score", json=body or SEED_REQUEST, timeout=10)
+
+
+def apply(*paths, cwd, extra=()):
+    return run_cli("apply", *extra, *map(str, paths), cwd=cwd, timeout=900)
+
+
+def ids(docker_client, name):
+    [container] = docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"})
+    return container.id, container.image.id
+
+
+def test_seed_flow_then_a_second_apply_does_nothing(docker_client, repo, base_image, unique_name, cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = sklearn_package(repo, base_image, unique_name)
+    first = apply(package, cwd=repo, extra=["--frozen"])
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"{unique_name}: build {unique_name}:" in first.stdout and "Step 1/" in first.stdout
+    assert re.search(rf"{unique_name}: create {unique_name} on 127\.0\.0\.1:\d+  done in .* \(ready at http://127\.0\.0\.1:\d+/score\)",
+                     first.stdout)
+    predictions = score(port_of(package)).json()
+    assert len(predictions) == 2 and predictions[0] != predictions[1]
+    before = ids(docker_client, unique_name)
+    second = apply(package, cwd=repo, extra=["--frozen"])
+    assert second.returncode == 0
+    assert f"{unique_name} (container, hash " in second.stdout and ": in sync" in second.stdout
+    assert "build" not in second.stdout and "Step" not in second.stdout
+    assert ids(docker_client, unique_name) == before
+    container = docker_client.containers.get(before[0])
+    binding = container.attrs["HostConfig"]["PortBindings"]["5001/tcp"][0]
+    assert binding["HostIp"] == "127.0.0.1"
+    assert container.labels["reconciler.managed"] == "true" and container.labels["reconciler.package"] == unique_name
+    image = docker_client.images.get(before[1])
+    assert image.labels["reconciler.hash"].startswith(image.tags[0].split(":")[1]) or any(
+        t.endswith(":latest") for t in image.tags)
+    assert f"{unique_name}:latest" in image.tags
+
+
+def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(docker_client, repo, base_image,
+                                                                        unique_name, cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = sklearn_package(repo, base_image, unique_name)
+    assert apply(package, cwd=repo, extra=["--frozen"]).returncode == 0
+    old_container, old_image = ids(docker_client, unique_name)
+    score_py = package / "score.py"
+    score_py.write_text(score_py.read_text().replace("return result.tolist()", 'return {"v2": result.tolist()}'))
+    plan = run_cli("plan", str(package), cwd=repo)
+    assert plan.returncode == 2
+    assert re.search(rf"  build {unique_name}:[0-9a-f]{{12}}  <- inputs changed: score.py", plan.stdout)
+    assert re.search(rf"  recreate {unique_name} on 127\.0\.0\.1:\d+  <- new image \(inputs changed: score.py\)",
+                     plan.stdout)
+    result = apply(package, cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the dependency, runtime and model layers come from the cache; the code layer and what follows do not
+    match = re.search(rf"{unique_name}: build {unique_name}:[0-9a-f]{{12}}  done in .* \(image [0-9a-f]{{12}}, "
+                      r"(\d+) of (\d+) steps cached\)", result.stdout)
+    assert match, result.stdout
+    cached, steps = map(int, match.groups())
+    step_lines = [line for line in result.stdout.splitlines() if line.startswith(f"{unique_name}: Step ")]
+    before_code = next(i for i, line in enumerate(step_lines) if 'COPY ["app/"' in line)
+    from_steps = sum(1 for line in step_lines[:before_code] if " : FROM " in line)
+    assert steps == len(step_lines) and cached == before_code - from_steps
+    response = score(port_of(package))
+    assert list(response.json()) == ["v2"]
+    new_container, new_image = ids(docker_client, unique_name)
+    assert new_container != old_container and new_image != old_image
+    old_layers = docker_client.images.get(old_image).attrs["RootFS"]["Layers"]
+    new_layers = docker_client.images.get(new_image).attrs["RootFS"]["Layers"]
+    assert old_layers[:-1] == new_layers[:-1] and old_layers[-1] != new_layers[-1]
+
+
+def test_port_change_recreates_without_a_build(docker_client, repo, base_image, runtime_only_lock,
+                                               unique_name, cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    assert apply(package, cwd=repo).returncode == 0
+    old_port, new_port = port_of(package), free_port()
+    _, image = ids(docker_client, unique_name)
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace(f"port: {old_port}", f"port: {new_port}"))
+    plan = run_cli("plan", str(package), cwd=repo)
+    assert "  build" not in plan.stdout
+    assert f"  recreate {unique_name} on 127.0.0.1:{new_port}  <- container settings changed (was {unique_name} on " \
+           f"127.0.0.1:{old_port})" in plan.stdout
+    assert apply(package, cwd=repo).returncode == 0
+    assert score(new_port, {"data": [[1, 2]]}).json() == [6.0]
+    with pytest.raises(requests.ConnectionError):
+        score(old_port, {"data": [[1]]})
+    assert ids(docker_client, unique_name)[1] == image
+
+
+def test_container_removed_or_stopped_by_hand_comes_back(docker_client, repo, base_image, runtime_only_lock,
+                                                         unique_name, cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    assert apply(package, cwd=repo).returncode == 0
+    container_id, _ = ids(docker_client, unique_name)
+    docker_client.containers.get(container_id).stop(timeout=5)
+    plan = run_cli("plan", str(package), cwd=repo)
+    assert f"  start {unique_name} on 127.0.0.1:{port_of(package)}  <- container exited" in plan.stdout
+    assert apply(package, cwd=repo).returncode == 0
+    assert ids(docker_client, unique_name)[0] == container_id
+    assert score(port_of(package), {"data": [[1]]}).status_code == 200
+    docker_client.containers.get(container_id).remove(force=True)
+    plan = run_cli("plan", str(package), cwd=repo)
+    assert f"  create {unique_name} on 127.0.0.1:{port_of(package)}  <- no container" in plan.stdout
+    assert "  build" not in plan.stdout
+    assert apply(package, cwd=repo).returncode == 0
+    assert score(port_of(package), {"data": [[1]]}).status_code == 200
+
+
+def test_broken_init_fails_the_canary_and_the_old_container_keeps_serving(docker_client, repo, base_image,
+                                                                          runtime_only_lock, unique_name,
+                                                                          cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    assert apply(package, cwd=repo).returncode == 0
+    before = ids(docker_client, unique_name)
+    (package / "score.py").write_text(
+        "def init():\n    raise RuntimeError('broken model file')\n\ndef run(raw):\n    return raw\n")
+    result = apply(package, cwd=repo)
+    assert result.returncode == 1
+    assert "the canary (the old container keeps serving) did not become ready: the container exited with code 3" \
+        in result.stdout
+    assert "RuntimeError: broken model file" in result.stdout
+    assert ids(docker_client, unique_name) == before
+    assert score(port_of(package), {"data": [[1, 2]]}).json() == [6.0]
+    names = [c.name for c in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={unique_name}"})]
+    assert names == [unique_name], "no canary left behind"
+
+
+def test_push_then_pull_back_by_hash(docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine):
+    if requests.get(f"http://{REGISTRY}/v2/", timeout=2).status_code != 200:
+        pytest.fail(f"no registry at {REGISTRY}") if IN_CI else pytest.skip(f"no registry at {REGISTRY}")
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("mode: image", f"mode: image\n  image: {{registry: '{REGISTRY}', push: true}}"))
+    result = apply(package, cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"{unique_name}: push {re.escape(REGISTRY)}/{unique_name}:[0-9a-f]{{12}}  done in .* \(digest sha256:[0-9a-f]{{64}}\)",
+                     result.stdout)
+    assert run_cli("plan", str(package), cwd=repo).returncode == 0, "the registry has the tag: nothing to do"
+    [image] = docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
+    full_hash = image.labels["reconciler.hash"]
+    docker_client.images.remove(image.id, force=True)
+    plan = run_cli("plan", str(package), cwd=repo)
+    assert f"  build {unique_name}:{full_hash[:12]}" in plan.stdout
+    pulled = run_cli("pull", str(package), cwd=repo)
+    assert pulled.returncode == 0, pulled.stderr
+    assert f"pulled {REGISTRY}/{unique_name}:{full_hash[:12]} as {unique_name}:{full_hash[:12]}" in pulled.stdout
+    assert docker_client.images.get(f"{unique_name}:{full_hash[:12]}").labels["reconciler.hash"] == full_hash
+    assert run_cli("plan", str(package), cwd=repo).returncode == 0
+
+
+def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(docker_client, repo, base_image, runtime_only_lock,
+                                                                    unique_name, cleanup_engine):
+    cleanup_engine.append(unique_name)
+    alias = f"reconciler-test/base-{unique_name}:1"
+    docker_client.images.get(base_image).tag(alias)
+    try:
+        package = small_package(repo, alias, runtime_only_lock, unique_name, mode="image")
+        assert apply(package, cwd=repo).returncode == 0
+        assert run_cli("plan", str(package), cwd=repo).returncode == 0
+        # "re-pull" the base: same reference, new content
+        import io
+        dockerfile = io.BytesIO(f"FROM {base_image}\nRUN echo refreshed > /etc/refreshed\n".encode())
+        refreshed, _ = docker_client.images.build(fileobj=dockerfile, tag=alias, rm=True)
+        plan = run_cli("plan", str(package), cwd=repo)
+        assert plan.returncode == 2
+        assert "  build" in plan.stdout and "inference.environment.base_image (image id)" in plan.stdout
+    finally:
+        docker_client.images.remove(alias, force=True)
+
+
+def test_build_failure_shows_the_step_and_others_go_on(docker_client, repo, base_image, runtime_only_lock,
+                                                       unique_name, cleanup_engine):
+    good, bad = f"{unique_name}-good", f"{unique_name}-bad"
+    cleanup_engine.extend([good, bad])
+    small_package(repo, base_image, runtime_only_lock, good, mode="image")
+    broken = small_package(repo, base_image, runtime_only_lock, bad, mode="image")
+    manifest = broken / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("pip: []}", "pip: [], system_packages: [no-such-package-xyz]}"))
+    result = apply(repo, cwd=repo)
+    assert result.returncode == 1
+    assert re.search(rf"{bad}: build {bad}:[0-9a-f]{{12}}  FAILED after .*: build failed at Step \d+/\d+ : RUN apt-get",
+                     result.stdout)
+    assert re.search(rf"{good}: build {good}:[0-9a-f]{{12}}  done in", result.stdout)
+
+
+def test_orphans_are_listed_then_pruned_but_never_while_a_manifest_is_broken(docker_client, repo, base_image,
+                                                                             runtime_only_lock, unique_name,
+                                                                             cleanup_engine):
+    keep, gone = f"{unique_name}-keep", f"{unique_name}-gone"
+    cleanup_engine.extend([keep, gone])
+    small_package(repo, base_image, runtime_only_lock, keep)
+    small_package(repo, base_image, runtime_only_lock, gone)
+    assert apply(repo, cwd=repo).returncode == 0
+    shutil.rmtree(repo / gone)
+    plan = run_cli("plan", str(repo), cwd=repo)
+    assert f"note: apply --prune removes container {gone} ({gone}: orphan: its manifest is gone)" in plan.stdout
+    write_package(repo / "broken", "name: broken\nmodels: nope\n")
+    refused = apply(repo, cwd=repo, extra=["--prune"])
+    assert refused.returncode == 1
+    assert f"note: not pruned while a manifest has errors or none was found: container {gone}" in refused.stdout
+    assert docker_client.containers.list(all=True, filters={"label": f"reconciler.package={gone}"})
+    shutil.rmtree(repo / "broken")
+    pruned = apply(repo, cwd=repo, extra=["--prune"])
+    assert pruned.returncode == 0, pruned.stdout
+    assert f"prune: remove container {gone}  done in" in pruned.stdout
+    assert not docker_client.containers.list(all=True, filters={"label": f"reconciler.package={gone}"})
+    assert not docker_client.images.list(filters={"label": f"reconciler.package={gone}"})
+    assert docker_client.containers.list(filters={"label": f"reconciler.package={keep}"})
+
+
+def test_prune_only_looks_below_the_paths_given(docker_client, repo, base_image, runtime_only_lock, unique_name,
+                                                cleanup_engine):
+    one, two = f"{unique_name}-one", f"{unique_name}-two"
+    cleanup_engine.extend([one, two])
+    small_package(repo / "a", base_image, runtime_only_lock, one)
+    small_package(repo / "b", base_image, runtime_only_lock, two)
+    assert apply(repo, cwd=repo).returncode == 0
+    result = apply(repo / "a", cwd=repo, extra=["--prune"])
+    assert result.returncode == 0 and "prune:" not in result.stdout
+    assert docker_client.containers.list(filters={"label": f"reconciler.package={two}"})
+
+
+def test_down_removes_containers_and_keeps_images(docker_client, repo, base_image, runtime_only_lock, unique_name,
+                                                  cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    assert apply(package, cwd=repo).returncode == 0
+    result = run_cli("down", str(package), cwd=repo)
+    assert result.returncode == 0 and f"{unique_name}: removed container {unique_name}" in result.stdout
+    assert not docker_client.containers.list(all=True, filters={"label": f"reconciler.package={unique_name}"})
+    assert docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
+    plan = run_cli("plan", str(package), cwd=repo)
+    assert "  create" in plan.stdout and "  build" not in plan.stdout
+
+
+def test_status_shows_container_readiness_and_url(docker_client, repo, base_image, runtime_only_lock, unique_name,
+                                                  cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    assert apply(package, cwd=repo).returncode == 0
+    result = run_cli("status", str(package), cwd=repo)
+    assert result.returncode == 0
+    row = result.stdout.splitlines()[1]
+    assert row.startswith(unique_name) and "container" in row and "in sync" in row and " ready " in row
+    assert f"http://127.0.0.1:{port_of(package)}/score" in row
+    import json
+    [document] = json.loads(run_cli("status", "-o", "json", str(package), cwd=repo).stdout)["packages"]
+    assert document["readiness"] == "ready" and document["container"].startswith(f"{unique_name}: Up")
+
+
+def test_unreachable_engine_is_one_clear_line_and_changes_nothing(repo, runtime_only_lock, unique_name):
+    package = small_package(repo, "python:3.11-slim", runtime_only_lock, unique_name)
+    result = run_cli("apply", str(package), cwd=repo, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no Docker engine answers at unix:///nonexistent/docker.sock")
+    assert not (package / "build").exists()
