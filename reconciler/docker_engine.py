@@ -14,11 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-MANAGED = "reconciler.managed"
+# Images carry PACKAGE, IMAGE_HASH and MANIFEST. A container inherits its image's labels,
+# so a container someone starts by hand from one of our images has them too: only
+# MANAGED, set by reconciler on the containers it creates and never on an image, says
+# that a container is reconciler's to replace or remove.
 PACKAGE = "reconciler.package"
 IMAGE_HASH = "reconciler.hash"
-CONTAINER_HASH = "reconciler.container-hash"
 MANIFEST = "reconciler.manifest"
+MANAGED = "reconciler.managed"
+CONTAINER_HASH = "reconciler.container-hash"
 ROLE = "reconciler.role"
 CONTAINER_PORT = "5001/tcp"
 
@@ -85,6 +89,8 @@ class Snapshot:
 
     images: list[ImageState] | None = None
     containers: list[ContainerState] = field(default_factory=list)
+    # every container on the engine, ours or not, with the image it was created from (with images)
+    container_images: dict[str, str] = field(default_factory=dict)
 
     def images_of(self, package: str) -> list[ImageState]:
         return [i for i in self.images or () if i.package == package]
@@ -154,7 +160,9 @@ class Engine:
         ]
         if not images:
             return Snapshot(None, containers)
-        return Snapshot([_image_state(s) for s in self.api.images(filters={"label": f"{MANAGED}=true"})], containers)
+        built = [_image_state(summary) for summary in self.api.images(filters={"label": IMAGE_HASH})]
+        every_container = {summary["Id"]: summary.get("ImageID", "") for summary in self.api.containers(all=True)}
+        return Snapshot(built, containers, every_container)
 
     def inspect_image(self, reference: str) -> ImageState | None:
         """The image `reference` names, or None when the engine does not have it."""

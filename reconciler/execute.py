@@ -53,7 +53,6 @@ class Executor:
             tags.append(f"{registry}/{repository}:{desired.short_hash}")
         image_labels = {k: v for k, v in manifest.labels.items() if not k.startswith("reconciler.")}
         image_labels.update({
-            docker_engine.MANAGED: "true",
             docker_engine.PACKAGE: package.name,
             docker_engine.IMAGE_HASH: desired.image_hash,
             docker_engine.MANIFEST: str(package.manifest_path),

@@ -201,6 +201,7 @@ def plan_cleanup(
     containers: Sequence[ContainerState],
     wanted: Mapping[str, tuple[str, str]],  # package -> (image hash, container hash) of loaded packages
     image_manifests: Mapping[str, str],  # image id -> manifest path label
+    container_images: Mapping[str, str],  # every container on the engine (ours or not) -> its image id
     scope: Sequence[str],
     *,
     prune: bool,
@@ -219,13 +220,16 @@ def plan_cleanup(
         if container.package not in wanted and _in_scope(container.manifest, scope):
             orphans.append(Action("remove", container.package, f"container {container.name}",
                                   "orphan: its manifest is gone", container.id))
-    in_use = {c.image_hash for c in containers}
+    leaving = {action.subject for action in orphans}
+    in_use = {image for container, image in container_images.items() if container not in leaving}
     for image in images:
         label = ", ".join(image.tags) or image.id[7:19]
+        if image.id in in_use:
+            continue  # someone runs it, perhaps by hand: not ours to take away
         if image.package not in wanted:
             if _in_scope(image_manifests.get(image.id, ""), scope):
                 orphans.append(Action("remove", image.package, f"image {label}", "orphan: its manifest is gone", image.id))
-        elif image.hash != wanted[image.package][0] and image.hash not in in_use:
+        elif image.hash != wanted[image.package][0]:
             superseded.append(Action("remove", image.package, f"image {label}", "superseded by a newer build", image.id))
     if prune and complete:
         cleanup.actions = orphans + superseded

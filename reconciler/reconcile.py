@@ -212,6 +212,7 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
         wanted.update({o.package.name: ("", "") for o in outcomes if o.desired is None})
         cleanup = plan_cleanup(
             snapshot.images or [], snapshot.containers, wanted, {i.id: i.manifest for i in snapshot.images or []},
+            snapshot.container_images,
             [os.path.abspath(p) for p in paths], prune=prune,
             complete=workspace.complete and all(not o.problems for o in outcomes),
         )

@@ -332,3 +332,30 @@ def test_unreachable_engine_is_one_clear_line_and_changes_nothing(repo, runtime_
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no Docker engine answers at unix:///nonexistent/docker.sock")
     assert not (package / "build").exists()
+
+
+def test_a_container_started_by_hand_from_our_image_is_never_touched(docker_client, repo, base_image,
+                                                                     runtime_only_lock, unique_name, cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    assert apply(package, cwd=repo).returncode == 0
+    _, image = ids(docker_client, unique_name)
+    by_hand = docker_client.containers.run(image, detach=True, name=f"{unique_name}-by-hand",
+                                           ports={"5001/tcp": ("127.0.0.1", None)})
+    try:
+        assert by_hand.labels["reconciler.package"] == unique_name, "it inherits the image's labels"
+        assert run_cli("plan", str(package), cwd=repo).returncode == 0
+        manifest = package / "package.yaml"
+        manifest.write_text(manifest.read_text().replace("mode: container", "mode: image"))
+        # the managed container goes; the one started by hand, and the image it runs, stay
+        result = apply(package, cwd=repo, extra=["--prune"])
+        assert result.returncode == 0, result.stdout
+        assert f"remove container {unique_name}  done" in result.stdout
+        assert "by-hand" not in result.stdout
+        by_hand.reload()
+        assert by_hand.status == "running"
+        (package / "score.py").write_text((package / "score.py").read_text() + "\n# new image\n")
+        assert apply(package, cwd=repo, extra=["--prune"]).returncode == 0
+        docker_client.images.get(image)  # superseded, but in use by a container: kept
+    finally:
+        by_hand.remove(force=True)

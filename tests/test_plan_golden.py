@@ -67,3 +67,123 @@ def test_input_change_wins_over_drift_as_the_cause():
 def test_folders_that_are_not_ours_are_errors_not_actions():
     for status in ("foreign", "damaged", "other"):
         assert render(FolderState(status, detail=f"build/demo is {status}")) == f"error: build/demo is {status}"
+
+
+# -- image and container modes ---------------------------------------------------------
+
+from reconciler.docker_engine import ContainerState, ImageState  # noqa: E402
+from reconciler.plan import Observed, plan_cleanup, plan_package  # noqa: E402
+
+H, C = "a" * 64, "b" * 64
+CONTAINER = Intent("demo", "container", "build/demo", H, C, INPUTS, base_image="python:3.11-slim",
+                   image="demo:aaaaaaaaaaaa", container="demo", address="127.0.0.1:6789")
+IN_SYNC_FOLDER = FolderState("ours", H, dict(INPUTS))
+
+
+def image(hash_=H, package="demo", id_="sha256:" + "1" * 64, manifest="/repo/demo/package.yaml"):
+    return ImageState(id_, package, hash_, (f"{package}:{hash_[:12]}",), manifest)
+
+
+def container(container_hash=C, image_hash=H, state="running", role="", name="demo", package="demo", port=6789,
+              id_="c1", manifest="/repo/demo/package.yaml"):
+    return ContainerState(id_, name, package, container_hash, image_hash, state, "Up", manifest, role, port,
+                          "127.0.0.1")
+
+
+def render_package(intent, observed):
+    plan = plan_package(intent, observed)
+    return "\n".join(_action_line(a) for a in plan.actions)
+
+
+def test_container_mode_from_nothing():
+    assert render_package(CONTAINER, Observed(FolderState("missing"), base_present=False)) == (
+        "  pull python:3.11-slim  <- base image not present on the engine\n"
+        "  write build/demo  <- not written yet\n"
+        "  build demo:aaaaaaaaaaaa  <- not built yet\n"
+        "  create demo on 127.0.0.1:6789  <- no container"
+    )
+
+
+def test_container_mode_in_sync():
+    assert render_package(CONTAINER, Observed(IN_SYNC_FOLDER, [image()], [container()])) == ""
+
+
+def test_code_edit_builds_and_recreates_with_the_cause():
+    old = FolderState("ours", "c" * 64, {**INPUTS, "app/score.py": "s0"})
+    observed = Observed(old, [image("c" * 64)], [container("d" * 64, "c" * 64)])
+    assert render_package(CONTAINER, observed) == (
+        "  write build/demo  <- inputs changed: score.py\n"
+        "  build demo:aaaaaaaaaaaa  <- inputs changed: score.py\n"
+        "  recreate demo on 127.0.0.1:6789  <- new image (inputs changed: score.py)"
+    )
+
+
+def test_port_change_recreates_without_a_build():
+    observed = Observed(IN_SYNC_FOLDER, [image()], [container("d" * 64, port=7000)])
+    assert render_package(CONTAINER, observed) == (
+        "  recreate demo on 127.0.0.1:6789  <- container settings changed (was demo on 127.0.0.1:7000)")
+
+
+def test_stopped_container_is_started_and_leftovers_removed():
+    observed = Observed(IN_SYNC_FOLDER, [image()], [
+        container(state="exited"), container(role="canary", name="demo-canary-aaaa", id_="c2")])
+    assert render_package(CONTAINER, observed) == (
+        "  start demo on 127.0.0.1:6789  <- container exited\n"
+        "  remove container demo-canary-aaaa  <- canary left by an interrupted replacement"
+    )
+
+
+def test_push_when_the_registry_lacks_the_tag():
+    intent = Intent("demo", "image", "build/demo", H, C, INPUTS, image="demo:aaaaaaaaaaaa",
+                    push_to="127.0.0.1:5000/demo:aaaaaaaaaaaa")
+    assert render_package(intent, Observed(IN_SYNC_FOLDER, [image()], registry_has=True)) == ""
+    assert render_package(intent, Observed(IN_SYNC_FOLDER, [image()], registry_has=False)) == (
+        "  push 127.0.0.1:5000/demo:aaaaaaaaaaaa  <- registry lacks the tag")
+
+
+def test_leaving_container_mode_removes_the_container():
+    intent = Intent("demo", "image", "build/demo", H, C, INPUTS, image="demo:aaaaaaaaaaaa")
+    assert render_package(intent, Observed(IN_SYNC_FOLDER, [image()], [container()])) == (
+        "  remove container demo  <- output.mode is image: no container wanted")
+
+
+def cleanup_lines(**overrides):
+    arguments = dict(images=[image(), image("e" * 64, id_="sha256:" + "2" * 64),
+                             image(package="gone", id_="sha256:" + "3" * 64, manifest="/repo/gone/package.yaml")],
+                     containers=[container(), container(package="gone", name="gone", id_="c9",
+                                                        manifest="/repo/gone/package.yaml")],
+                     wanted={"demo": (H, C)},
+                     image_manifests={"sha256:" + "3" * 64: "/repo/gone/package.yaml"},
+                     container_images={"c1": "sha256:" + "1" * 64, "c9": "sha256:" + "3" * 64},
+                     scope=["/repo"], prune=True, complete=True)
+    arguments.update(overrides)
+    cleanup = plan_cleanup(**arguments)
+    return [_action_line(a) for a in cleanup.actions] + [f"note: {n}" for n in cleanup.notes]
+
+
+def test_prune_removes_orphans_and_superseded_images():
+    assert cleanup_lines() == [
+        "  remove container gone  <- orphan: its manifest is gone",
+        "  remove image gone:aaaaaaaaaaaa  <- orphan: its manifest is gone",
+        "  remove image demo:eeeeeeeeeeee  <- superseded by a newer build",
+    ]
+
+
+def test_without_prune_orphans_are_only_noted():
+    assert cleanup_lines(prune=False) == [
+        "note: apply --prune removes container gone (gone: orphan: its manifest is gone)",
+        "note: apply --prune removes image gone:aaaaaaaaaaaa (gone: orphan: its manifest is gone)",
+    ]
+
+
+def test_never_prune_when_a_manifest_failed_or_none_was_found():
+    assert cleanup_lines(complete=False) == [
+        "note: not pruned while a manifest has errors or none was found: container gone (gone: orphan: its manifest is gone)",
+        "note: not pruned while a manifest has errors or none was found: image gone:aaaaaaaaaaaa (gone: orphan: its manifest is gone)",
+    ]
+
+
+def test_prune_stays_below_the_paths_given_and_spares_images_in_use():
+    assert cleanup_lines(scope=["/repo/demo"]) == ["  remove image demo:eeeeeeeeeeee  <- superseded by a newer build"]
+    in_use = {"c1": "sha256:" + "1" * 64, "c9": "sha256:" + "3" * 64, "by-hand": "sha256:" + "2" * 64}
+    assert "  remove image demo:eeeeeeeeeeee  <- superseded by a newer build" not in cleanup_lines(container_images=in_use)
