@@ -379,3 +379,37 @@ def test_with_several_workers_ready_means_every_worker_is_ready(tmp_path):
         assert statuses == {200}
     finally:
         server.stop()
+
+
+def test_dev_reload_picks_up_edits_and_keeps_old_code_when_the_new_fails(tmp_path):
+    app = write_app(tmp_path / "app", """\
+        from helper import factor
+
+        def init():
+            global ready
+            ready = "v1"
+
+        def run(raw_data):
+            return [ready, factor()]
+    """)
+    (app / "helper.py").write_text("def factor():\n    return 1\n")
+    with RuntimeProcess(app, env={"RECONCILER_DEV": "1"}) as server:
+        server.wait_ready()
+        assert requests.post(server.url + "/score", data="{}").json() == ["v1", 1]
+        (app / "score.py").write_text((app / "score.py").read_text().replace('"v1"', '"v2"'))
+        (app / "helper.py").write_text("def factor():\n    return 2\n")
+        reloaded = requests.post(server.url + "/-/reload")
+        assert reloaded.status_code == 200 and reloaded.json()["reloaded"] is True
+        assert requests.post(server.url + "/score", data="{}").json() == ["v2", 2]
+        (app / "score.py").write_text("def init():\n    raise ValueError('half-written edit')\n\ndef run(raw):\n    return 0\n")
+        failed = requests.post(server.url + "/-/reload")
+        assert failed.status_code == 500
+        assert failed.json()["message"] == ("reload failed: ValueError: half-written edit; "
+                                             "the previous code keeps serving")
+        assert requests.post(server.url + "/score", data="{}").json() == ["v2", 2]
+
+
+def test_reload_route_exists_only_in_dev_mode(echo_app):
+    with RuntimeProcess(echo_app) as server:
+        server.wait_ready()
+        assert requests.post(server.url + "/-/reload").status_code == 404

@@ -5,6 +5,8 @@ Routes:
     GET  /ready         readiness: 503 until init() has returned, then 200 "Ready"
     POST|GET /score     calls run(); OPTIONS /score -> 200
     GET  /swagger.json  ?version=2 (default) or 3
+    POST /-/reload      only with RECONCILER_DEV=1 (reconciler watch --dev): import the
+                        entry script again and call init(); on failure the old code keeps serving
 
 A plain ASGI callable rather than a web framework: the scoring path is the whole
 product, and each layer between the socket and run() costs requests per second.
@@ -169,6 +171,8 @@ class ScoringApp:
                 status, headers, body = _error(503, "init() has not returned yet")
         elif path == "/swagger.json" and method == "GET":
             status, headers, body = self._swagger(scope)
+        elif path == "/-/reload" and method == "POST" and self.settings.dev_reload:
+            status, headers, body = await self._reload()
         else:
             status, headers, body = _error(404, "Not found")
         if request_id:
@@ -245,6 +249,37 @@ class ScoringApp:
             message = "An unexpected error occurred in scoring script. Check the logs for more info."
         status, headers, body = _error(500, message)
         return status, headers + [(b"x-ms-run-function-failed", b"True"), timing], body
+
+    def _load_again(self) -> tuple[EntryScript, dict[str, bytes]]:
+        """Runs on the entry-script thread, after the calls queued before it: forget the app's
+        own modules (so edited helpers are read again), import the script, call init()."""
+        root = os.path.abspath(self.settings.app_root) + os.sep
+        previous = {name: module for name, module in sys.modules.items()
+                    if (getattr(module, "__file__", None) or "").startswith(root)}
+        for name in previous:
+            del sys.modules[name]
+        try:
+            script = EntryScript(self.settings.entry_script)
+            script.init()
+        except BaseException:
+            sys.modules.update(previous)  # the old code goes on serving, with its own modules
+            raise
+        documents = swagger.documents(self.settings.app_root, self.settings.service_name,
+                                      self.settings.service_version, script.schemas())
+        return script, documents
+
+    async def _reload(self) -> tuple[int, list, bytes]:
+        if not self.ready:
+            return _error(503, "init() has not returned yet")
+        ok, value, seconds = await self.runner.call(self._load_again, {}, None)
+        if not ok:
+            log.error("reload failed; the previous code keeps serving:\n%s",
+                      "".join(traceback.format_exception(type(value), value, value.__traceback__)))
+            reason = traceback.format_exception_only(type(value), value)[-1].strip()
+            return _error(500, f"reload failed: {reason}; the previous code keeps serving")
+        self.script, self.swagger = value
+        log.info("entry script reloaded in %.3f s", seconds)
+        return 200, list(JSON), _json_body({"reloaded": True, "seconds": round(seconds, 3)})
 
     def _swagger(self, scope) -> tuple[int, list, bytes]:
         requested = parse_qs(scope["query_string"].decode("latin-1")).get("version", ["2"])[0]

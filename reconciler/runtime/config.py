@@ -42,6 +42,7 @@ class Settings:
     service_name: str = "ML service"
     service_version: str = "1.0"
     log_level: str = "INFO"
+    dev_reload: bool = False  # RECONCILER_DEV=1: POST /-/reload re-imports the entry script
 
     @classmethod
     def from_environ(cls, environ: dict[str, str], *, port: int | None = None, host: str | None = None) -> Settings:
@@ -65,4 +66,5 @@ class Settings:
             service_name=environ.get("SERVICE_NAME", "ML service"),
             service_version=environ.get("SERVICE_VERSION", "1.0"),
             log_level=environ.get("AZUREML_LOG_LEVEL", environ.get("LOG_LEVEL", "INFO")).upper(),
+            dev_reload=environ.get("RECONCILER_DEV") == "1",
         )
