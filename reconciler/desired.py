@@ -38,11 +38,13 @@ class Desired:
     package: Package
     lock: Lock
     files: tuple[InputFile, ...]
+    file_digests: dict[str, str]  # every file copied into the build folder
     dockerfile: str
-    inputs: dict[str, str]
+    inputs: dict[str, str]  # what the image hash covers
     image_hash: str
     container_hash: str
     locked: str | None = None  # why the lock was resolved during this run, if it was
+    dev: bool = False  # watch --dev: the container mounts the source folder and reloads code
 
     @property
     def short_hash(self) -> str:
@@ -145,15 +147,26 @@ def _check_contents(package: Package, files: tuple[InputFile, ...]) -> None:
         raise InvalidInput(problems)
 
 
+def is_dev(package: Package, dev: bool) -> bool:
+    """Dev mode applies to serving containers: their code is mounted, not baked in."""
+    return dev and package.manifest.output.mode == "container"
+
+
 def desire(package: Package, digester: Digester, wheel_cache: WheelCache, *, frozen: bool,
-           base_image_id: str | None = None) -> Desired:
-    """The package's desired state. `base_image_id` is the engine's ID for the base image
-    (image and container modes): a re-pulled base with new content must rebuild."""
+           base_image_id: str | None = None, dev: bool = False) -> Desired:
+    """The package's desired state.
+
+    `base_image_id` is the engine's ID for the base image (image and container modes):
+    a re-pulled base with new content must rebuild. With `dev` (watch --dev), a
+    container's code is mounted from the source folder and reloaded in place, so app
+    files leave the image hash and the mount enters the container hash."""
+    dev = is_dev(package, dev)
     lock, locked = ensure_lock(package, wheel_cache, frozen=frozen)
     files = tuple(source_files(package) + model_files(package))
     _check_contents(package, files)
     dockerfile = render_dockerfile(dockerfile_settings(package))
-    inputs: dict[str, str] = {file.destination: file_input(file, digester) for file in files}
+    file_digests = {file.destination: file_input(file, digester) for file in files}
+    inputs = {name: digest for name, digest in file_digests.items() if not (dev and name.startswith("app/"))}
     inputs["package.lock"] = lock.digest
     inputs["runtime"] = runtime_digest(digester)
     inputs["Dockerfile"] = value_digest(dockerfile)
@@ -163,7 +176,8 @@ def desire(package: Package, digester: Digester, wheel_cache: WheelCache, *, fro
         inputs[BASE_IMAGE_ID] = base_image_id or "not on the engine"
     inputs = dict(sorted(inputs.items()))
     image_hash = value_digest({"hash_schema": HASH_SCHEMA, "inputs": inputs})
-    container_hash = value_digest(
-        {"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container_settings(package)}
-    )
-    return Desired(package, lock, files, dockerfile, inputs, image_hash, container_hash, locked)
+    container = container_settings(package)
+    if dev:
+        container["dev"] = {"source": str(package.source_directory)}
+    container_hash = value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
+    return Desired(package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, locked, dev)

@@ -292,11 +292,13 @@ class Engine:
     # -- containers -------------------------------------------------------------------
 
     def create_container(self, image: str, name: str, *, host: str, port: int, labels: dict[str, str],
-                         restart: bool = True) -> str:
+                         restart: bool = True, mounts: dict[str, str] | None = None,
+                         environment: dict[str, str] | None = None) -> str:
         """Create (not start) a container publishing 5001 on host:port (port 0: any free one).
 
         Serving containers restart unless stopped (they come back after a reboot); a
-        canary does not, so a failing one stays failed."""
+        canary does not, so a failing one stays failed. `mounts` (host folder -> path in
+        the container) are read-only."""
         import docker
 
         try:
@@ -304,9 +306,11 @@ class Engine:
                 port_bindings={5001: (host, port or None)},
                 restart_policy={"Name": "unless-stopped" if restart else "no"},
                 init=True,
+                binds={source: {"bind": target, "mode": "ro"} for source, target in (mounts or {}).items()},
             )
             created = self.api.create_container(
                 image, name=name, labels=labels, ports=[5001], host_config=host_config, detach=True,
+                environment=environment or None,
             )
         except docker.errors.APIError as error:
             raise EngineError(f"cannot create container {name}: {error.explanation or error}") from None

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 
 APP_ROOT = "/var/azureml-app"
+DEV_APP_ROOT = "/var/azureml-app-dev"  # where watch --dev mounts the source folder (models stay in APP_ROOT)
 MODELS_ROOT = f"{APP_ROOT}/azureml-models"
 VENV = "/opt/venv"
 RUNTIME_ROOT = "/opt/reconciler"

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import docker_engine
 from .docker_engine import EngineError
+from .dockerfile import DEV_APP_ROOT
 from .plan import Action
 from .problems import ReconcilerError
 from .reconcile import ActionResult, Outcome, Reconciliation, Session
@@ -30,9 +31,10 @@ Progress = Callable[[str, str], None]  # (package, line)
 
 
 class Executor:
-    def __init__(self, session: Session, progress: Progress):
+    def __init__(self, session: Session, progress: Progress, should_stop: Callable[[], bool] = lambda: False):
         self.session = session
         self.progress = progress
+        self.should_stop = should_stop
 
     # -- handlers: one per action kind ------------------------------------------------
 
@@ -86,6 +88,15 @@ class Executor:
     def _image(self, outcome: Outcome) -> str:
         return f"{outcome.package.manifest.image_repository}:{outcome.desired.short_hash}"
 
+    def _container_options(self, outcome: Outcome) -> dict:
+        """Dev mode (watch --dev): the source folder mounted read-only, one worker, reloads on request."""
+        if not outcome.desired.dev:
+            return {}
+        return {
+            "mounts": {str(outcome.package.source_directory): DEV_APP_ROOT},
+            "environment": {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"},
+        }
+
     def _ready_or_fail(self, container_id: str, port: int, what: str, outcome: Outcome) -> None:
         engine = self.session.engine
         timeout = outcome.package.manifest.output.container.ready_timeout_s
@@ -107,7 +118,8 @@ class Executor:
         container = outcome.package.manifest.output.container
         name = outcome.package.manifest.container_name
         container_id = engine.create_container(self._image(outcome), name, host=container.host,
-                                               port=container.port, labels=self._container_labels(outcome))
+                                               port=container.port, labels=self._container_labels(outcome),
+                                               **self._container_options(outcome))
         try:
             engine.start(container_id)
         except EngineError:
@@ -132,7 +144,8 @@ class Executor:
         old_id = action.subject
         # 1. the canary: the new image on an ephemeral loopback port
         canary = engine.create_container(image, f"{name}-canary-{outcome.desired.short_hash[:8]}", host="127.0.0.1",
-                                         port=0, labels=self._container_labels(outcome, role="canary"), restart=False)
+                                         port=0, labels=self._container_labels(outcome, role="canary"), restart=False,
+                                         **self._container_options(outcome))
         try:
             engine.start(canary)
             self._ready_or_fail(canary, engine.published_port(canary),
@@ -142,7 +155,7 @@ class Executor:
         # 2. proven: move the old one aside, put a fresh one on the real port
         engine.rename(old_id, f"{name}-previous-{int(time.time())}")
         new_id = engine.create_container(image, name, host=container.host, port=container.port,
-                                         labels=self._container_labels(outcome))
+                                         labels=self._container_labels(outcome), **self._container_options(outcome))
         engine.stop(old_id)
         try:
             engine.start(new_id)
@@ -175,6 +188,8 @@ class Executor:
             detail, status = str(error), "failed"
         except OSError as error:
             detail, status = f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), "failed"
+        except Exception as error:  # noqa: BLE001 - e.g. the engine restarting mid-action: this package fails, others go on
+            detail, status = f"{type(error).__name__}: {error}", "failed"
         return ActionResult(action.kind, action.target, action.cause, status, time.perf_counter() - started, detail)
 
     def run_package(self, outcome: Outcome, kinds: frozenset[str] | None) -> None:
@@ -182,9 +197,9 @@ class Executor:
         for action in outcome.plan.actions:
             if kinds is not None and action.kind not in kinds:
                 continue
-            if upstream_failed:
+            if upstream_failed or self.should_stop():
                 outcome.results.append(ActionResult(action.kind, action.target, action.cause, "skipped", 0.0,
-                                                    "upstream failed"))
+                                                    "upstream failed" if upstream_failed else "interrupted"))
                 continue
             result = self.run_action(outcome, action)
             outcome.results.append(result)
@@ -192,9 +207,10 @@ class Executor:
 
 
 def execute(reconciliation: Reconciliation, session: Session, *, jobs: int = 4, progress: Progress | None = None,
-            kinds: frozenset[str] | None = None) -> None:
-    """Run the planned actions (only those of `kinds`, when given); results land on each outcome."""
-    executor = Executor(session, progress or (lambda package, line: None))
+            kinds: frozenset[str] | None = None, should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Run the planned actions (only those of `kinds`, when given); results land on each outcome.
+    Once `should_stop` says so, the actions not yet started are skipped."""
+    executor = Executor(session, progress or (lambda package, line: None), should_stop)
     pending = [o for o in reconciliation.outcomes if o.plan and o.plan.actions and not o.problems]
     if pending:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending)))) as pool:

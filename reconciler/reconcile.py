@@ -86,6 +86,7 @@ class Reconciliation:
     problems: list[Problem]  # manifests that did not load, paths that do not exist
     manifests_found: int
     cleanup: Cleanup = field(default_factory=Cleanup)
+    packages: list[Package] = field(default_factory=list)  # every package that loaded, planned or not
     cleanup_results: list[ActionResult] = field(default_factory=list)
 
     @property
@@ -119,10 +120,12 @@ def intent_of(desired: Desired) -> Intent:
     )
 
 
-def desire_package(package: Package, session: Session, *, frozen: bool, base_image_id: str | None = None) -> Outcome:
+def desire_package(package: Package, session: Session, *, frozen: bool, base_image_id: str | None = None,
+                   dev: bool = False) -> Outcome:
     outcome = Outcome(package)
     try:
-        outcome.desired = desire(package, session.digester, session.wheels, frozen=frozen, base_image_id=base_image_id)
+        outcome.desired = desire(package, session.digester, session.wheels, frozen=frozen,
+                                 base_image_id=base_image_id, dev=dev)
     except InvalidInput as error:
         outcome.problems.extend(error.problems)
     except ReconcilerError as error:
@@ -178,24 +181,28 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, base
 
 
 def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool = False,
-              use_engine: bool = True) -> Reconciliation:
+              use_engine: bool = True, only: set[Path] | None = None, dev: bool = False) -> Reconciliation:
     """Load every package below `paths`, compute desired and observed state, and plan.
 
     Raises EngineUnavailable when a package needs Docker and no engine answers:
     nothing has been changed at that point. With `use_engine` False only the
-    Dockerfile folders are observed.
+    Dockerfile folders are observed. With `only` (manifest paths), the whole tree is
+    still loaded (so conflicts between packages are seen) but only those are planned,
+    and nothing is pruned.
     """
     workspace = load_workspace(paths)
+    selected = [p for p in workspace.packages if only is None or p.manifest_path in only]
+    prune = prune and only is None
     snapshot: Snapshot | None = None
     bases: dict[str, str | None] = {}
-    if use_engine and (prune or any(uses_engine(p) for p in workspace.packages)):
+    if use_engine and (prune or any(uses_engine(p) for p in selected)):
         engine = session.engine
         snapshot = engine.snapshot(images=prune)
-        bases = base_image_ids(workspace.packages, engine)
+        bases = base_image_ids(selected, engine)
     outcomes = []
-    for package in workspace.packages:
+    for package in selected:
         base_id = bases.get(package.manifest.inference.environment.resolved_base_image)
-        outcome = desire_package(package, session, frozen=frozen, base_image_id=base_id)
+        outcome = desire_package(package, session, frozen=frozen, base_image_id=base_id, dev=dev)
         if outcome.desired is not None:
             try:
                 outcome.observed = _observe(outcome, session, snapshot, bases)
@@ -206,7 +213,7 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
                 outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
         outcomes.append(outcome)
     cleanup = Cleanup()
-    if snapshot is not None:
+    if snapshot is not None and only is None:
         wanted = {o.package.name: (o.desired.image_hash, o.desired.container_hash) for o in outcomes if o.desired}
         # a package whose desired state could not be computed still owns its objects
         wanted.update({o.package.name: ("", "") for o in outcomes if o.desired is None})
@@ -217,4 +224,4 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
             complete=workspace.complete and all(not o.problems for o in outcomes),
         )
     session.stat_cache.flush()
-    return Reconciliation(outcomes, workspace.problems, workspace.manifests_found, cleanup)
+    return Reconciliation(outcomes, workspace.problems, workspace.manifests_found, cleanup, workspace.packages)

@@ -88,6 +88,7 @@ def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester)
     check_ownership(target, package.name)
     wheel_cache.fetch(package, desired.lock)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.reconciler-new-", dir=target.parent))
     try:
         writer = _FolderWriter(scratch, digester)
@@ -100,7 +101,7 @@ def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester)
             name = os.path.basename(path)
             writer.copy(f"runtime/{RUNTIME_PACKAGE}/{name}", path, digester.file(path), False)
         for file in desired.files:
-            digest = desired.inputs[file.destination].removesuffix("+x")
+            digest = desired.file_digests[file.destination].removesuffix("+x")
             writer.copy(file.destination, file.path, digest, file.executable)
         stamp = Stamp(
             package=package.name,
@@ -116,6 +117,15 @@ def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return stamp
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Temporary siblings of an earlier write that was killed midway (they carry our names;
+    the package lock guarantees no other reconciler is writing this folder now)."""
+    for prefix in (f".{target.name}.reconciler-new-", f".{target.name}.reconciler-old-"):
+        for leftover in target.parent.glob(prefix + "*"):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_into_place(new: Path, target: Path) -> None:

@@ -40,7 +40,7 @@ class InputFile:
     stat: os.stat_result
 
 
-def _ignore_spec(source_directory: Path) -> pathspec.PathSpec:
+def ignore_spec(source_directory: Path) -> pathspec.PathSpec:
     ignore_file = source_directory / IGNORE_FILE
     try:
         lines = tuple(ignore_file.read_text(encoding="utf-8").splitlines())
@@ -127,7 +127,7 @@ def source_files(package: Package) -> list[InputFile]:
     }
     if package.requirements_file:
         skip.add(str(package.requirements_file))
-    walker = _Walker(package, "app", _ignore_spec(source), skip, ("inference", "source_directory"), app=True)
+    walker = _Walker(package, "app", ignore_spec(source), skip, ("inference", "source_directory"), app=True)
     return walker.walk(str(source))
 
 
