@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="packages worked on at once (default 4)")
     apply.add_argument("--builds", type=int, default=1, metavar="N",
                        help="image builds at once (default 1; builds are CPU- and disk-bound)")
+    apply.add_argument("--lock-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="how long to wait for another reconciler (a watch, another apply) working on "
+                            "the same packages (default 120)")
 
     status = commands.add_parser(
         "status", help="show each package's state",
@@ -151,6 +154,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, metavar="N",
                        help="port to listen on (default: the manifest's output.container.port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+
+    watch = commands.add_parser(
+        "watch", help="keep the packages in sync while you edit",
+        description="Apply once, then again within moments of every change to a manifest or an "
+                    "input it references (batched: a quiet period of 200 ms), and every --resync "
+                    "seconds to heal what no file event announces (a container removed by hand). "
+                    "One line per action with its cause and duration. Failures are retried with "
+                    "backoff; Ctrl-C or SIGTERM stops it.",
+    )
+    _add_paths(watch)
+    watch.add_argument("--dev", action="store_true",
+                       help="containers mount their source folder read-only and reload changed code in "
+                            "place (no rebuild, no restart); environment, lock, model or manifest changes "
+                            "still rebuild. One worker per container.")
+    _add_prune(watch)
+    watch.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
+                       help="full reconcile every SECONDS, with jitter (default 30)")
+    watch.add_argument("--verbose", "-v", action="store_true", help="also print each build step")
 
     down = commands.add_parser(
         "down", help="stop and remove the packages' containers (not their images)",
@@ -251,13 +272,22 @@ def _command_plan(arguments: argparse.Namespace) -> int:
 def _command_apply(arguments: argparse.Namespace) -> int:
     from .docker_engine import EngineUnavailable
     from .execute import execute, printing_progress
+    from .locking import LockTimeout, PackageLocks
     from .reconcile import Session
     from .report import apply_text, to_json
+    from .workspace import discover
 
     if arguments.check:
         return _apply_check(arguments)
     progress = printing_progress(sys.stderr if arguments.output == "json" else sys.stdout)
+    manifests, _ = discover(arguments.paths)
     with Session(build_slots=arguments.builds) as session:
+        try:
+            locks = PackageLocks(manifests, timeout=arguments.lock_timeout)
+            locks.acquire()
+        except LockTimeout as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_ERROR
         try:
             reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
             if any(a.kind == "pull" for o in reconciliation.outcomes if o.plan for a in o.plan.actions):
@@ -270,6 +300,8 @@ def _command_apply(arguments: argparse.Namespace) -> int:
             execute(reconciliation, session, jobs=arguments.jobs, progress=progress)
         except EngineUnavailable as error:
             return _engine_failure(error)
+        finally:
+            locks.release()
     print(to_json(reconciliation, "apply") if arguments.output == "json" else apply_text(reconciliation), end="")
     if reconciliation.has_errors or reconciliation.manifests_found == 0:
         return EXIT_ERROR
@@ -303,6 +335,14 @@ def _command_status(arguments: argparse.Namespace) -> int:
             return _engine_failure(error)
     print(to_json(reconciliation, "status") if arguments.output == "json" else status_text(reconciliation), end="")
     return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
+
+
+def _command_watch(arguments: argparse.Namespace) -> int:
+    from .watch import Watcher
+
+    watcher = Watcher(arguments.paths, dev=arguments.dev, prune=arguments.prune, resync_s=arguments.resync,
+                      out=sys.stdout, verbose=arguments.verbose)
+    return watcher.run()
 
 
 def _command_down(arguments: argparse.Namespace) -> int:

@@ -1,0 +1,241 @@
+"""`reconciler watch`: a real watcher process, real files, a real engine where marked."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from reconciler.locking import PackageLocks
+
+from .conftest import write_package
+from .runtime_helpers import free_port
+
+
+class WatchProcess:
+    def __init__(self, *paths, cwd, extra=()):
+        self.log = tempfile.NamedTemporaryFile(prefix="watch-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "watch", *extra, *map(str, paths)],
+            cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    @property
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def wait_for(self, pattern: str, timeout: float = 60, after: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.compile(pattern, re.M).search(self.output, after)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{self.output}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(10)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+    def __enter__(self) -> WatchProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        os.unlink(self.log.name)
+
+
+def stamp_hash(package: Path) -> str:
+    return json.loads((package / "build" / "demo" / ".reconciler-stamp.json").read_text())["image_hash"]
+
+
+def test_edit_rewrites_the_folder_and_a_burst_is_one_run(package_dir, repo):
+    with WatchProcess(repo, cwd=repo) as watch:
+        watch.wait_for(r"^demo: start: not written yet -> write \d+\.\d s$")
+        first = stamp_hash(package_dir)
+        mark = len(watch.output)
+        with open(package_dir / "score.py", "a") as handle:
+            handle.write("# an edit\n")
+        watch.wait_for(r"^demo: score.py changed -> write \d+\.\d s$", after=mark)
+        assert stamp_hash(package_dir) != first
+        mark = len(watch.output)
+        for index in range(200):
+            (package_dir / f"data_{index:03d}.txt").write_text(str(index))
+        watch.wait_for(r"^demo: 200 files changed -> write", after=mark)
+        time.sleep(1.5)  # nothing else may follow: the burst was one run
+        tail = watch.output[mark:]
+        assert tail.count("\n") == 1, tail
+        assert (package_dir / "build" / "demo" / "app" / "data_199.txt").exists()
+
+
+def test_ignored_and_output_files_trigger_nothing(package_dir, repo):
+    (package_dir / ".reconcilerignore").write_text("notes/\n")
+    (package_dir / "notes").mkdir()
+    with WatchProcess(repo, cwd=repo) as watch:
+        watch.wait_for(r"^demo: start: ")
+        mark = len(watch.output)
+        (package_dir / "notes" / "todo.txt").write_text("x")
+        (package_dir / ".hidden.txt").write_text("x")
+        (package_dir / "__pycache__").mkdir(exist_ok=True)
+        (package_dir / "__pycache__" / "score.cpython-311.pyc").write_bytes(b"\0")
+        (package_dir / "build" / "demo" / "Dockerfile").write_text("hand edit\n")  # drift: for the resync, not an event
+        time.sleep(1.5)
+        assert watch.output[mark:] == ""
+
+
+def test_invalid_manifest_is_reported_and_a_valid_one_picked_up_again(package_dir, repo):
+    with WatchProcess(repo, cwd=repo) as watch:
+        watch.wait_for(r"^demo: start: ")
+        manifest = package_dir / "package.yaml"
+        good = manifest.read_text()
+        mark = len(watch.output)
+        manifest.write_text(good + "broken: [\n")
+        watch.wait_for(r"^error: demo/package.yaml:\d+:\d+: invalid YAML", after=mark)
+        mark = len(watch.output)
+        manifest.write_text(good.replace("pip: []", "pip: []\n    variables: {MODE: fast}"))
+        watch.wait_for(r"^demo: package.yaml changed -> write", after=mark)
+
+
+def test_new_and_deleted_packages(package_dir, repo, runtime_only_lock):
+    with WatchProcess(repo, cwd=repo) as watch:
+        watch.wait_for(r"^demo: start: ")
+        mark = len(watch.output)
+        write_package(repo / "second", name="second")
+        shutil.copy(runtime_only_lock, repo / "second" / "package.lock")
+        watch.wait_for(r"^second: .* -> write", after=mark)
+        mark = len(watch.output)
+        shutil.rmtree(repo / "second")
+        watch.wait_for(r"^second: second/package.yaml deleted; its container is left running \(watch --prune removes it\)",
+                       after=mark)
+
+
+def test_sigterm_stops_within_a_second(package_dir, repo):
+    watch = WatchProcess(repo, cwd=repo)
+    try:
+        watch.wait_for(r"^demo: start: ")
+        started = time.monotonic()
+        watch.process.send_signal(signal.SIGTERM)
+        assert watch.process.wait(5) == 0
+        assert time.monotonic() - started < 1.0
+        assert watch.output.rstrip().endswith("stopped")
+    finally:
+        watch.stop()
+        os.unlink(watch.log.name)
+
+
+def test_two_reconcilers_never_act_on_one_package_at_once(package_dir, repo):
+    manifest = package_dir / "package.yaml"
+    with PackageLocks([manifest], timeout=5, command="test holder"):
+        blocked = subprocess.run([sys.executable, "-m", "reconciler", "apply", "--lock-timeout", "1", str(repo)],
+                                 cwd=repo, capture_output=True, text=True)
+        assert blocked.returncode == 1
+        assert re.search(rf"error: {re.escape(str(manifest))} is being reconciled by pid {os.getpid()} "
+                         r"\(test holder\) on .* since \d\d:\d\d:\d\d; waited 1 s", blocked.stderr)
+        assert not (package_dir / "build").exists()
+        watch = WatchProcess(repo, cwd=repo)
+        watch.wait_for(r"^waiting: .* is being reconciled by pid \d+ \(test holder\).*; retrying in 1 s$")
+        assert not (package_dir / "build").exists()
+    with watch:  # released: the watcher's retry goes through
+        watch.wait_for(r"^demo: retry: not written yet -> write")
+
+
+# -- with a Docker engine ----------------------------------------------------------------
+
+
+@pytest.fixture
+def served_package(repo, base_image, runtime_only_lock, docker_client):
+    name = f"w{uuid.uuid4().hex[:10]}"
+    port = free_port()
+    package = write_package(repo / name, f"""\
+        name: {name}
+        models: [{{name: demo_model, version: 1, path: model/model.txt}}]
+        inference:
+          environment: {{base_image: {base_image}, pip: []}}
+        output:
+          mode: container
+          container: {{port: {port}}}
+        """).parent
+    shutil.copy(runtime_only_lock, package / "package.lock")
+    yield package, name, port
+    for container in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"}):
+        container.remove(force=True)
+    for image in docker_client.images.list(filters={"label": f"reconciler.package={name}"}):
+        docker_client.images.remove(image.id, force=True)
+
+
+def score(port):
+    return requests.post(f"http://127.0.0.1:{port}/score", json={"data": [[1, 2]]}, timeout=5).json()
+
+
+@pytest.mark.docker
+def test_edit_is_served_invalid_manifest_keeps_serving_and_resync_heals(served_package, repo, docker_client):
+    package, name, port = served_package
+    with WatchProcess(repo, cwd=repo, extra=["--resync", "3"]) as watch:
+        watch.wait_for(rf"^{name}: start: not written yet -> write .*, build .*, create .*, ready at http://127\.0\.0\.1:{port}/score$",
+                       timeout=180)
+        assert score(port) == [6.0]
+        mark = len(watch.output)
+        (package / "score.py").write_text((package / "score.py").read_text().replace("scale * sum(row)", "scale * sum(row) + 1"))
+        watch.wait_for(rf"^{name}: score.py changed -> write .*, build .*, recreate .*, ready at", after=mark, timeout=120)
+        assert score(port) == [7.0]
+        mark = len(watch.output)
+        manifest = package / "package.yaml"
+        good = manifest.read_text()
+        manifest.write_text(good + "  oops: [\n")
+        watch.wait_for(r"^error: .*package.yaml:\d+:\d+: invalid YAML", after=mark)
+        assert score(port) == [7.0], "the running container keeps serving"
+        mark = len(watch.output)
+        manifest.write_text(good)
+        watch.wait_for(rf"^{name}: package.yaml changed -> in sync$", after=mark)
+        mark = len(watch.output)
+        [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+        container.remove(force=True)
+        watch.wait_for(rf"^{name}: resync: no container -> create .*, ready at", after=mark, timeout=60)
+        assert score(port) == [7.0]
+
+
+@pytest.mark.docker
+def test_dev_mode_reloads_code_without_a_rebuild(served_package, repo, docker_client):
+    package, name, port = served_package
+    with WatchProcess(repo, cwd=repo, extra=["--dev"]) as watch:
+        watch.wait_for(rf"^{name}: start: .* -> .*create .*, ready at", timeout=180)
+        [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+        assert score(port) == [6.0]
+        mark = len(watch.output)
+        good_score = (package / "score.py").read_text().replace("scale * sum(row)", "scale * sum(row) * 10")
+        (package / "score.py").write_text(good_score)
+        started = time.monotonic()
+        watch.wait_for(rf"^{name}: score.py changed -> reloaded \d+\.\d\d s \(dev\)$", after=mark, timeout=30)
+        assert score(port) == [60.0]
+        assert time.monotonic() - started < 5
+        assert [c.id for c in docker_client.containers.list(filters={"label": f"reconciler.package={name}"})] == [container.id]
+        mark = len(watch.output)
+        (package / "score.py").write_text("def init():\n    raise ValueError('half-written')\n\ndef run(raw):\n    return 0\n")
+        watch.wait_for(rf"^{name}: score.py changed -> reload FAILED: reload failed: ValueError: half-written; "
+                       r"the previous code keeps serving$", after=mark, timeout=30)
+        assert score(port) == [60.0]
+        (package / "score.py").write_text(good_score)
+        watch.wait_for(rf"^{name}: score.py changed -> reloaded", after=mark, timeout=30)
+        mark = len(watch.output)
+        (package / "model" / "model.txt").write_text("3.0")  # not code: the full path
+        watch.wait_for(rf"^{name}: model/model.txt changed -> write .*, build .*, recreate .*, ready at", after=mark,
+                       timeout=120)
+        assert score(port) == [90.0]
