@@ -24,11 +24,12 @@ from .runtime_helpers import free_port
 
 
 class WatchProcess:
-    def __init__(self, *paths, cwd, extra=()):
+    def __init__(self, *paths, cwd, extra=(), env=None):
         self.log = tempfile.NamedTemporaryFile(prefix="watch-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "watch", *extra, *map(str, paths)],
-            cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     @property
@@ -239,3 +240,86 @@ def test_dev_mode_reloads_code_without_a_rebuild(served_package, repo, docker_cl
         watch.wait_for(rf"^{name}: model/model.txt changed -> write .*, build .*, recreate .*, ready at", after=mark,
                        timeout=120)
         assert score(port) == [90.0]
+
+
+class EngineProxy:
+    """A unix socket that forwards to the real engine, and can go away like a restarting dockerd."""
+
+    def __init__(self, path: Path):
+        import threading
+
+        self.path = path
+        self.target = (os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock").removeprefix("unix://")
+        self.threading = threading
+        self.server = None
+        self.connections = []
+
+    def start(self) -> None:
+        import socket
+
+        if self.path.exists():
+            self.path.unlink()
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(self.path))
+        self.server.listen(64)
+        self.threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def _accept(self, server) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                self.threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.close()
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self.server.close()
+        for connection in self.connections:
+            try:
+                connection.close()
+            except OSError:
+                pass
+        self.connections = []
+        self.path.unlink()
+
+
+@pytest.mark.docker
+def test_the_loop_survives_an_engine_restart(served_package, repo, docker_client, tmp_path_factory):
+    if (os.environ.get("DOCKER_HOST") or "unix://").startswith("unix://") is False:
+        pytest.skip("the engine is not on a unix socket here")
+    package, name, port = served_package
+    proxy = EngineProxy(tmp_path_factory.mktemp("engine") / "docker.sock")
+    proxy.start()
+    with WatchProcess(repo, cwd=repo, extra=["--resync", "1"], env={"DOCKER_HOST": f"unix://{proxy.path}"}) as watch:
+        watch.wait_for(rf"^{name}: start: .*create .*, ready at", timeout=180)
+        mark = len(watch.output)
+        proxy.stop()
+        watch.wait_for(rf"^error: no Docker engine answers at unix://{re.escape(str(proxy.path))}: .*; retrying in \d+ s$",
+                       after=mark, timeout=30)
+        [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+        container.remove(force=True)
+        mark = len(watch.output)
+        proxy.start()
+        watch.wait_for(rf"^{name}: (retry|resync): no container -> create .*, ready at", after=mark, timeout=60)
+        assert watch.process.poll() is None
+        assert score(port) == [6.0]
