@@ -91,6 +91,7 @@ class Snapshot:
     containers: list[ContainerState] = field(default_factory=list)
     # every container on the engine, ours or not, with the image it was created from (with images)
     container_images: dict[str, str] = field(default_factory=dict)
+    inspects: int = 0  # images looked up by tag so far in this run
 
     def images_of(self, package: str) -> list[ImageState]:
         return [i for i in self.images or () if i.package == package]

@@ -143,17 +143,23 @@ def base_image_ids(packages: list[Package], engine: Engine) -> dict[str, str | N
     return {reference: engine.image_id(reference) for reference in sorted(references)}
 
 
+INSPECTS_BEFORE_LISTING = 16
+
+
 def _desired_image(package: Package, desired: Desired, snapshot: Snapshot, containers: list, session: Session):
-    """The image carrying the desired hash, if the engine has it: known from the listing
-    (--prune), from a serving container already running it, or by one inspect of its tag."""
-    image = next((i for i in snapshot.images_of(package.name) if i.hash == desired.image_hash), None)
-    if image is None and snapshot.images is None:
-        running = next((c for c in containers if c.image_hash == desired.image_hash and c.image_id), None)
-        if running is not None:
-            image = ImageState(running.image_id, package.name, desired.image_hash, (intent_of(desired).image,))
-        else:
-            image = session.engine.image(intent_of(desired).image, desired.image_hash)
-    return image
+    """The image carrying the desired hash, if the engine has it: from a serving container
+    already running it, else by one inspect of its tag; past a handful of inspects in one
+    run, one listing of all images answers for the rest."""
+    running = next((c for c in containers if c.image_hash == desired.image_hash and c.image_id), None)
+    if running is not None and snapshot.images is None:
+        return ImageState(running.image_id, package.name, desired.image_hash, (intent_of(desired).image,))
+    if snapshot.images is None and snapshot.inspects >= INSPECTS_BEFORE_LISTING:
+        listed = session.engine.snapshot(images=True)
+        snapshot.images, snapshot.container_images = listed.images, listed.container_images
+    if snapshot.images is not None:
+        return next((i for i in snapshot.images_of(package.name) if i.hash == desired.image_hash), None)
+    snapshot.inspects += 1
+    return session.engine.image(intent_of(desired).image, desired.image_hash)
 
 
 def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, bases: dict[str, str | None]) -> Observed:
