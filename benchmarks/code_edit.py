@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import PYTHON, ROOT, header, median
+from common import PYTHON, ROOT, forget_packages, header, median
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import free_port  # noqa: E402
@@ -73,12 +73,7 @@ def main() -> None:
                 phases.append({kind: float(seconds) for kind, seconds in
                                re.findall(r": (write|build|recreate) .+?  done in ([\d.]+) s", result.stdout)})
         finally:
-            subprocess.run([PYTHON, "-m", "reconciler", "down", str(package)], env=env, capture_output=True)
-            import docker
-
-            client = docker.from_env()
-            for image in client.images.list(filters={"label": f"reconciler.package={package.name}"}):
-                client.images.remove(image.id, force=True)
+            forget_packages(repo, env)
         print(f"{'save -> new code served':<28} median {median(timings):.2f} s  (min {min(timings):.2f}, max {max(timings):.2f})")
         for kind in ("write", "build", "recreate"):
             values = [p[kind] for p in phases if kind in p]

@@ -47,3 +47,15 @@ def time_command(command: list[str], runs: int, *, cwd: Path | None = None, env:
         if result.returncode not in expect:
             raise SystemExit(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return timings
+
+
+def forget_packages(repo: Path, env: dict | None = None) -> None:
+    """Remove the containers and images a benchmark made for the packages below `repo`."""
+    import docker
+
+    subprocess.run([PYTHON, "-m", "reconciler", "down", str(repo)], capture_output=True,
+                   env={**os.environ, **(env or {})})
+    client = docker.from_env()
+    for image in client.images.list(filters={"label": "reconciler.manifest"}):
+        if image.labels.get("reconciler.manifest", "").startswith(str(repo)):
+            client.images.remove(image.id, force=True)

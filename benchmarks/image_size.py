@@ -10,14 +10,13 @@ Target (issue 4): <= 450 MB on a python:3.11-slim-like base (the seed's packaged
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import docker
-from common import PYTHON, ROOT, header
+from common import PYTHON, ROOT, forget_packages, header
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from code_edit import container_package  # noqa: E402
@@ -45,8 +44,7 @@ def main() -> None:
         print(f"{'  base image (' + BASE + ')':<44} {base.attrs['Size'] / megabytes:>8.0f} MB")
         print(f"{'  /opt/venv (scikit-learn, numpy, scipy, runtime)':<44} {venv / megabytes:>8.0f} MB")
         print(f"{'  everything else (runtime, model, code)':<44} {(image.attrs['Size'] - base.attrs['Size'] - venv) / megabytes:>8.2f} MB")
-        client.images.remove(image.id, force=True)
-        shutil.rmtree(package / "build", ignore_errors=True)
+        forget_packages(repo, env)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PYTHON, ROOT, header, median, time_command
+from common import PYTHON, ROOT, forget_packages, header, median, time_command
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import free_port  # noqa: E402
@@ -105,16 +105,7 @@ def main() -> None:
         finally:
             if compose_file.exists():
                 subprocess.run([binary, "-f", str(compose_file), "-p", "reconcilerbench", "down"], capture_output=True)
-            subprocess.run([PYTHON, "-m", "reconciler", "apply", "--prune", str(repo)], capture_output=True,
-                           env={**os.environ, **env}, input="")
-            subprocess.run([PYTHON, "-m", "reconciler", "down", str(repo)], capture_output=True,
-                           env={**os.environ, **env})
-            import docker
-
-            client = docker.from_env()
-            for image in client.images.list(filters={"label": "reconciler.manifest"}):
-                if str(repo) in image.labels.get("reconciler.manifest", ""):
-                    client.images.remove(image.id, force=True)
+            forget_packages(repo, env)
         print(f"{'what':<46} {'median s':>9} {'min s':>7}")
         print(f"{'reconciler apply, 1 package, no-op':<46} {median(ours_one):>9.3f} {min(ours_one):>7.3f}")
         print(f"{'docker-compose 1.29 up -d, 1 service, no-op':<46} {median(compose_one):>9.3f} {min(compose_one):>7.3f}")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import PYTHON, ROOT, header, median
+from common import PYTHON, ROOT, forget_packages, header, median
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
@@ -93,7 +93,7 @@ def measure(mode: str, runs: int) -> list[float]:
                 started = time.perf_counter()
                 edit(score, original, marker)
                 if mode == "dockerfile":
-                    wait_until(lambda: stamp.exists() and stamp.read_text() != before
+                    wait_until(lambda before=before, marker=marker: stamp.exists() and stamp.read_text() != before
                                and marker in (folder / "app" / "score.py").read_text())
                 else:
                     wait_until(served(port, marker))
@@ -101,12 +101,7 @@ def measure(mode: str, runs: int) -> list[float]:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(10)
-            subprocess.run([PYTHON, "-m", "reconciler", "down", str(repo)], env=env, capture_output=True)
-            import docker
-
-            client = docker.from_env()
-            for image in client.images.list(filters={"label": f"reconciler.package={package.name}"}):
-                client.images.remove(image.id, force=True)
+            forget_packages(repo, env)
             if "error" in log.read_text() or not timings:
                 print(log.read_text())
         return timings

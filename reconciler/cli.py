@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status", help="show each package's state",
-        description="One line per package: mode, hash, whether its output is in sync. Never changes "
-                    "anything and never resolves dependencies.",
+        description="One line per package: mode, hash, whether its output is in sync, and for "
+                    "containers their state, readiness (GET /ready) and URL. Never changes anything "
+                    "and never resolves dependencies.",
     )
     _add_paths(status)
     _add_output(status)
@@ -248,7 +249,8 @@ def _reconcile(arguments: argparse.Namespace, session, *, frozen: bool, use_engi
                      use_engine=use_engine)
 
 
-def _engine_failure(error: Exception) -> int:
+def _refused(error: Exception) -> int:
+    """One clear line (where the engine was looked for, or who holds a lock), exit 1, nothing changed."""
     print(f"error: {error}", file=sys.stderr)
     return EXIT_ERROR
 
@@ -262,7 +264,7 @@ def _command_plan(arguments: argparse.Namespace) -> int:
         try:
             reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
         except EngineUnavailable as error:
-            return _engine_failure(error)
+            return _refused(error)
     print(to_json(reconciliation, "plan") if arguments.output == "json" else plan_text(reconciliation), end="")
     if reconciliation.has_errors or reconciliation.manifests_found == 0:
         return EXIT_ERROR
@@ -283,29 +285,31 @@ def _command_apply(arguments: argparse.Namespace) -> int:
     manifests, _ = discover(arguments.paths)
     with Session(build_slots=arguments.builds) as session:
         try:
-            locks = PackageLocks(manifests, timeout=arguments.lock_timeout)
-            locks.acquire()
-        except LockTimeout as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_ERROR
-        try:
-            reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
-            if any(a.kind == "pull" for o in reconciliation.outcomes if o.plan for a in o.plan.actions):
-                # Base images come first: their image IDs are part of the hashes, so plan again with them.
-                execute(reconciliation, session, jobs=arguments.jobs, progress=progress, kinds=frozenset({"pull"}))
-                pulled = {o.package.name: o.results for o in reconciliation.outcomes}
+            with PackageLocks(manifests, timeout=arguments.lock_timeout):
                 reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
-                for outcome in reconciliation.outcomes:
-                    outcome.results = list(pulled.get(outcome.package.name, []))
-            execute(reconciliation, session, jobs=arguments.jobs, progress=progress)
-        except EngineUnavailable as error:
-            return _engine_failure(error)
-        finally:
-            locks.release()
+                if _pull_bases(reconciliation, session, arguments, progress):
+                    # the base images' IDs are part of the hashes: plan again with them
+                    pulled = {o.package.name: o.results for o in reconciliation.outcomes}
+                    reconciliation = _reconcile(arguments, session, frozen=arguments.frozen)
+                    for outcome in reconciliation.outcomes:
+                        outcome.results = list(pulled.get(outcome.package.name, []))
+                execute(reconciliation, session, jobs=arguments.jobs, progress=progress)
+        except (LockTimeout, EngineUnavailable) as error:
+            return _refused(error)
     print(to_json(reconciliation, "apply") if arguments.output == "json" else apply_text(reconciliation), end="")
     if reconciliation.has_errors or reconciliation.manifests_found == 0:
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _pull_bases(reconciliation, session, arguments: argparse.Namespace, progress) -> bool:
+    """Pull the base images the plan says are missing; whether there were any."""
+    from .execute import execute
+
+    if not any(a.kind == "pull" for o in reconciliation.outcomes if o.plan for a in o.plan.actions):
+        return False
+    execute(reconciliation, session, jobs=arguments.jobs, progress=progress, kinds=frozenset({"pull"}))
+    return True
 
 
 def _apply_check(arguments: argparse.Namespace) -> int:
@@ -332,7 +336,7 @@ def _command_status(arguments: argparse.Namespace) -> int:
         try:
             reconciliation = _reconcile(arguments, session, frozen=True)
         except EngineUnavailable as error:
-            return _engine_failure(error)
+            return _refused(error)
     print(to_json(reconciliation, "status") if arguments.output == "json" else status_text(reconciliation), end="")
     return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
 
@@ -359,7 +363,7 @@ def _command_down(arguments: argparse.Namespace) -> int:
             engine = session.engine
             containers = [c for c in engine.snapshot(images=False).containers if c.package in names]
         except EngineUnavailable as error:
-            return _engine_failure(error)
+            return _refused(error)
         for container in containers:
             started = time.perf_counter()
             try:
@@ -375,18 +379,27 @@ def _command_down(arguments: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _one_package(path: str, verb: str):
+    """The single package at `path`, or None after saying why not."""
+    from .workspace import load_workspace
+
+    workspace = load_workspace([path])
+    _print_problems(workspace.problems)
+    if workspace.problems:
+        return None
+    if len(workspace.packages) != 1:
+        print(f"error: {path} holds {len(workspace.packages)} packages; {verb} takes one", file=sys.stderr)
+        return None
+    return workspace.packages[0]
+
+
 def _command_pull(arguments: argparse.Namespace) -> int:
     from .docker_engine import EngineError, EngineUnavailable
     from .reconcile import Session, base_image_ids, desire_package
-    from .workspace import load_workspace
 
-    workspace = load_workspace([arguments.path])
-    _print_problems(workspace.problems)
-    if workspace.problems or len(workspace.packages) != 1:
-        if not workspace.problems:
-            print(f"error: {arguments.path} holds {len(workspace.packages)} packages; pull takes one", file=sys.stderr)
+    package = _one_package(arguments.path, "pull")
+    if package is None:
         return EXIT_ERROR
-    [package] = workspace.packages
     manifest = package.manifest
     registry = manifest.output.image.registry
     if not registry:
@@ -414,7 +427,7 @@ def _command_pull(arguments: argparse.Namespace) -> int:
                 return EXIT_ERROR
             engine.tag(image_id, f"{manifest.image_repository}:{short}")
         except EngineUnavailable as error:
-            return _engine_failure(error)
+            return _refused(error)
         except EngineError as error:
             print(f"error: {error}", file=sys.stderr)
             if arguments.hash is None:
@@ -427,15 +440,22 @@ def _command_pull(arguments: argparse.Namespace) -> int:
 
 
 def _command_hash(arguments: argparse.Namespace) -> int:
-    from .reconcile import Session, desire_package
+    from .docker_engine import EngineUnavailable
+    from .reconcile import Session, base_image_ids, desire_package, uses_engine
     from .workspace import load_workspace
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
     documents = []
     with Session() as session:
+        try:  # image and container modes hash the base image's ID on the engine, as plan does
+            bases = (base_image_ids(workspace.packages, session.engine)
+                     if any(uses_engine(p) for p in workspace.packages) else {})
+        except EngineUnavailable as error:
+            return _refused(error)
         for package in workspace.packages:
-            outcome = desire_package(package, session, frozen=True)
+            base = bases.get(package.manifest.inference.environment.resolved_base_image)
+            outcome = desire_package(package, session, frozen=True, base_image_id=base)
             problems.extend(outcome.problems)
             if outcome.desired:
                 documents.append(outcome.desired)
@@ -454,16 +474,10 @@ def _command_hash(arguments: argparse.Namespace) -> int:
 def _command_serve(arguments: argparse.Namespace) -> int:
     from .problems import ReconcilerError
     from .serve import serve
-    from .workspace import load_workspace
 
-    workspace = load_workspace([arguments.path])
-    _print_problems(workspace.problems)
-    if workspace.problems:
+    package = _one_package(arguments.path, "serve")
+    if package is None:
         return EXIT_ERROR
-    if len(workspace.packages) != 1:
-        print(f"error: {arguments.path} holds {len(workspace.packages)} packages; serve runs one", file=sys.stderr)
-        return EXIT_ERROR
-    [package] = workspace.packages
     port = arguments.port or package.manifest.output.container.port
     try:
         return serve(package, port=port, host=arguments.host)

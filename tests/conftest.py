@@ -123,6 +123,14 @@ def docker_client():
     return client
 
 
+def remove_package_objects(docker_client, name: str) -> None:
+    """Remove every container (ours or started by hand) and image of package `name`."""
+    for container in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"}):
+        container.remove(force=True)
+    for image in docker_client.images.list(filters={"label": f"reconciler.package={name}"}):
+        docker_client.images.remove(image.id, force=True)
+
+
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
     """The local Python 3.11 base image (scripts/build-test-base-image)."""

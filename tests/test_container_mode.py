@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from .conftest import EXAMPLES, IN_CI, run_cli, write_package
+from .conftest import EXAMPLES, IN_CI, remove_package_objects, run_cli, write_package
 from .runtime_helpers import free_port
 
 pytestmark = pytest.mark.docker
@@ -31,10 +31,7 @@ def cleanup_engine(docker_client):
     names: list[str] = []
     yield names
     for name in names:
-        for container in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"}):
-            container.remove(force=True)
-        for image in docker_client.images.list(filters={"label": f"reconciler.package={name}"}):
-            docker_client.images.remove(image.id, force=True)
+        remove_package_objects(docker_client, name)
 
 
 def sklearn_package(repo, base_image, name, *, mode="container", port=None, extra=""):
@@ -377,3 +374,15 @@ def test_image_lookups_by_tag_and_by_listing_plan_the_same(docker_client, repo, 
             reconciliation = reconcile([str(repo)], session, frozen=True)
         assert [o.plan.actions for o in reconciliation.outcomes] == [[], [], []], threshold
         assert all(o.observed.images for o in reconciliation.outcomes)
+
+
+def test_hash_command_agrees_with_the_built_image(docker_client, repo, base_image, runtime_only_lock, unique_name,
+                                                  cleanup_engine):
+    cleanup_engine.append(unique_name)
+    package = small_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
+    assert apply(package, cwd=repo).returncode == 0
+    [image] = docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
+    result = run_cli("hash", str(package), cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert f"  image hash      {image.labels['reconciler.hash']}" in result.stdout
+    assert re.search(r"^    inference\.environment\.base_image \(image id\) +sha256:[0-9a-f]{64}$", result.stdout, re.M)

@@ -58,4 +58,4 @@ def test_serve_wants_exactly_one_package(repo):
     write_package(repo / "a", name="a")
     write_package(repo / "b", name="b")
     result = run_cli("serve", str(repo))
-    assert result.returncode == 1 and "holds 2 packages; serve runs one" in result.stderr
+    assert result.returncode == 1 and "holds 2 packages; serve takes one" in result.stderr

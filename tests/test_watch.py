@@ -19,7 +19,7 @@ import requests
 
 from reconciler.locking import PackageLocks
 
-from .conftest import write_package
+from .conftest import remove_package_objects, write_package
 from .runtime_helpers import free_port
 
 
@@ -176,10 +176,7 @@ def served_package(repo, base_image, runtime_only_lock, docker_client):
         """).parent
     shutil.copy(runtime_only_lock, package / "package.lock")
     yield package, name, port
-    for container in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"}):
-        container.remove(force=True)
-    for image in docker_client.images.list(filters={"label": f"reconciler.package={name}"}):
-        docker_client.images.remove(image.id, force=True)
+    remove_package_objects(docker_client, name)
 
 
 def score(port):
