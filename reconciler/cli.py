@@ -395,7 +395,7 @@ def _one_package(path: str, verb: str):
 
 def _command_pull(arguments: argparse.Namespace) -> int:
     from .docker_engine import EngineError, EngineUnavailable
-    from .reconcile import Session, base_image_ids, desire_package
+    from .reconcile import Session, desire_packages
 
     package = _one_package(arguments.path, "pull")
     if package is None:
@@ -410,9 +410,7 @@ def _command_pull(arguments: argparse.Namespace) -> int:
             engine = session.engine
             wanted = arguments.hash
             if wanted is None:
-                bases = base_image_ids([package], engine)
-                outcome = desire_package(package, session, frozen=True,
-                                         base_image_id=bases[manifest.inference.environment.resolved_base_image])
+                [outcome], _ = desire_packages([package], session, frozen=True, engine=engine)
                 if outcome.problems:
                     _print_problems(outcome.problems)
                     return EXIT_ERROR
@@ -441,24 +439,20 @@ def _command_pull(arguments: argparse.Namespace) -> int:
 
 def _command_hash(arguments: argparse.Namespace) -> int:
     from .docker_engine import EngineUnavailable
-    from .reconcile import Session, base_image_ids, desire_package, uses_engine
+    from .reconcile import Session, desire_packages, uses_engine
     from .workspace import load_workspace
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
-    documents = []
     with Session() as session:
         try:  # image and container modes hash the base image's ID on the engine, as plan does
-            bases = (base_image_ids(workspace.packages, session.engine)
-                     if any(uses_engine(p) for p in workspace.packages) else {})
+            engine = session.engine if any(uses_engine(p) for p in workspace.packages) else None
+            outcomes, _ = desire_packages(workspace.packages, session, frozen=True, engine=engine)
         except EngineUnavailable as error:
             return _refused(error)
-        for package in workspace.packages:
-            base = bases.get(package.manifest.inference.environment.resolved_base_image)
-            outcome = desire_package(package, session, frozen=True, base_image_id=base)
-            problems.extend(outcome.problems)
-            if outcome.desired:
-                documents.append(outcome.desired)
+    for outcome in outcomes:
+        problems.extend(outcome.problems)
+    documents = [o.desired for o in outcomes if o.desired]
     if arguments.output == "json":
         print(json.dumps([
             {"name": d.package.name, "image_hash": d.image_hash, "container_hash": d.container_hash,

@@ -146,10 +146,11 @@ class Engine:
         import docker
 
         try:
-            client = docker.from_env(timeout=600)  # asks the engine its API version: reachable or not
+            client = docker.from_env(timeout=10)  # asks the engine its API version: reachable or not
         except Exception as error:  # noqa: BLE001 - the SDK raises many kinds; all mean "not reachable"
             reason = str(error).split("\n")[0]
             raise EngineUnavailable(f"no Docker engine answers at {engine_address()}: {reason}") from None
+        client.api.timeout = 600  # builds and pushes may take a while once connected
         return cls(client)
 
     # -- observing --------------------------------------------------------------------

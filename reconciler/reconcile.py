@@ -16,7 +16,7 @@ from pathlib import Path
 from .cachedir import cache_dir
 from .desired import Desired, desire
 from .digest import Digester
-from .docker_engine import Engine, EngineError, ImageState, Snapshot
+from .docker_engine import Engine, EngineError, EngineUnavailable, ImageState, Snapshot
 from .loader import Package
 from .lock import WheelCache
 from .observe import observe_folder
@@ -137,10 +137,32 @@ def uses_engine(package: Package) -> bool:
     return package.manifest.output.mode != "dockerfile"
 
 
-def base_image_ids(packages: list[Package], engine: Engine) -> dict[str, str | None]:
-    """One inspect per distinct base image of the packages that build images."""
-    references = {p.manifest.inference.environment.resolved_base_image for p in packages if uses_engine(p)}
-    return {reference: engine.image_id(reference) for reference in sorted(references)}
+def _base(package: Package) -> str:
+    return package.manifest.inference.environment.resolved_base_image
+
+
+def desire_packages(packages: list[Package], session: Session, *, frozen: bool, dev: bool = False,
+                    engine: Engine | None = None) -> tuple[list[Outcome], dict[str, str | None]]:
+    """Each package's desired state. With an engine, image and container modes hash their base
+    image's ID (one inspect per distinct base image); the IDs found are returned too."""
+    bases: dict[str, str | None] = {}
+    failures: dict[str, str] = {}
+    if engine is not None:
+        for reference in sorted({_base(p) for p in packages if uses_engine(p)}):
+            try:
+                bases[reference] = engine.image_id(reference)
+            except EngineUnavailable:
+                raise
+            except EngineError as error:  # e.g. a reference the engine refuses: that package's problem
+                failures[reference] = str(error)
+    outcomes = []
+    for package in packages:
+        if uses_engine(package) and _base(package) in failures:
+            outcomes.append(Outcome(package, problems=[Problem(str(package.manifest_path), failures[_base(package)])]))
+        else:
+            outcomes.append(desire_package(package, session, frozen=frozen, base_image_id=bases.get(_base(package)),
+                                           dev=dev))
+    return outcomes, bases
 
 
 INSPECTS_BEFORE_LISTING = 16
@@ -180,8 +202,7 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, base
         folder,
         images=images,
         containers=containers,
-        base_present=bases.get(package.manifest.inference.environment.resolved_base_image) is not None
-        or not uses_engine(package),
+        base_present=bases.get(_base(package)) is not None or not uses_engine(package),
         registry_has=registry_has,
     )
 
@@ -200,15 +221,13 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
     selected = [p for p in workspace.packages if only is None or p.manifest_path in only]
     prune = prune and only is None
     snapshot: Snapshot | None = None
-    bases: dict[str, str | None] = {}
+    engine = None
     if use_engine and (prune or any(uses_engine(p) for p in selected)):
         engine = session.engine
         snapshot = engine.snapshot(images=prune)
-        bases = base_image_ids(selected, engine)
-    outcomes = []
-    for package in selected:
-        base_id = bases.get(package.manifest.inference.environment.resolved_base_image)
-        outcome = desire_package(package, session, frozen=frozen, base_image_id=base_id, dev=dev)
+    outcomes, bases = desire_packages(selected, session, frozen=frozen, dev=dev, engine=engine)
+    for outcome in outcomes:
+        package = outcome.package
         if outcome.desired is not None:
             try:
                 outcome.observed = _observe(outcome, session, snapshot, bases)
@@ -217,7 +236,6 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
             else:
                 outcome.plan = plan_package(intent_of(outcome.desired), outcome.observed)
                 outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
-        outcomes.append(outcome)
     cleanup = Cleanup()
     if snapshot is not None and only is None:
         wanted = {o.package.name: (o.desired.image_hash, o.desired.container_hash) for o in outcomes if o.desired}
