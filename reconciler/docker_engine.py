@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .endpoint import is_ready
+
 # Images carry PACKAGE, IMAGE_HASH and MANIFEST. A container inherits its image's labels,
 # so a container someone starts by hand from one of our images has them too: only
 # MANAGED, set by reconciler on the containers it creates and never on an image, says
@@ -358,16 +360,12 @@ class Engine:
         except docker.errors.NotFound:
             pass
 
-    def wait_ready(self, container_id: str, port: int, timeout: float) -> str | None:
-        """Poll GET /ready on 127.0.0.1:port; None when ready, else why not (exit, timeout)."""
-        import http.client
-
+    def wait_ready(self, container_id: str, host: str, port: int, timeout: float) -> str | None:
+        """Poll GET /ready on the published port; None when ready, else why not (exit, timeout)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                connection.request("GET", "/ready")
-                if connection.getresponse().status == 200:
+                if is_ready(host, port, timeout=2):
                     return None
             except OSError:
                 pass

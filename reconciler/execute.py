@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import docker_engine
 from .docker_engine import EngineError
 from .dockerfile import DEV_APP_ROOT
+from .endpoint import score_url
 from .plan import Action
 from .problems import ReconcilerError
 from .reconcile import ActionResult, Outcome, Reconciliation, Session
@@ -97,21 +98,21 @@ class Executor:
             "environment": {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"},
         }
 
-    def _ready_or_fail(self, container_id: str, port: int, what: str, outcome: Outcome) -> None:
+    def _ready_or_fail(self, container_id: str, host: str, port: int, what: str, outcome: Outcome,
+                       remove: bool = True) -> None:
+        """Wait for /ready; on failure show the container's last log lines (and remove it)."""
         engine = self.session.engine
-        timeout = outcome.package.manifest.output.container.ready_timeout_s
-        why = engine.wait_ready(container_id, port, timeout)
+        why = engine.wait_ready(container_id, host, port, outcome.package.manifest.output.container.ready_timeout_s)
         if why:
             lines = engine.logs(container_id)
-            engine.remove_container(container_id)
+            if remove:
+                engine.remove_container(container_id)
             tail = "\n    ".join(lines[-20:]) or "(no output)"
             raise ReconcilerError(f"{what} did not become ready: {why}; its last log lines:\n    {tail}")
 
-    def _url(self, outcome: Outcome) -> str:
+    def _ready_at(self, outcome: Outcome) -> str:
         container = outcome.package.manifest.output.container
-        host = "127.0.0.1" if container.host in ("0.0.0.0", "localhost") else container.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{container.port}/score"
+        return f"ready at {score_url(container.host, container.port)}"
 
     def create(self, outcome: Outcome, action: Action) -> str:
         engine = self.session.engine
@@ -125,17 +126,14 @@ class Executor:
         except EngineError:
             engine.remove_container(container_id)
             raise
-        self._ready_or_fail(container_id, container.port, f"container {name}", outcome)
-        return f"ready at {self._url(outcome)}"
+        self._ready_or_fail(container_id, container.host, container.port, f"container {name}", outcome)
+        return self._ready_at(outcome)
 
     def start(self, outcome: Outcome, action: Action) -> str:
         container = outcome.package.manifest.output.container
         self.session.engine.start(action.subject)
-        why = self.session.engine.wait_ready(action.subject, container.port, container.ready_timeout_s)
-        if why:
-            tail = "\n    ".join(self.session.engine.logs(action.subject)[-20:])
-            raise ReconcilerError(f"container did not become ready: {why}; its last log lines:\n    {tail}")
-        return f"ready at {self._url(outcome)}"
+        self._ready_or_fail(action.subject, container.host, container.port, "the container", outcome, remove=False)
+        return self._ready_at(outcome)
 
     def recreate(self, outcome: Outcome, action: Action) -> str:
         engine = self.session.engine
@@ -148,7 +146,7 @@ class Executor:
                                          **self._container_options(outcome))
         try:
             engine.start(canary)
-            self._ready_or_fail(canary, engine.published_port(canary),
+            self._ready_or_fail(canary, "127.0.0.1", engine.published_port(canary),
                                 "the canary (the old container keeps serving)", outcome)
         finally:
             engine.remove_container(canary)
@@ -159,14 +157,14 @@ class Executor:
         engine.stop(old_id)
         try:
             engine.start(new_id)
-            self._ready_or_fail(new_id, container.port, f"container {name}", outcome)
+            self._ready_or_fail(new_id, container.host, container.port, f"container {name}", outcome)
         except (EngineError, ReconcilerError):
             engine.remove_container(new_id)
             engine.rename(old_id, name)
             engine.start(old_id)
             raise
         engine.remove_container(old_id)
-        return f"ready at {self._url(outcome)}"
+        return self._ready_at(outcome)
 
     def remove(self, outcome: Outcome | None, action: Action) -> str:
         engine = self.session.engine

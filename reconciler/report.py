@@ -6,9 +6,9 @@ ever added, and `format` changes if one ever has to change meaning.
 
 from __future__ import annotations
 
-import http.client
 import json
 
+from .endpoint import is_ready, score_url
 from .plan import Action
 from .problems import display_path
 from .reconcile import ActionResult, Outcome, Reconciliation
@@ -119,13 +119,11 @@ def apply_text(reconciliation: Reconciliation) -> str:
 # -- status -------------------------------------------------------------------------
 
 
-def _ready(port: int | None) -> str:
+def _readiness(host: str | None, port: int | None) -> str:
     if not port:
         return "-"
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        connection.request("GET", "/ready")
-        return "ready" if connection.getresponse().status == 200 else "not ready"
+        return "ready" if is_ready(host, port, timeout=1) else "not ready"
     except OSError:
         return "no answer"
 
@@ -149,10 +147,10 @@ def package_status(outcome: Outcome) -> dict:
     if manifest.output.mode == "container" and serving:
         container = serving[0]
         status["container"] = f"{container.name}: {container.status}"
-        status["readiness"] = _ready(container.host_port) if container.state == "running" else "stopped"
+        running = container.state == "running"
+        status["readiness"] = _readiness(container.host_ip, container.host_port) if running else "stopped"
         if container.host_port:
-            host = "127.0.0.1" if container.host_ip in (None, "0.0.0.0") else container.host_ip
-            status["url"] = f"http://{host}:{container.host_port}/score"
+            status["url"] = score_url(container.host_ip, container.host_port)
     return status
 
 

@@ -26,6 +26,7 @@ import os
 import queue
 import random
 import signal
+import sys
 import threading
 import time
 import urllib.error
@@ -36,6 +37,7 @@ from pathlib import Path
 import pathspec
 
 from .docker_engine import EngineUnavailable
+from .endpoint import score_url
 from .execute import execute
 from .loader import Package, inside
 from .locking import LockTimeout, PackageLocks
@@ -93,7 +95,7 @@ class _Events:
 
 class Watcher:
     def __init__(self, paths: list[str], *, dev: bool, prune: bool, resync_s: float, quiet_s: float = 0.2,
-                 cap_s: float = 2.0, lock_timeout_s: float = 2.0, out=None, verbose: bool = False):
+                 cap_s: float = 2.0, lock_timeout_s: float = 2.0, out=sys.stdout, verbose: bool = False):
         self.paths = [os.path.abspath(p) for p in paths]
         self.dev, self.prune, self.verbose = dev, prune, verbose
         self.resync_s, self.quiet_s, self.cap_s, self.lock_timeout_s = resync_s, quiet_s, cap_s, lock_timeout_s
@@ -106,7 +108,6 @@ class Watcher:
         self.scheduled: dict[str, object] = {}
         self.observer = None
         self.output_lock = threading.Lock()
-        self.passes = 0
 
     # -- output -----------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class Watcher:
 
     # -- what a batch means -----------------------------------------------------------
 
-    def _sort(self, paths: set[str]) -> tuple[dict[Path, set[str]], dict[Path, bool], bool]:
+    def _classify_batch(self, paths: set[str]) -> tuple[dict[Path, set[str]], dict[Path, bool], bool]:
         """Which packages a batch touches (with the files, and whether only app code),
         and whether manifests appeared or vanished (then the whole tree is looked at)."""
         touched: dict[Path, set[str]] = {}
@@ -234,9 +235,7 @@ class Watcher:
                   reason: str = "resync") -> None:
         """One level-triggered run over `only` (None: every package) and its report. Packages
         without a trigger of their own are reported with `reason` and their plan's cause."""
-        self.passes += 1
         manifests = only if only is not None else set(discover(self.paths)[0])
-        reconciliation = None
         try:
             with PackageLocks(manifests, timeout=self.lock_timeout_s, command="reconciler watch"):
                 with Session() as session:
@@ -331,7 +330,8 @@ class Watcher:
         if not serving or not serving[0].host_port:
             return "no running container to reload"
         started = time.perf_counter()
-        request = urllib.request.Request(f"http://127.0.0.1:{serving[0].host_port}/-/reload", method="POST")
+        address = score_url(serving[0].host_ip, serving[0].host_port).removesuffix("/score")
+        request = urllib.request.Request(f"{address}/-/reload", method="POST")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 response.read()
@@ -374,7 +374,7 @@ class Watcher:
                 resync_at = self._next_resync()
 
     def _run_batch(self, batch: set[str]) -> None:
-        touched, app_only, rescan = self._sort(batch)
+        touched, app_only, rescan = self._classify_batch(batch)
         if not touched and not rescan:
             return
         triggers = {m: self._trigger(files, self.watched[m].package) for m, files in touched.items()}
