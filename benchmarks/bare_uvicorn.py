@@ -30,8 +30,13 @@ async def app(scope, receive, send):
         output = b"Ready"
     else:
         output = json.dumps(score.run(body.decode())).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(output)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(output)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": output})
 
 

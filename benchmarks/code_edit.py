@@ -34,7 +34,9 @@ def container_package(repo: Path, name: str, port: int) -> Path:
     shutil.copytree(ROOT / "examples" / "sklearn-regression", package, ignore=shutil.ignore_patterns("build"))
     manifest = package / "package.yaml"
     text = manifest.read_text().replace("name: sklearn-regression", f"name: {name}")
-    text = text.replace("base_image: python:3.11-slim", f"base_image: {BASE}").replace("mode: dockerfile", "mode: container")
+    text = text.replace("base_image: python:3.11-slim", f"base_image: {BASE}").replace(
+        "mode: dockerfile", "mode: container"
+    )
     manifest.write_text(text.replace("container: {port: 6789}", f"container: {{port: {port}}}"))
     return package
 
@@ -51,17 +53,23 @@ def main() -> None:
         package = container_package(repo, "bench-code-edit", port)
         env = {**os.environ, "RECONCILER_CACHE_DIR": str(repo / ".cache")}
         try:
-            subprocess.run([PYTHON, "-m", "reconciler", "apply", str(package)], env=env, check=True, capture_output=True)
+            subprocess.run(
+                [PYTHON, "-m", "reconciler", "apply", str(package)], env=env, check=True, capture_output=True
+            )
             score = package / "score.py"
             original = score.read_text()
             timings, phases = [], []
             token = time.time_ns()  # new content every time, so no earlier image can be reused
             for run in range(arguments.runs):
-                score.write_text(original.replace(
-                    "return result.tolist()", f'return {{"edit": {run}, "token": {token}, "p": result.tolist()}}'))
+                score.write_text(
+                    original.replace(
+                        "return result.tolist()", f'return {{"edit": {run}, "token": {token}, "p": result.tolist()}}'
+                    )
+                )
                 started = time.perf_counter()
-                result = subprocess.run([PYTHON, "-m", "reconciler", "apply", str(package)], env=env,
-                                        capture_output=True, text=True)
+                result = subprocess.run(
+                    [PYTHON, "-m", "reconciler", "apply", str(package)], env=env, capture_output=True, text=True
+                )
                 if result.returncode != 0:
                     raise SystemExit(result.stdout + result.stderr)
                 while True:
@@ -70,11 +78,19 @@ def main() -> None:
                         break
                     time.sleep(0.01)
                 timings.append(time.perf_counter() - started)
-                phases.append({kind: float(seconds) for kind, seconds in
-                               re.findall(r": (write|build|recreate) .+?  done in ([\d.]+) s", result.stdout)})
+                phases.append(
+                    {
+                        kind: float(seconds)
+                        for kind, seconds in re.findall(
+                            r": (write|build|recreate) .+?  done in ([\d.]+) s", result.stdout
+                        )
+                    }
+                )
         finally:
             forget_packages(repo, env)
-        print(f"{'save -> new code served':<28} median {median(timings):.2f} s  (min {min(timings):.2f}, max {max(timings):.2f})")
+        print(
+            f"{'save -> new code served':<28} median {median(timings):.2f} s  (min {min(timings):.2f}, max {max(timings):.2f})"
+        )
         for kind in ("write", "build", "recreate"):
             values = [p[kind] for p in phases if kind in p]
             if values:

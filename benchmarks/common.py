@@ -23,7 +23,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    )
 
 
 def header(title: str) -> None:
@@ -36,8 +38,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def time_command(command: list[str], runs: int, *, cwd: Path | None = None, env: dict | None = None,
-                 expect: tuple[int, ...] = (0,)) -> list[float]:
+def time_command(
+    command: list[str], runs: int, *, cwd: Path | None = None, env: dict | None = None, expect: tuple[int, ...] = (0,)
+) -> list[float]:
     """Wall-clock seconds of whole processes, as a user would wait for them."""
     timings = []
     for _ in range(runs):
@@ -53,8 +56,9 @@ def forget_packages(repo: Path, env: dict | None = None) -> None:
     """Remove the containers and images a benchmark made for the packages below `repo`."""
     import docker
 
-    subprocess.run([PYTHON, "-m", "reconciler", "down", str(repo)], capture_output=True,
-                   env={**os.environ, **(env or {})})
+    subprocess.run(
+        [PYTHON, "-m", "reconciler", "down", str(repo)], capture_output=True, env={**os.environ, **(env or {})}
+    )
     client = docker.from_env()
     for image in client.images.list(filters={"label": "reconciler.manifest"}):
         if image.labels.get("reconciler.manifest", "").startswith(str(repo)):

@@ -82,11 +82,17 @@ def main() -> None:
         # The same, as a user sees it: the whole `reconciler hash` process.
         (model.parent / "score.py").write_text("def init():\n    pass\n\ndef run(raw):\n    return raw\n")
         (model.parent / "package.yaml").write_text(
-            "name: big\nmodels: [{name: big, version: 1, path: model.bin}]\ninference: {environment: {pip: []}}\n")
+            "name: big\nmodels: [{name: big, version: 1, path: model.bin}]\ninference: {environment: {pip: []}}\n"
+        )
         env = {"RECONCILER_CACHE_DIR": str(root / "cli-cache")}
         import subprocess
-        subprocess.run([PYTHON, "-m", "reconciler", "lock", str(model.parent)], env={**os.environ, **env},
-                       check=True, capture_output=True)
+
+        subprocess.run(
+            [PYTHON, "-m", "reconciler", "lock", str(model.parent)],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
         first = time_command([PYTHON, "-m", "reconciler", "hash", str(model.parent)], 1, env=env)
         time.sleep(RACY_WINDOW_NS / 1e9 + 0.1)
         time_command([PYTHON, "-m", "reconciler", "hash", str(model.parent)], 1, env=env)

@@ -43,7 +43,9 @@ def main() -> None:
         print(f"{'image':<44} {image.attrs['Size'] / megabytes:>8.0f} MB")
         print(f"{'  base image (' + BASE + ')':<44} {base.attrs['Size'] / megabytes:>8.0f} MB")
         print(f"{'  /opt/venv (scikit-learn, numpy, scipy, runtime)':<44} {venv / megabytes:>8.0f} MB")
-        print(f"{'  everything else (runtime, model, code)':<44} {(image.attrs['Size'] - base.attrs['Size'] - venv) / megabytes:>8.2f} MB")
+        print(
+            f"{'  everything else (runtime, model, code)':<44} {(image.attrs['Size'] - base.attrs['Size'] - venv) / megabytes:>8.2f} MB"
+        )
         forget_packages(repo, env)
 
 

@@ -67,8 +67,11 @@ def main() -> None:
     arguments = parser.parse_args()
     header("no-op apply, container mode, whole process, median of runs")
     binary = compose()
-    print("# " + subprocess.run([binary, "version", "--short"], capture_output=True, text=True).stdout.strip()
-          + " (docker-compose)")
+    print(
+        "# "
+        + subprocess.run([binary, "version", "--short"], capture_output=True, text=True).stdout.strip()
+        + " (docker-compose)"
+    )
     with tempfile.TemporaryDirectory(prefix="reconciler-noop-apply-") as scratch:
         root = Path(scratch)
         env = {"RECONCILER_CACHE_DIR": str(root / "cache")}
@@ -76,20 +79,26 @@ def main() -> None:
         (repo / ".git").mkdir(parents=True)
         seed = generate(root / "seed", 1, Path(os.devnull))[0]
         (seed / "package.lock").unlink()
-        subprocess.run([PYTHON, "-m", "reconciler", "lock", str(seed)], check=True, capture_output=True,
-                       env={**os.environ, **env})
+        subprocess.run(
+            [PYTHON, "-m", "reconciler", "lock", str(seed)], check=True, capture_output=True, env={**os.environ, **env}
+        )
         packages = generate(repo, arguments.packages, seed / "package.lock")
         compose_file = root / "compose" / "docker-compose.yml"
         try:
             started = time.perf_counter()
-            subprocess.run([PYTHON, "-m", "reconciler", "apply", str(repo)], check=True, capture_output=True,
-                           env={**os.environ, **env})
+            subprocess.run(
+                [PYTHON, "-m", "reconciler", "apply", str(repo)],
+                check=True,
+                capture_output=True,
+                env={**os.environ, **env},
+            )
             print(f"# first apply of {len(packages)} packages (build + start): {time.perf_counter() - started:.1f} s")
             time.sleep(30)  # let the new containers settle (start-up, first health checks) before timing
             compose_file.parent.mkdir()
             compose_file.write_text(
                 f"version: '3.8'\nservices:\n  noop:\n    image: noop-00:latest\n"
-                f"    ports: ['127.0.0.1:{free_port()}:5001']\n")
+                f"    ports: ['127.0.0.1:{free_port()}:5001']\n"
+            )
             compose_command = [binary, "-f", str(compose_file), "-p", "reconcilerbench", "up", "-d"]
             subprocess.run(compose_command, check=True, capture_output=True)
             ours_one, compose_one, ours_all = [], [], []
@@ -108,8 +117,12 @@ def main() -> None:
             forget_packages(repo, env)
         print(f"{'what':<46} {'median s':>9} {'min s':>7}")
         print(f"{'reconciler apply, 1 package, no-op':<46} {median(ours_one):>9.3f} {min(ours_one):>7.3f}")
-        print(f"{'docker-compose 1.29 up -d, 1 service, no-op':<46} {median(compose_one):>9.3f} {min(compose_one):>7.3f}")
-        print(f"{f'reconciler apply, {len(packages)} packages, no-op':<46} {median(ours_all):>9.3f} {min(ours_all):>7.3f}")
+        print(
+            f"{'docker-compose 1.29 up -d, 1 service, no-op':<46} {median(compose_one):>9.3f} {min(compose_one):>7.3f}"
+        )
+        print(
+            f"{f'reconciler apply, {len(packages)} packages, no-op':<46} {median(ours_all):>9.3f} {min(ours_all):>7.3f}"
+        )
         print(f"reconciler / docker-compose (1 package): {median(ours_one) / median(compose_one):.2f}")
 
 

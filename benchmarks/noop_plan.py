@@ -46,8 +46,9 @@ def main() -> None:
         seed = scratch_path / "seed"
         generate(seed, 1, Path("/dev/null"))
         (seed / "pkg-0000" / "package.lock").unlink()
-        subprocess.run([PYTHON, "-m", "reconciler", "lock", str(seed)], check=True, env={**os.environ, **env},
-                       capture_output=True)
+        subprocess.run(
+            [PYTHON, "-m", "reconciler", "lock", str(seed)], check=True, env={**os.environ, **env}, capture_output=True
+        )
         lock = seed / "pkg-0000" / "package.lock"
         print(f"{'packages':>8}  {'median s':>9}  {'min s':>7}  {'max s':>7}  runs")
         for size in arguments.sizes:

@@ -41,15 +41,28 @@ def azure_python() -> str:
     if not python.exists():
         print("# installing azureml-inference-server-http into benchmarks/.venv-azure ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(AZURE_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "azureml-inference-server-http",
-                        "scikit-learn==1.5.2", "joblib"], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "azureml-inference-server-http",
+                "scikit-learn==1.5.2",
+                "joblib",
+            ],
+            check=True,
+        )
     return str(python)
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
     output = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     def latency(label: str) -> float:
@@ -75,8 +88,9 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     header("scoring runtime vs azureml-inference-server-http, 1 worker each, wrk on 127.0.0.1")
     python = azure_python()
-    version = subprocess.run([python, "-m", "pip", "show", "azureml-inference-server-http"], capture_output=True,
-                             text=True).stdout
+    version = subprocess.run(
+        [python, "-m", "pip", "show", "azureml-inference-server-http"], capture_output=True, text=True
+    ).stdout
     print("# azureml-inference-server-http " + re.search(r"Version: (\S+)", version).group(1))
     print(f"# wrk -t1 -c{arguments.connections} -d{arguments.seconds}s, {arguments.runs} runs each, alternating")
     with tempfile.TemporaryDirectory(prefix="reconciler-serve-bench-") as scratch:
@@ -109,9 +123,11 @@ def main() -> None:
             print(f"{name:<32} {s['rps']:>9.0f} {s['p50']:>8.2f} {s['p99']:>8.2f} {s['errors']:>8.0f}")
         ours, azure = summary["reconciler runtime"], summary["azureml-inference-server-http"]
         bare = summary["bare uvicorn calling run()"]
-        print(f"requests/s: {ours['rps'] / azure['rps']:.1f}x Azure's; "
-              f"p99: {ours['p99'] / azure['p99']:.2f} of Azure's; p50: {ours['p50'] / azure['p50']:.2f} of Azure's; "
-              f"{ours['rps'] / bare['rps']:.0%} of the bare loop's requests/s")
+        print(
+            f"requests/s: {ours['rps'] / azure['rps']:.1f}x Azure's; "
+            f"p99: {ours['p99'] / azure['p99']:.2f} of Azure's; p50: {ours['p50'] / azure['p50']:.2f} of Azure's; "
+            f"{ours['rps'] / bare['rps']:.0%} of the bare loop's requests/s"
+        )
 
 
 class BareServer(RuntimeProcess):
@@ -126,7 +142,10 @@ class BareServer(RuntimeProcess):
         environment = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir), "AML_APP_ROOT": str(app)}
         self.process = subprocess.Popen(
             ["taskset", "-c", "0", sys.executable, str(ROOT / "benchmarks" / "bare_uvicorn.py"), str(self.port)],
-            env=environment, cwd=app, stdout=self.log_file, stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=app,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -143,7 +162,10 @@ class AzureServer(RuntimeProcess):
         server = str(Path(python).parent / "azmlinfsrv")
         self.process = subprocess.Popen(
             ["taskset", "-c", "0", server, "--entry_script", str(app / "score.py"), "--port", str(self.port)],
-            env=environment, cwd=app, stdout=self.log_file, stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=app,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:

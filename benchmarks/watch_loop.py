@@ -35,8 +35,13 @@ SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4,
 
 def start_watch(repo: Path, env: dict, extra: list[str]) -> tuple[subprocess.Popen, Path]:
     log = repo / "watch.log"
-    process = subprocess.Popen([PYTHON, "-m", "reconciler", "watch", *extra, str(repo)], env=env, cwd=repo,
-                               stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "reconciler", "watch", *extra, str(repo)],
+        env=env,
+        cwd=repo,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     return process, log
 
 
@@ -56,11 +61,14 @@ def served(port: int, marker: str):
         except (requests.RequestException, ValueError):
             return False
         return isinstance(body, dict) and body.get("marker") == marker
+
     return check
 
 
 def edit(score: Path, original: str, marker: str) -> None:
-    score.write_text(original.replace("return result.tolist()", f'return {{"marker": "{marker}", "p": result.tolist()}}'))
+    score.write_text(
+        original.replace("return result.tolist()", f'return {{"marker": "{marker}", "p": result.tolist()}}')
+    )
 
 
 def measure(mode: str, runs: int) -> list[float]:
@@ -93,8 +101,13 @@ def measure(mode: str, runs: int) -> list[float]:
                 started = time.perf_counter()
                 edit(score, original, marker)
                 if mode == "dockerfile":
-                    wait_until(lambda before=before, marker=marker: stamp.exists() and stamp.read_text() != before
-                               and marker in (folder / "app" / "score.py").read_text())
+                    wait_until(
+                        lambda before=before, marker=marker: (
+                            stamp.exists()
+                            and stamp.read_text() != before
+                            and marker in (folder / "app" / "score.py").read_text()
+                        )
+                    )
                 else:
                     wait_until(served(port, marker))
                 timings.append(time.perf_counter() - started)
@@ -113,9 +126,11 @@ def main() -> None:
     arguments = parser.parse_args()
     header("save -> result under reconciler watch (sklearn example)")
     print(f"{'path':<42} {'median s':>9} {'min s':>7} {'max s':>7}   target")
-    for mode, label, target in (("dockerfile", "Dockerfile folder regenerated", "<= 0.5 s"),
-                                ("container", "container mode: rebuild, new code served", "<= 5 s"),
-                                ("dev", "--dev: reloaded in place, new code served", "<= 1.5 s")):
+    for mode, label, target in (
+        ("dockerfile", "Dockerfile folder regenerated", "<= 0.5 s"),
+        ("container", "container mode: rebuild, new code served", "<= 5 s"),
+        ("dev", "--dev: reloaded in place, new code served", "<= 1.5 s"),
+    ):
         timings = measure(mode, arguments.runs)
         print(f"{label:<42} {median(timings):>9.3f} {min(timings):>7.3f} {max(timings):>7.3f}   {target}", flush=True)
     shutil.rmtree(ROOT / "benchmarks" / ".cache", ignore_errors=True)

@@ -7,11 +7,14 @@ image, each input named so that "why did it rebuild?" has an answer.
 - `package.lock`: the exact wheels; `runtime`: the serving runtime's files;
 - `Dockerfile`: the rendered Dockerfile (so a template change rebuilds, and only
   when the output really differs);
-- `inference.environment.python`, ...: each setting that reaches the image.
+- `inference.environment.python`, ...: each setting that reaches the image;
+- in image and container modes, the base image's ID on the engine (a re-pulled
+  base with new content rebuilds).
 
 The image hash covers what is inside the image; the container hash adds how the
-container runs it (port, address, name), so a port change never rebuilds.
-Labels and description, comments, key order and the output folder change nothing.
+container runs it (port, address, name, and the source mount of a dev container),
+so a port change never rebuilds. Labels and description, comments, key order and
+the output folder change nothing.
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ def image_settings(package: Package) -> dict[str, object]:
         "inference.environment.python": environment.python,
         "inference.environment.system_packages": sorted(set(environment.system_packages)),
         "inference.environment.variables": environment.variables_as_strings,
-        "inference.server": {"timeout_ms": manifest.inference.server.timeout_ms,
-                             "workers": manifest.inference.server.workers},
+        "inference.server": {
+            "timeout_ms": manifest.inference.server.timeout_ms,
+            "workers": manifest.inference.server.workers,
+        },
         "models": [[m.name, m.version, Path(m.path).name] for m in manifest.models],
     }
 
@@ -152,8 +157,15 @@ def is_dev(package: Package, dev: bool) -> bool:
     return dev and package.manifest.output.mode == "container"
 
 
-def desire(package: Package, digester: Digester, wheel_cache: WheelCache, *, frozen: bool,
-           base_image_id: str | None = None, dev: bool = False) -> Desired:
+def desire(
+    package: Package,
+    digester: Digester,
+    wheel_cache: WheelCache,
+    *,
+    frozen: bool,
+    base_image_id: str | None = None,
+    dev: bool = False,
+) -> Desired:
     """The package's desired state.
 
     `base_image_id` is the engine's ID for the base image (image and container modes):

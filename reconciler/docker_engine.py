@@ -159,8 +159,7 @@ class Engine:
 
     def snapshot(self, *, images: bool) -> Snapshot:
         containers = [
-            _container_state(summary)
-            for summary in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"})
+            _container_state(summary) for summary in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"})
         ]
         if not images:
             return Snapshot(None, containers)
@@ -224,8 +223,16 @@ class Engine:
         except docker.errors.APIError as error:
             raise EngineError(f"cannot pull {reference}: {error.explanation or error}") from None
 
-    def build(self, folder: str, tags: list[str], labels: dict[str, str], *, network: bool,
-              platform: str | None, progress: Callable[[str], None]) -> BuildResult:
+    def build(
+        self,
+        folder: str,
+        tags: list[str],
+        labels: dict[str, str],
+        *,
+        network: bool,
+        platform: str | None,
+        progress: Callable[[str], None],
+    ) -> BuildResult:
         """Build `folder` and tag it; each step is reported through `progress` as it starts."""
         import docker
 
@@ -235,8 +242,14 @@ class Engine:
         steps = cached = 0
         try:
             stream = self.api.build(
-                path=folder, tag=tags[0], labels=labels, rm=True, forcerm=True, decode=True,
-                network_mode=None if network else "none", platform=platform,
+                path=folder,
+                tag=tags[0],
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                network_mode=None if network else "none",
+                platform=platform,
             )
             for chunk in stream:
                 if "error" in chunk:
@@ -295,9 +308,18 @@ class Engine:
 
     # -- containers -------------------------------------------------------------------
 
-    def create_container(self, image: str, name: str, *, host: str, port: int, labels: dict[str, str],
-                         restart: bool = True, mounts: dict[str, str] | None = None,
-                         environment: dict[str, str] | None = None) -> str:
+    def create_container(
+        self,
+        image: str,
+        name: str,
+        *,
+        host: str,
+        port: int,
+        labels: dict[str, str],
+        restart: bool = True,
+        mounts: dict[str, str] | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> str:
         """Create (not start) a container publishing 5001 on host:port (port 0: any free one).
 
         Serving containers restart unless stopped (they come back after a reboot); a
@@ -313,7 +335,12 @@ class Engine:
                 binds={source: {"bind": target, "mode": "ro"} for source, target in (mounts or {}).items()},
             )
             created = self.api.create_container(
-                image, name=name, labels=labels, ports=[5001], host_config=host_config, detach=True,
+                image,
+                name=name,
+                labels=labels,
+                ports=[5001],
+                host_config=host_config,
+                detach=True,
                 environment=environment or None,
             )
         except docker.errors.APIError as error:

@@ -55,15 +55,19 @@ class Executor:
         if registry:
             tags.append(f"{registry}/{repository}:{desired.short_hash}")
         image_labels = {k: v for k, v in manifest.labels.items() if not k.startswith("reconciler.")}
-        image_labels.update({
-            docker_engine.PACKAGE: package.name,
-            docker_engine.IMAGE_HASH: desired.image_hash,
-            docker_engine.MANIFEST: str(package.manifest_path),
-        })
+        image_labels.update(
+            {
+                docker_engine.PACKAGE: package.name,
+                docker_engine.IMAGE_HASH: desired.image_hash,
+                docker_engine.MANIFEST: str(package.manifest_path),
+            }
+        )
         environment = manifest.inference.environment
         with self.session.build_slots:
             built = self.session.engine.build(
-                str(package.output_directory), tags, image_labels,
+                str(package.output_directory),
+                tags,
+                image_labels,
                 network=bool(environment.system_packages),
                 platform=None if environment.platform == "linux/amd64" else environment.platform,
                 progress=lambda line: self.progress(package.name, line),
@@ -98,8 +102,9 @@ class Executor:
             "environment": {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"},
         }
 
-    def _ready_or_fail(self, container_id: str, host: str, port: int, what: str, outcome: Outcome,
-                       remove: bool = True) -> None:
+    def _ready_or_fail(
+        self, container_id: str, host: str, port: int, what: str, outcome: Outcome, remove: bool = True
+    ) -> None:
         """Wait for /ready; on failure show the container's last log lines (and remove it)."""
         engine = self.session.engine
         why = engine.wait_ready(container_id, host, port, outcome.package.manifest.output.container.ready_timeout_s)
@@ -118,9 +123,14 @@ class Executor:
         engine = self.session.engine
         container = outcome.package.manifest.output.container
         name = outcome.package.manifest.container_name
-        container_id = engine.create_container(self._image(outcome), name, host=container.host,
-                                               port=container.port, labels=self._container_labels(outcome),
-                                               **self._container_options(outcome))
+        container_id = engine.create_container(
+            self._image(outcome),
+            name,
+            host=container.host,
+            port=container.port,
+            labels=self._container_labels(outcome),
+            **self._container_options(outcome),
+        )
         try:
             engine.start(container_id)
         except EngineError:
@@ -141,19 +151,36 @@ class Executor:
         container, name, image = manifest.output.container, manifest.container_name, self._image(outcome)
         old_id = action.subject
         # 1. the canary: the new image on an ephemeral loopback port
-        canary = engine.create_container(image, f"{name}-canary-{outcome.desired.short_hash[:8]}", host="127.0.0.1",
-                                         port=0, labels=self._container_labels(outcome, role="canary"), restart=False,
-                                         **self._container_options(outcome))
+        canary = engine.create_container(
+            image,
+            f"{name}-canary-{outcome.desired.short_hash[:8]}",
+            host="127.0.0.1",
+            port=0,
+            labels=self._container_labels(outcome, role="canary"),
+            restart=False,
+            **self._container_options(outcome),
+        )
         try:
             engine.start(canary)
-            self._ready_or_fail(canary, "127.0.0.1", engine.published_port(canary),
-                                "the canary (the old container keeps serving)", outcome)
+            self._ready_or_fail(
+                canary,
+                "127.0.0.1",
+                engine.published_port(canary),
+                "the canary (the old container keeps serving)",
+                outcome,
+            )
         finally:
             engine.remove_container(canary)
         # 2. proven: move the old one aside, put a fresh one on the real port
         engine.rename(old_id, f"{name}-previous-{int(time.time())}")
-        new_id = engine.create_container(image, name, host=container.host, port=container.port,
-                                         labels=self._container_labels(outcome), **self._container_options(outcome))
+        new_id = engine.create_container(
+            image,
+            name,
+            host=container.host,
+            port=container.port,
+            labels=self._container_labels(outcome),
+            **self._container_options(outcome),
+        )
         engine.stop(old_id)
         try:
             engine.start(new_id)
@@ -196,16 +223,31 @@ class Executor:
             if kinds is not None and action.kind not in kinds:
                 continue
             if upstream_failed or self.should_stop():
-                outcome.results.append(ActionResult(action.kind, action.target, action.cause, "skipped", 0.0,
-                                                    "upstream failed" if upstream_failed else "interrupted"))
+                outcome.results.append(
+                    ActionResult(
+                        action.kind,
+                        action.target,
+                        action.cause,
+                        "skipped",
+                        0.0,
+                        "upstream failed" if upstream_failed else "interrupted",
+                    )
+                )
                 continue
             result = self.run_action(outcome, action)
             outcome.results.append(result)
             upstream_failed = result.status == "failed"
 
 
-def execute(reconciliation: Reconciliation, session: Session, *, jobs: int = 4, progress: Progress | None = None,
-            kinds: frozenset[str] | None = None, should_stop: Callable[[], bool] = lambda: False) -> None:
+def execute(
+    reconciliation: Reconciliation,
+    session: Session,
+    *,
+    jobs: int = 4,
+    progress: Progress | None = None,
+    kinds: frozenset[str] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
     """Run the planned actions (only those of `kinds`, when given); results land on each outcome.
     Once `should_stop` says so, the actions not yet started are skipped."""
     executor = Executor(session, progress or (lambda package, line: None), should_stop)

@@ -113,7 +113,14 @@ def load_package(manifest_path: Path) -> Package:
     if not isinstance(document.data, dict):
         kind = "empty" if document.data is None else f"a {type(document.data).__name__}"
         raise InvalidInput(
-            [Problem(str(manifest_path), f"a manifest is a mapping of fields (name, models, ...); this file is {kind}", 1, 1)]
+            [
+                Problem(
+                    str(manifest_path),
+                    f"a manifest is a mapping of fields (name, models, ...); this file is {kind}",
+                    1,
+                    1,
+                )
+            ]
         )
     try:
         manifest = Manifest.model_validate(document.data)
@@ -219,11 +226,15 @@ def _message(error: dict) -> str:
     if kind in ("value_error", "assertion_error"):
         return str(context.get("error", error["msg"]))
     message = error["msg"]
-    for prefix, replacement in (("Input should be", "must be"), ("Input should have", "must have"),
-                                ("List should have", "must have"), ("String should have", "must have"),
-                                ("Dictionary should have", "must have")):
+    for prefix, replacement in (
+        ("Input should be", "must be"),
+        ("Input should have", "must have"),
+        ("List should have", "must have"),
+        ("String should have", "must have"),
+        ("Dictionary should have", "must have"),
+    ):
         if message.startswith(prefix):
-            message = replacement + message[len(prefix):]
+            message = replacement + message[len(prefix) :]
             break
     if value is not None and not isinstance(value, (dict, list)):
         message += f", got {_short(value)}"
@@ -332,7 +343,9 @@ def _filesystem_problems(package: Package) -> list[Problem]:
         for path in inputs:
             if inside(path, output):
                 problems.append(
-                    package.problem(output_loc, f"the build folder would contain the package's own input {display_path(path)}")
+                    package.problem(
+                        output_loc, f"the build folder would contain the package's own input {display_path(path)}"
+                    )
                 )
                 break
         if os.path.islink(output) or not inside(os.path.realpath(output), real_path(package.root)):

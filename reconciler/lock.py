@@ -68,21 +68,24 @@ class Lock:
         return value_digest([[w.name, w.version, w.filename, w.sha256] for w in self.wheels])
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "lock_version": LOCK_VERSION,
-                "generated_by": f"reconciler {__version__}",
-                "inputs_digest": self.inputs_digest,
-                "python": self.python,
-                "platform": self.platform,
-                "requirements": list(self.requirements),
-                "packages": [
-                    {"name": w.name, "version": w.version, "filename": w.filename, "sha256": w.sha256}
-                    for w in self.wheels
-                ],
-            },
-            indent=2,
-        ) + "\n"
+        return (
+            json.dumps(
+                {
+                    "lock_version": LOCK_VERSION,
+                    "generated_by": f"reconciler {__version__}",
+                    "inputs_digest": self.inputs_digest,
+                    "python": self.python,
+                    "platform": self.platform,
+                    "requirements": list(self.requirements),
+                    "packages": [
+                        {"name": w.name, "version": w.version, "filename": w.filename, "sha256": w.sha256}
+                        for w in self.wheels
+                    ],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     def pip_requirements(self) -> str:
         """The lock as a hash-checked pip requirements file for the image."""
@@ -155,7 +158,9 @@ def read_lock(package: Package) -> Lock | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInput([Problem(str(path), f"cannot read the lock: {error}; run `reconciler lock` to rewrite it")]) from None
+        raise InvalidInput(
+            [Problem(str(path), f"cannot read the lock: {error}; run `reconciler lock` to rewrite it")]
+        ) from None
     try:
         if data["lock_version"] != LOCK_VERSION:
             raise ValueError(f"lock_version {data['lock_version']!r}, expected {LOCK_VERSION}")
@@ -173,7 +178,9 @@ def read_lock(package: Package) -> Lock | None:
             wheels=wheels,
         )
     except (KeyError, TypeError, ValueError) as error:
-        raise InvalidInput([Problem(str(path), f"damaged lock ({error}); run `reconciler lock` to rewrite it")]) from None
+        raise InvalidInput(
+            [Problem(str(path), f"damaged lock ({error}); run `reconciler lock` to rewrite it")]
+        ) from None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -74,8 +74,18 @@ class PackageLocks:
                             ) from None
                         time.sleep(0.1)
                 os.ftruncate(handle, 0)
-                os.pwrite(handle, json.dumps({"pid": os.getpid(), "command": self.command,
-                                              "host": socket.gethostname(), "since": time.time()}).encode(), 0)
+                os.pwrite(
+                    handle,
+                    json.dumps(
+                        {
+                            "pid": os.getpid(),
+                            "command": self.command,
+                            "host": socket.gethostname(),
+                            "since": time.time(),
+                        }
+                    ).encode(),
+                    0,
+                )
                 self.handles.append(handle)
         except BaseException:
             self.release()

@@ -99,24 +99,24 @@ class Environment(_Strict):
     """What the image is built from: Python, base image, dependencies."""
 
     python: _pattern(PYTHON_VERSION, description='Python version of the base image, quoted: "3.11".') = "3.11"
-    base_image: _pattern(
-        IMAGE_REFERENCE, description="Base image with that Python. Default: python:<python>-slim."
-    ) | None = None
+    base_image: (
+        _pattern(IMAGE_REFERENCE, description="Base image with that Python. Default: python:<python>-slim.") | None
+    ) = None
     platform: Literal["linux/amd64", "linux/arm64"] = Field(
         "linux/amd64", description="Target platform for dependencies and the image."
     )
-    requirements: _pattern(
-        RELATIVE_PATH, description="A pip requirements file, relative to the manifest's folder."
-    ) | None = None
+    requirements: (
+        _pattern(RELATIVE_PATH, description="A pip requirements file, relative to the manifest's folder.") | None
+    ) = None
     pip: list[PipRequirement] | None = Field(
         None, description="Requirements written inline; use this or `requirements`, not both."
     )
     system_packages: list[_pattern(DEBIAN_PACKAGE)] = Field(
         default_factory=list, description="Debian packages installed with apt-get (needs network at build)."
     )
-    variables: dict[
-        Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=256)], VariableValue
-    ] = Field(default_factory=dict, description="Environment variables set in the image.")
+    variables: dict[Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=256)], VariableValue] = Field(
+        default_factory=dict, description="Environment variables set in the image."
+    )
 
     @field_validator("variables")
     @classmethod
@@ -149,9 +149,7 @@ class Server(_Strict):
     """Settings of the scoring server inside the image."""
 
     workers: int = Field(1, ge=1, le=64, description="Worker processes serving on one port.")
-    timeout_ms: int = Field(
-        60_000, ge=1, le=86_400_000, description="Longest a run() call may take before a 500."
-    )
+    timeout_ms: int = Field(60_000, ge=1, le=86_400_000, description="Longest a run() call may take before a 500.")
 
 
 class Inference(_Strict):
@@ -192,9 +190,9 @@ class Output(_Strict):
     mode: Literal["dockerfile", "image", "container"] = Field(
         "dockerfile", description="dockerfile: write a build folder; image: also build it; container: also run it."
     )
-    directory: _pattern(
-        RELATIVE_PATH, description="Build folder, relative to the manifest. Default: build/<name>."
-    ) | None = None
+    directory: (
+        _pattern(RELATIVE_PATH, description="Build folder, relative to the manifest. Default: build/<name>.") | None
+    ) = None
     image: ImageOutput = Field(default_factory=ImageOutput)
     container: ContainerOutput = Field(default_factory=ContainerOutput)
 

@@ -138,8 +138,15 @@ def plan_package(intent: Intent, observed: Observed) -> PackagePlan:
     name = intent.name
     if intent.mode != "container":
         for container in observed.containers:
-            plan.actions.append(Action("remove", name, f"container {container.name}",
-                                       f"output.mode is {intent.mode}: no container wanted", container.id))
+            plan.actions.append(
+                Action(
+                    "remove",
+                    name,
+                    f"container {container.name}",
+                    f"output.mode is {intent.mode}: no container wanted",
+                    container.id,
+                )
+            )
     if intent.mode == "dockerfile":
         return plan
     if not observed.base_present:
@@ -150,7 +157,9 @@ def plan_package(intent: Intent, observed: Observed) -> PackagePlan:
         build_cause = _build_cause(intent, observed)
         plan.actions.append(Action("build", name, intent.image, build_cause))
     if intent.push_to and (image is None or observed.registry_has is False):
-        plan.actions.append(Action("push", name, intent.push_to, "new image" if image is None else "registry lacks the tag"))
+        plan.actions.append(
+            Action("push", name, intent.push_to, "new image" if image is None else "registry lacks the tag")
+        )
     if intent.mode == "container":
         _plan_container(intent, observed, plan, build_cause)
     return plan
@@ -177,10 +186,18 @@ def _plan_container(intent: Intent, observed: Observed, plan: PackagePlan, build
         plan.actions.append(Action("start", name, target, f"container {current.state}", current.id))
     for other in serving:
         if other is not current:
-            plan.actions.append(Action("remove", name, f"container {other.name}", "a second container for this package", other.id))
+            plan.actions.append(
+                Action("remove", name, f"container {other.name}", "a second container for this package", other.id)
+            )
     for leftover in leftovers:
         plan.actions.append(
-            Action("remove", name, f"container {leftover.name}", f"{leftover.role} left by an interrupted replacement", leftover.id)
+            Action(
+                "remove",
+                name,
+                f"container {leftover.name}",
+                f"{leftover.role} left by an interrupted replacement",
+                leftover.id,
+            )
         )
 
 
@@ -218,8 +235,15 @@ def plan_cleanup(
     superseded: list[Action] = []
     for container in containers:
         if container.package not in wanted and _in_scope(container.manifest, scope):
-            orphans.append(Action("remove", container.package, f"container {container.name}",
-                                  "orphan: its manifest is gone", container.id))
+            orphans.append(
+                Action(
+                    "remove",
+                    container.package,
+                    f"container {container.name}",
+                    "orphan: its manifest is gone",
+                    container.id,
+                )
+            )
     leaving = {action.subject for action in orphans}
     in_use = {image for container, image in container_images.items() if container not in leaving}
     for image in images:
@@ -228,9 +252,13 @@ def plan_cleanup(
             continue  # someone runs it, perhaps by hand: not ours to take away
         if image.package not in wanted:
             if _in_scope(image_manifests.get(image.id, ""), scope):
-                orphans.append(Action("remove", image.package, f"image {label}", "orphan: its manifest is gone", image.id))
+                orphans.append(
+                    Action("remove", image.package, f"image {label}", "orphan: its manifest is gone", image.id)
+                )
         elif image.hash != wanted[image.package][0]:
-            superseded.append(Action("remove", image.package, f"image {label}", "superseded by a newer build", image.id))
+            superseded.append(
+                Action("remove", image.package, f"image {label}", "superseded by a newer build", image.id)
+            )
     if prune and complete:
         cleanup.actions = orphans + superseded
     elif orphans:  # superseded images are routine after every build: only --prune mentions them

@@ -91,8 +91,11 @@ class Reconciliation:
 
     @property
     def has_errors(self) -> bool:
-        return (bool(self.problems) or any(o.failed for o in self.outcomes)
-                or any(r.status == "failed" for r in self.cleanup_results))
+        return (
+            bool(self.problems)
+            or any(o.failed for o in self.outcomes)
+            or any(r.status == "failed" for r in self.cleanup_results)
+        )
 
     @property
     def has_changes(self) -> bool:
@@ -120,12 +123,14 @@ def intent_of(desired: Desired) -> Intent:
     )
 
 
-def desire_package(package: Package, session: Session, *, frozen: bool, base_image_id: str | None = None,
-                   dev: bool = False) -> Outcome:
+def desire_package(
+    package: Package, session: Session, *, frozen: bool, base_image_id: str | None = None, dev: bool = False
+) -> Outcome:
     outcome = Outcome(package)
     try:
-        outcome.desired = desire(package, session.digester, session.wheels, frozen=frozen,
-                                 base_image_id=base_image_id, dev=dev)
+        outcome.desired = desire(
+            package, session.digester, session.wheels, frozen=frozen, base_image_id=base_image_id, dev=dev
+        )
     except InvalidInput as error:
         outcome.problems.extend(error.problems)
     except ReconcilerError as error:
@@ -141,8 +146,9 @@ def _base(package: Package) -> str:
     return package.manifest.inference.environment.resolved_base_image
 
 
-def desire_packages(packages: list[Package], session: Session, *, frozen: bool, dev: bool = False,
-                    engine: Engine | None = None) -> tuple[list[Outcome], dict[str, str | None]]:
+def desire_packages(
+    packages: list[Package], session: Session, *, frozen: bool, dev: bool = False, engine: Engine | None = None
+) -> tuple[list[Outcome], dict[str, str | None]]:
     """Each package's desired state. With an engine, image and container modes hash their base
     image's ID (one inspect per distinct base image); the IDs found are returned too."""
     bases: dict[str, str | None] = {}
@@ -160,8 +166,9 @@ def desire_packages(packages: list[Package], session: Session, *, frozen: bool, 
         if uses_engine(package) and _base(package) in failures:
             outcomes.append(Outcome(package, problems=[Problem(str(package.manifest_path), failures[_base(package)])]))
         else:
-            outcomes.append(desire_package(package, session, frozen=frozen, base_image_id=bases.get(_base(package)),
-                                           dev=dev))
+            outcomes.append(
+                desire_package(package, session, frozen=frozen, base_image_id=bases.get(_base(package)), dev=dev)
+            )
     return outcomes, bases
 
 
@@ -207,8 +214,16 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, base
     )
 
 
-def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool = False,
-              use_engine: bool = True, only: set[Path] | None = None, dev: bool = False) -> Reconciliation:
+def reconcile(
+    paths: list[str],
+    session: Session,
+    *,
+    frozen: bool,
+    prune: bool = False,
+    use_engine: bool = True,
+    only: set[Path] | None = None,
+    dev: bool = False,
+) -> Reconciliation:
     """Load every package below `paths`, compute desired and observed state, and plan.
 
     Raises EngineUnavailable when a package needs Docker and no engine answers:
@@ -242,9 +257,13 @@ def reconcile(paths: list[str], session: Session, *, frozen: bool, prune: bool =
         # a package whose desired state could not be computed still owns its objects
         wanted.update({o.package.name: ("", "") for o in outcomes if o.desired is None})
         cleanup = plan_cleanup(
-            snapshot.images or [], snapshot.containers, wanted, {i.id: i.manifest for i in snapshot.images or []},
+            snapshot.images or [],
+            snapshot.containers,
+            wanted,
+            {i.id: i.manifest for i in snapshot.images or []},
             snapshot.container_images,
-            [os.path.abspath(p) for p in paths], prune=prune,
+            [os.path.abspath(p) for p in paths],
+            prune=prune,
             complete=workspace.complete and all(not o.problems for o in outcomes),
         )
     session.stat_cache.flush()

@@ -142,4 +142,3 @@ def _swap_into_place(new: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
-

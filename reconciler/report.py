@@ -84,8 +84,11 @@ def plan_text(reconciliation: Reconciliation) -> str:
     if reconciliation.manifests_found == 0:
         lines.append("no package.yaml found")
     changed = sum(1 for o in reconciliation.outcomes if o.plan and o.plan.actions and not o.problems)
-    lines += ["", f"Plan: {_count(actions, 'action')} in {_count(changed, 'package')}, "
-                  f"{in_sync} in sync, {_count(len(problems), 'error')}."]
+    lines += [
+        "",
+        f"Plan: {_count(actions, 'action')} in {_count(changed, 'package')}, "
+        f"{in_sync} in sync, {_count(len(problems), 'error')}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -132,12 +135,19 @@ def package_status(outcome: Outcome) -> dict:
     """State of one package's artifacts, as status shows it (text and JSON)."""
     package = outcome.package
     manifest = package.manifest
-    status = {"name": package.name, "mode": manifest.output.mode,
-              "hash": outcome.desired.image_hash if outcome.desired else None,
-              "state": "error" if outcome.problems else
-              ("out of date: " + outcome.plan.actions[0].cause if outcome.plan and outcome.plan.actions else "in sync"),
-              "output_directory": display_path(package.output_directory),
-              "image": None, "container": None, "readiness": None, "url": None}
+    status = {
+        "name": package.name,
+        "mode": manifest.output.mode,
+        "hash": outcome.desired.image_hash if outcome.desired else None,
+        "state": "error"
+        if outcome.problems
+        else ("out of date: " + outcome.plan.actions[0].cause if outcome.plan and outcome.plan.actions else "in sync"),
+        "output_directory": display_path(package.output_directory),
+        "image": None,
+        "container": None,
+        "readiness": None,
+        "url": None,
+    }
     observed = outcome.observed
     if observed is None or manifest.output.mode == "dockerfile" or outcome.desired is None:
         return status
@@ -158,11 +168,22 @@ def status_text(reconciliation: Reconciliation) -> str:
     rows = [("PACKAGE", "MODE", "HASH", "STATE", "IMAGE", "CONTAINER", "READY", "URL / OUTPUT")]
     for outcome in reconciliation.outcomes:
         s = package_status(outcome)
-        rows.append((s["name"], s["mode"], (s["hash"] or "-")[:12], s["state"], s["image"] or "-",
-                     s["container"] or "-", s["readiness"] or "-", s["url"] or s["output_directory"]))
+        rows.append(
+            (
+                s["name"],
+                s["mode"],
+                (s["hash"] or "-")[:12],
+                s["state"],
+                s["image"] or "-",
+                s["container"] or "-",
+                s["readiness"] or "-",
+                s["url"] or s["output_directory"],
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = [("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]).rstrip()
-             for row in rows]
+    lines = [
+        ("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]).rstrip() for row in rows
+    ]
     problems = _problem_lines(reconciliation)
     if problems:
         lines += [""] + problems
@@ -177,8 +198,14 @@ def _action_json(action: Action) -> dict:
 
 
 def _result_json(result: ActionResult) -> dict:
-    return {"kind": result.kind, "target": result.target, "cause": result.cause, "status": result.status,
-            "seconds": round(result.seconds, 3), "detail": result.detail}
+    return {
+        "kind": result.kind,
+        "target": result.target,
+        "cause": result.cause,
+        "status": result.status,
+        "seconds": round(result.seconds, 3),
+        "detail": result.detail,
+    }
 
 
 def _outcome_json(outcome: Outcome, command: str) -> dict:

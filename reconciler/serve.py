@@ -42,7 +42,9 @@ def missing_modules(package: Package) -> list[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    local = {p.stem for p in package.entry_script.parent.iterdir()} | {p.name for p in package.source_directory.iterdir()}
+    local = {p.stem for p in package.entry_script.parent.iterdir()} | {
+        p.name for p in package.source_directory.iterdir()
+    }
     return sorted(n for n in names - local if importlib.util.find_spec(n) is None)
 
 

@@ -85,7 +85,11 @@ class _Walker:
         target = os.path.realpath(link)
         if not inside(target, self.real_root):
             raise InvalidInput(
-                [self.package.problem(self.loc, f"{display_path(link)} is a symlink to {target}, outside the repository")]
+                [
+                    self.package.problem(
+                        self.loc, f"{display_path(link)} is a symlink to {target}, outside the repository"
+                    )
+                ]
             )
         return target
 

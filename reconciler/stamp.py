@@ -29,18 +29,21 @@ class Stamp:
     generator: str
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "stamp_version": STAMP_VERSION,
-                "generator": self.generator,
-                "package": self.package,
-                "image_hash": self.image_hash,
-                "inputs": self.inputs,
-                "files": self.files,
-            },
-            indent=1,
-            sort_keys=True,
-        ) + "\n"
+        return (
+            json.dumps(
+                {
+                    "stamp_version": STAMP_VERSION,
+                    "generator": self.generator,
+                    "package": self.package,
+                    "image_hash": self.image_hash,
+                    "inputs": self.inputs,
+                    "files": self.files,
+                },
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n"
+        )
 
 
 def read_stamp(folder: Path) -> Stamp | None:

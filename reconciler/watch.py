@@ -94,8 +94,19 @@ class _Events:
 
 
 class Watcher:
-    def __init__(self, paths: list[str], *, dev: bool, prune: bool, resync_s: float, quiet_s: float = 0.2,
-                 cap_s: float = 2.0, lock_timeout_s: float = 2.0, out=sys.stdout, verbose: bool = False):
+    def __init__(
+        self,
+        paths: list[str],
+        *,
+        dev: bool,
+        prune: bool,
+        resync_s: float,
+        quiet_s: float = 0.2,
+        cap_s: float = 2.0,
+        lock_timeout_s: float = 2.0,
+        out=sys.stdout,
+        verbose: bool = False,
+    ):
         self.paths = [os.path.abspath(p) for p in paths]
         self.dev, self.prune, self.verbose = dev, prune, verbose
         self.resync_s, self.quiet_s, self.cap_s, self.lock_timeout_s = resync_s, quiet_s, cap_s, lock_timeout_s
@@ -150,8 +161,10 @@ class Watcher:
                 pending.extend(e.path for e in entries if e.is_dir(follow_symlinks=False) and keep(e))
 
         for path in self.paths:
-            walk(path if os.path.isdir(path) else os.path.dirname(path),
-                 lambda e: not e.name.startswith(".") and e.name not in SKIPPED_FOLDERS)
+            walk(
+                path if os.path.isdir(path) else os.path.dirname(path),
+                lambda e: not e.name.startswith(".") and e.name not in SKIPPED_FOLDERS,
+            )
         for watched in self.watched.values():
             package, spec = watched.package, watched.spec
             source = str(package.source_directory)
@@ -231,18 +244,24 @@ class Watcher:
 
     # -- a run ------------------------------------------------------------------------
 
-    def reconcile(self, only: set[Path] | None, triggers: dict[Path, str], reload: set[Path] = frozenset(),
-                  reason: str = "resync") -> None:
+    def reconcile(
+        self, only: set[Path] | None, triggers: dict[Path, str], reload: set[Path] = frozenset(), reason: str = "resync"
+    ) -> None:
         """One level-triggered run over `only` (None: every package) and its report. Packages
         without a trigger of their own are reported with `reason` and their plan's cause."""
         manifests = only if only is not None else set(discover(self.paths)[0])
         try:
             with PackageLocks(manifests, timeout=self.lock_timeout_s, command="reconciler watch"):
                 with Session() as session:
-                    reconciliation = reconcile(self.paths, session, frozen=False, prune=self.prune,
-                                               only=only, dev=self.dev)
-                    execute(reconciliation, session, should_stop=self.stop.is_set,
-                            progress=(lambda name, line: self.say(f"{name}: {line}")) if self.verbose else None)
+                    reconciliation = reconcile(
+                        self.paths, session, frozen=False, prune=self.prune, only=only, dev=self.dev
+                    )
+                    execute(
+                        reconciliation,
+                        session,
+                        should_stop=self.stop.is_set,
+                        progress=(lambda name, line: self.say(f"{name}: {line}")) if self.verbose else None,
+                    )
         except EngineUnavailable as error:
             self._failed(None, f"error: {error}")
             return
@@ -259,8 +278,7 @@ class Watcher:
     def _remember(self, reconciliation: Reconciliation) -> None:
         """The packages to watch from now on. One whose manifest no longer loads stays
         watched as it was, so the save that fixes it is seen as its change."""
-        watched = {p.manifest_path: WatchedPackage(p, ignore_spec(p.source_directory))
-                   for p in reconciliation.packages}
+        watched = {p.manifest_path: WatchedPackage(p, ignore_spec(p.source_directory)) for p in reconciliation.packages}
         for manifest in set(self.watched) - set(watched):
             if manifest.exists():
                 watched[manifest] = self.watched[manifest]
@@ -277,10 +295,12 @@ class Watcher:
         self.retry_at[key] = (failures, time.monotonic() + delay)
         self.say(f"{message}; retrying in {delay:g} s")
 
-    def _report(self, reconciliation: Reconciliation, triggers: dict[Path, str], reload: set[Path],
-                reason: str) -> None:
+    def _report(
+        self, reconciliation: Reconciliation, triggers: dict[Path, str], reload: set[Path], reason: str
+    ) -> None:
         problems = [str(p) for p in reconciliation.problems] + [
-            str(p) for o in reconciliation.outcomes for p in o.problems]
+            str(p) for o in reconciliation.outcomes for p in o.problems
+        ]
         for problem in problems:
             if problem not in self.shown_problems:
                 self.say(f"error: {problem}")
@@ -298,8 +318,9 @@ class Watcher:
         for result in reconciliation.cleanup_results:
             self.say(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
 
-    def _outcome_line(self, outcome: Outcome, trigger: str | None, reload: bool,
-                      reason: str) -> tuple[str | None, bool]:
+    def _outcome_line(
+        self, outcome: Outcome, trigger: str | None, reload: bool, reason: str
+    ) -> tuple[str | None, bool]:
         name = outcome.package.name
         if outcome.problems:
             return None, False  # reported above; the running container (if any) keeps serving
@@ -352,8 +373,10 @@ class Watcher:
 
     def loop(self) -> None:
         self._start_observer()
-        self.say(f"watching {', '.join(display_path(p) for p in self.paths)}"
-                 f"{' (dev: code reloads in place)' if self.dev else ''}; Ctrl-C to stop")
+        self.say(
+            f"watching {', '.join(display_path(p) for p in self.paths)}"
+            f"{' (dev: code reloads in place)' if self.dev else ''}; Ctrl-C to stop"
+        )
         self.reconcile(None, {}, reason="start")
         resync_at = self._next_resync()
         while not self.stop.is_set():
@@ -378,8 +401,11 @@ class Watcher:
         if not touched and not rescan:
             return
         triggers = {m: self._trigger(files, self.watched[m].package) for m, files in touched.items()}
-        reload = {m for m, only_app in app_only.items()
-                  if only_app and self.dev and self.watched[m].package.manifest.output.mode == "container"}
+        reload = {
+            m
+            for m, only_app in app_only.items()
+            if only_app and self.dev and self.watched[m].package.manifest.output.mode == "container"
+        }
         if rescan:
             self.reconcile(None, triggers, reload)
         else:

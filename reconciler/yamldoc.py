@@ -104,9 +104,7 @@ class _Builder:
                 raise YamlError("mapping keys must be plain strings", _position(key_node), loc)
             key = self._scalar(key_node, loc)
             if not isinstance(key, str):
-                raise YamlError(
-                    f"mapping key {key!r} must be a string (quote it)", _position(key_node), loc
-                )
+                raise YamlError(f"mapping key {key!r} must be a string (quote it)", _position(key_node), loc)
             if key in result:
                 raise YamlError(f"duplicate key {key!r}", _position(key_node), loc + (key,))
             self.document.key_positions[loc + (key,)] = _position(key_node)
@@ -117,9 +115,7 @@ class _Builder:
 def load_yaml(text: str | bytes) -> YamlDocument:
     """Parse one YAML document, raising YamlError with a position on any problem."""
     if len(text) > MAX_MANIFEST_BYTES:
-        raise YamlError(
-            f"file is {len(text)} bytes; manifests are limited to {MAX_MANIFEST_BYTES} bytes", None
-        )
+        raise YamlError(f"file is {len(text)} bytes; manifests are limited to {MAX_MANIFEST_BYTES} bytes", None)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")

@@ -51,12 +51,17 @@ def run_cli(*arguments: str, cwd: Path | None = None, env: dict | None = None, t
     """The real `reconciler` command in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "reconciler", *arguments],
-        cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
-def write_package(directory: Path, manifest: str | None = None, *, score: str = SIMPLE_SCORE,
-                  model: str = "2.0", name: str = "demo") -> Path:
+def write_package(
+    directory: Path, manifest: str | None = None, *, score: str = SIMPLE_SCORE, model: str = "2.0", name: str = "demo"
+) -> Path:
     """A small package: a text 'model', an Azure-style score.py, and a manifest."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "model").mkdir(exist_ok=True)

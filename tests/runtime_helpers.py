@@ -24,8 +24,16 @@ def free_port() -> int:
 class RuntimeProcess:
     """`python -m reconciler.runtime` serving `score` from `app_root` on 127.0.0.1."""
 
-    def __init__(self, app_root: Path, *, model_dir: Path | None = None, env: dict | None = None,
-                 python: str = sys.executable, module: str = "reconciler.runtime", launcher: tuple = ()):
+    def __init__(
+        self,
+        app_root: Path,
+        *,
+        model_dir: Path | None = None,
+        env: dict | None = None,
+        python: str = sys.executable,
+        module: str = "reconciler.runtime",
+        launcher: tuple = (),
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = tempfile.NamedTemporaryFile(prefix="runtime-", suffix=".log", delete=False)
@@ -38,7 +46,10 @@ class RuntimeProcess:
         }
         self.process = subprocess.Popen(
             [*launcher, python, "-m", module, "--port", str(self.port), "--host", "127.0.0.1"],
-            env=environment, cwd=app_root, stdout=self.log_file, stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=app_root,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
         )
 
     @property

@@ -21,13 +21,15 @@ def workflow_steps(job: str) -> list[str]:
 
 def run_steps(steps: list[str], cwd) -> list[int]:
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
-    return [subprocess.run(["bash", "-e", "-c", step], cwd=cwd, env=env, capture_output=True).returncode
-            for step in steps]
+    return [
+        subprocess.run(["bash", "-e", "-c", step], cwd=cwd, env=env, capture_output=True).returncode for step in steps
+    ]
 
 
 def test_pull_request_and_main_branch_jobs(repo):
-    shutil.copytree(EXAMPLES / "sklearn-regression", repo / "sklearn-regression",
-                    ignore=shutil.ignore_patterns("build"))
+    shutil.copytree(
+        EXAMPLES / "sklearn-regression", repo / "sklearn-regression", ignore=shutil.ignore_patterns("build")
+    )
     assert run_cli("apply", "--frozen", str(repo), cwd=repo).returncode == 0  # folders committed up to date
     pull_request = workflow_steps("plan")
     assert len(pull_request) == 3

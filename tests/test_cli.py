@@ -93,7 +93,10 @@ def test_frozen_refuses_a_stale_lock(package_dir, repo):
     manifest.write_text(manifest.read_text().replace("pip: []", "pip: [six]"))
     result = run_cli("plan", "--frozen", str(repo), cwd=repo)
     assert result.returncode == 1
-    assert "error: demo/package.lock: requirements changed; run `reconciler lock` and commit package.lock (--frozen)" in result.stdout
+    assert (
+        "error: demo/package.lock: requirements changed; run `reconciler lock` and commit package.lock (--frozen)"
+        in result.stdout
+    )
 
 
 def test_check_reports_out_of_date_folders_without_writing(package_dir, repo):
@@ -130,8 +133,14 @@ def test_hash_prints_every_input(package_dir, repo):
     result = run_cli("hash", str(package_dir), cwd=repo)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^  image hash      [0-9a-f]{64}$", result.stdout, re.M)
-    for name in ("app/score.py", "models/demo_model/1/model.txt", "package.lock", "runtime", "Dockerfile",
-                 "inference.environment.python"):
+    for name in (
+        "app/score.py",
+        "models/demo_model/1/model.txt",
+        "package.lock",
+        "runtime",
+        "Dockerfile",
+        "inference.environment.python",
+    ):
         assert re.search(rf"^    {re.escape(name)} +\S+", result.stdout, re.M), name
 
 
@@ -150,11 +159,18 @@ def test_no_manifest_found_is_an_error(repo):
     assert result.returncode == 1 and "no package.yaml found" in result.stdout
 
 
-@pytest.mark.parametrize("command, phrase", [
-    ("validate", "pre-commit hook"), ("plan", "Exit 0: in sync; 2: changes pending; 1: errors"),
-    ("apply", "are never touched"), ("status", "Never changes"), ("hash", "why did it rebuild"),
-    ("lock", "the host's pip configuration"), ("schema", "schemas/package.schema.json"),
-])
+@pytest.mark.parametrize(
+    "command, phrase",
+    [
+        ("validate", "pre-commit hook"),
+        ("plan", "Exit 0: in sync; 2: changes pending; 1: errors"),
+        ("apply", "are never touched"),
+        ("status", "Never changes"),
+        ("hash", "why did it rebuild"),
+        ("lock", "the host's pip configuration"),
+        ("schema", "schemas/package.schema.json"),
+    ],
+)
 def test_every_command_explains_itself(command, phrase):
     result = run_cli(command, "--help")
     assert result.returncode == 0

@@ -49,7 +49,9 @@ def sklearn_package(repo, base_image, name, *, mode="container", port=None, extr
 
 def small_package(repo, base_image, runtime_only_lock, name, *, mode="container", port=None):
     package = repo / name
-    write_package(package, f"""\
+    write_package(
+        package,
+        f"""\
         name: {name}
         models: [{{name: demo_model, version: 1, path: model/model.txt}}]
         inference:
@@ -57,7 +59,8 @@ def small_package(repo, base_image, runtime_only_lock, name, *, mode="container"
         output:
           mode: {mode}
           container: {{port: {port or free_port()}}}
-        """)
+        """,
+    )
     shutil.copy(runtime_only_lock, package / "package.lock")
     return package
 
@@ -85,8 +88,10 @@ def test_seed_flow_then_a_second_apply_does_nothing(docker_client, repo, base_im
     first = apply(package, cwd=repo, extra=["--frozen"])
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"{unique_name}: build {unique_name}:" in first.stdout and "Step 1/" in first.stdout
-    assert re.search(rf"{unique_name}: create {unique_name} on 127\.0\.0\.1:\d+  done in .* \(ready at http://127\.0\.0\.1:\d+/score\)",
-                     first.stdout)
+    assert re.search(
+        rf"{unique_name}: create {unique_name} on 127\.0\.0\.1:\d+  done in .* \(ready at http://127\.0\.0\.1:\d+/score\)",
+        first.stdout,
+    )
     predictions = score(port_of(package)).json()
     assert len(predictions) == 2 and predictions[0] != predictions[1]
     before = ids(docker_client, unique_name)
@@ -101,12 +106,14 @@ def test_seed_flow_then_a_second_apply_does_nothing(docker_client, repo, base_im
     assert container.labels["reconciler.managed"] == "true" and container.labels["reconciler.package"] == unique_name
     image = docker_client.images.get(before[1])
     assert image.labels["reconciler.hash"].startswith(image.tags[0].split(":")[1]) or any(
-        t.endswith(":latest") for t in image.tags)
+        t.endswith(":latest") for t in image.tags
+    )
     assert f"{unique_name}:latest" in image.tags
 
 
-def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(docker_client, repo, base_image,
-                                                                        unique_name, cleanup_engine):
+def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
+    docker_client, repo, base_image, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = sklearn_package(repo, base_image, unique_name)
     assert apply(package, cwd=repo, extra=["--frozen"]).returncode == 0
@@ -116,13 +123,17 @@ def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(docker_c
     plan = run_cli("plan", str(package), cwd=repo)
     assert plan.returncode == 2
     assert re.search(rf"  build {unique_name}:[0-9a-f]{{12}}  <- inputs changed: score.py", plan.stdout)
-    assert re.search(rf"  recreate {unique_name} on 127\.0\.0\.1:\d+  <- new image \(inputs changed: score.py\)",
-                     plan.stdout)
+    assert re.search(
+        rf"  recreate {unique_name} on 127\.0\.0\.1:\d+  <- new image \(inputs changed: score.py\)", plan.stdout
+    )
     result = apply(package, cwd=repo)
     assert result.returncode == 0, result.stdout + result.stderr
     # the dependency, runtime and model layers come from the cache; the code layer and what follows do not
-    match = re.search(rf"{unique_name}: build {unique_name}:[0-9a-f]{{12}}  done in .* \(image [0-9a-f]{{12}}, "
-                      r"(\d+) of (\d+) steps cached\)", result.stdout)
+    match = re.search(
+        rf"{unique_name}: build {unique_name}:[0-9a-f]{{12}}  done in .* \(image [0-9a-f]{{12}}, "
+        r"(\d+) of (\d+) steps cached\)",
+        result.stdout,
+    )
     assert match, result.stdout
     cached, steps = map(int, match.groups())
     step_lines = [line for line in result.stdout.splitlines() if line.startswith(f"{unique_name}: Step ")]
@@ -138,8 +149,9 @@ def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(docker_c
     assert old_layers[:-1] == new_layers[:-1] and old_layers[-1] != new_layers[-1]
 
 
-def test_port_change_recreates_without_a_build(docker_client, repo, base_image, runtime_only_lock,
-                                               unique_name, cleanup_engine):
+def test_port_change_recreates_without_a_build(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
@@ -149,8 +161,10 @@ def test_port_change_recreates_without_a_build(docker_client, repo, base_image, 
     manifest.write_text(manifest.read_text().replace(f"port: {old_port}", f"port: {new_port}"))
     plan = run_cli("plan", str(package), cwd=repo)
     assert "  build" not in plan.stdout
-    assert f"  recreate {unique_name} on 127.0.0.1:{new_port}  <- container settings changed (was {unique_name} on " \
-           f"127.0.0.1:{old_port})" in plan.stdout
+    assert (
+        f"  recreate {unique_name} on 127.0.0.1:{new_port}  <- container settings changed (was {unique_name} on "
+        f"127.0.0.1:{old_port})" in plan.stdout
+    )
     assert apply(package, cwd=repo).returncode == 0
     assert score(new_port, {"data": [[1, 2]]}).json() == [6.0]
     with pytest.raises(requests.ConnectionError):
@@ -158,8 +172,9 @@ def test_port_change_recreates_without_a_build(docker_client, repo, base_image, 
     assert ids(docker_client, unique_name)[1] == image
 
 
-def test_container_removed_or_stopped_by_hand_comes_back(docker_client, repo, base_image, runtime_only_lock,
-                                                         unique_name, cleanup_engine):
+def test_container_removed_or_stopped_by_hand_comes_back(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
@@ -178,23 +193,28 @@ def test_container_removed_or_stopped_by_hand_comes_back(docker_client, repo, ba
     assert score(port_of(package), {"data": [[1]]}).status_code == 200
 
 
-def test_broken_init_fails_the_canary_and_the_old_container_keeps_serving(docker_client, repo, base_image,
-                                                                          runtime_only_lock, unique_name,
-                                                                          cleanup_engine):
+def test_broken_init_fails_the_canary_and_the_old_container_keeps_serving(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     before = ids(docker_client, unique_name)
     (package / "score.py").write_text(
-        "def init():\n    raise RuntimeError('broken model file')\n\ndef run(raw):\n    return raw\n")
+        "def init():\n    raise RuntimeError('broken model file')\n\ndef run(raw):\n    return raw\n"
+    )
     result = apply(package, cwd=repo)
     assert result.returncode == 1
-    assert "the canary (the old container keeps serving) did not become ready: the container exited with code 3" \
+    assert (
+        "the canary (the old container keeps serving) did not become ready: the container exited with code 3"
         in result.stdout
+    )
     assert "RuntimeError: broken model file" in result.stdout
     assert ids(docker_client, unique_name) == before
     assert score(port_of(package), {"data": [[1, 2]]}).json() == [6.0]
-    names = [c.name for c in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={unique_name}"})]
+    names = [
+        c.name for c in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={unique_name}"})
+    ]
     assert names == [unique_name], "no canary left behind"
 
 
@@ -204,11 +224,15 @@ def test_push_then_pull_back_by_hash(docker_client, repo, base_image, runtime_on
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
     manifest = package / "package.yaml"
-    manifest.write_text(manifest.read_text().replace("mode: image", f"mode: image\n  image: {{registry: '{REGISTRY}', push: true}}"))
+    manifest.write_text(
+        manifest.read_text().replace("mode: image", f"mode: image\n  image: {{registry: '{REGISTRY}', push: true}}")
+    )
     result = apply(package, cwd=repo)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(rf"{unique_name}: push {re.escape(REGISTRY)}/{unique_name}:[0-9a-f]{{12}}  done in .* \(digest sha256:[0-9a-f]{{64}}\)",
-                     result.stdout)
+    assert re.search(
+        rf"{unique_name}: push {re.escape(REGISTRY)}/{unique_name}:[0-9a-f]{{12}}  done in .* \(digest sha256:[0-9a-f]{{64}}\)",
+        result.stdout,
+    )
     assert run_cli("plan", str(package), cwd=repo).returncode == 0, "the registry has the tag: nothing to do"
     [image] = docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
     full_hash = image.labels["reconciler.hash"]
@@ -222,8 +246,9 @@ def test_push_then_pull_back_by_hash(docker_client, repo, base_image, runtime_on
     assert run_cli("plan", str(package), cwd=repo).returncode == 0
 
 
-def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(docker_client, repo, base_image, runtime_only_lock,
-                                                                    unique_name, cleanup_engine):
+def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     alias = f"reconciler-test/base-{unique_name}:1"
     docker_client.images.get(base_image).tag(alias)
@@ -233,6 +258,7 @@ def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(docker_clien
         assert run_cli("plan", str(package), cwd=repo).returncode == 0
         # "re-pull" the base: same reference, new content
         import io
+
         dockerfile = io.BytesIO(f"FROM {base_image}\nRUN echo refreshed > /etc/refreshed\n".encode())
         refreshed, _ = docker_client.images.build(fileobj=dockerfile, tag=alias, rm=True)
         plan = run_cli("plan", str(package), cwd=repo)
@@ -242,8 +268,9 @@ def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(docker_clien
         docker_client.images.remove(alias, force=True)
 
 
-def test_build_failure_shows_the_step_and_others_go_on(docker_client, repo, base_image, runtime_only_lock,
-                                                       unique_name, cleanup_engine):
+def test_build_failure_shows_the_step_and_others_go_on(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     good, bad = f"{unique_name}-good", f"{unique_name}-bad"
     cleanup_engine.extend([good, bad])
     small_package(repo, base_image, runtime_only_lock, good, mode="image")
@@ -252,14 +279,16 @@ def test_build_failure_shows_the_step_and_others_go_on(docker_client, repo, base
     manifest.write_text(manifest.read_text().replace("pip: []}", "pip: [], system_packages: [no-such-package-xyz]}"))
     result = apply(repo, cwd=repo)
     assert result.returncode == 1
-    assert re.search(rf"{bad}: build {bad}:[0-9a-f]{{12}}  FAILED after .*: build failed at Step \d+/\d+ : RUN apt-get",
-                     result.stdout)
+    assert re.search(
+        rf"{bad}: build {bad}:[0-9a-f]{{12}}  FAILED after .*: build failed at Step \d+/\d+ : RUN apt-get",
+        result.stdout,
+    )
     assert re.search(rf"{good}: build {good}:[0-9a-f]{{12}}  done in", result.stdout)
 
 
-def test_orphans_are_listed_then_pruned_but_never_while_a_manifest_is_broken(docker_client, repo, base_image,
-                                                                             runtime_only_lock, unique_name,
-                                                                             cleanup_engine):
+def test_orphans_are_listed_then_pruned_but_never_while_a_manifest_is_broken(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     keep, gone = f"{unique_name}-keep", f"{unique_name}-gone"
     cleanup_engine.extend([keep, gone])
     small_package(repo, base_image, runtime_only_lock, keep)
@@ -282,8 +311,9 @@ def test_orphans_are_listed_then_pruned_but_never_while_a_manifest_is_broken(doc
     assert docker_client.containers.list(filters={"label": f"reconciler.package={keep}"})
 
 
-def test_prune_only_looks_below_the_paths_given(docker_client, repo, base_image, runtime_only_lock, unique_name,
-                                                cleanup_engine):
+def test_prune_only_looks_below_the_paths_given(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     one, two = f"{unique_name}-one", f"{unique_name}-two"
     cleanup_engine.extend([one, two])
     small_package(repo / "a", base_image, runtime_only_lock, one)
@@ -294,8 +324,9 @@ def test_prune_only_looks_below_the_paths_given(docker_client, repo, base_image,
     assert docker_client.containers.list(filters={"label": f"reconciler.package={two}"})
 
 
-def test_down_removes_containers_and_keeps_images(docker_client, repo, base_image, runtime_only_lock, unique_name,
-                                                  cleanup_engine):
+def test_down_removes_containers_and_keeps_images(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
@@ -307,8 +338,9 @@ def test_down_removes_containers_and_keeps_images(docker_client, repo, base_imag
     assert "  create" in plan.stdout and "  build" not in plan.stdout
 
 
-def test_status_shows_container_readiness_and_url(docker_client, repo, base_image, runtime_only_lock, unique_name,
-                                                  cleanup_engine):
+def test_status_shows_container_readiness_and_url(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
@@ -318,6 +350,7 @@ def test_status_shows_container_readiness_and_url(docker_client, repo, base_imag
     assert row.startswith(unique_name) and "container" in row and "in sync" in row and " ready " in row
     assert f"http://127.0.0.1:{port_of(package)}/score" in row
     import json
+
     [document] = json.loads(run_cli("status", "-o", "json", str(package), cwd=repo).stdout)["packages"]
     assert document["readiness"] == "ready" and document["container"].startswith(f"{unique_name}: Up")
 
@@ -331,14 +364,16 @@ def test_unreachable_engine_is_one_clear_line_and_changes_nothing(repo, runtime_
     assert not (package / "build").exists()
 
 
-def test_a_container_started_by_hand_from_our_image_is_never_touched(docker_client, repo, base_image,
-                                                                     runtime_only_lock, unique_name, cleanup_engine):
+def test_a_container_started_by_hand_from_our_image_is_never_touched(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     _, image = ids(docker_client, unique_name)
-    by_hand = docker_client.containers.run(image, detach=True, name=f"{unique_name}-by-hand",
-                                           ports={"5001/tcp": ("127.0.0.1", None)})
+    by_hand = docker_client.containers.run(
+        image, detach=True, name=f"{unique_name}-by-hand", ports={"5001/tcp": ("127.0.0.1", None)}
+    )
     try:
         assert by_hand.labels["reconciler.package"] == unique_name, "it inherits the image's labels"
         assert run_cli("plan", str(package), cwd=repo).returncode == 0
@@ -358,8 +393,9 @@ def test_a_container_started_by_hand_from_our_image_is_never_touched(docker_clie
         by_hand.remove(force=True)
 
 
-def test_image_lookups_by_tag_and_by_listing_plan_the_same(docker_client, repo, base_image, runtime_only_lock,
-                                                           unique_name, cleanup_engine, monkeypatch):
+def test_image_lookups_by_tag_and_by_listing_plan_the_same(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine, monkeypatch
+):
     from reconciler import reconcile as reconcile_module
     from reconciler.reconcile import Session, reconcile
 
@@ -376,8 +412,9 @@ def test_image_lookups_by_tag_and_by_listing_plan_the_same(docker_client, repo, 
         assert all(o.observed.images for o in reconciliation.outcomes)
 
 
-def test_hash_command_agrees_with_the_built_image(docker_client, repo, base_image, runtime_only_lock, unique_name,
-                                                  cleanup_engine):
+def test_hash_command_agrees_with_the_built_image(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
     cleanup_engine.append(unique_name)
     package = small_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
     assert apply(package, cwd=repo).returncode == 0

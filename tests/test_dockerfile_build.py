@@ -84,7 +84,9 @@ def test_variables_reach_the_process_exactly(docker_client, repo, base_image, ru
     from .conftest import write_package
 
     package = repo / "vars"
-    write_package(package, f"""\
+    write_package(
+        package,
+        f"""\
         name: vars
         models: [{{name: m, version: 1, path: model/model.txt}}]
         inference:
@@ -95,12 +97,14 @@ def test_variables_reach_the_process_exactly(docker_client, repo, base_image, ru
               QUOTED: 'say "hi" $HOME ${{PATH}} back\\slash'
               NUMBER: 4
               FLAG: true
-        """)
+        """,
+    )
     shutil.copy(runtime_only_lock, package / "package.lock")
     assert run_cli("apply", "--frozen", str(package), cwd=repo).returncode == 0
     image = build(docker_client, package / "build" / "vars", "reconciler-test/vars:1")
     output = docker_client.containers.run(
-        image.id, ["python", "-c", "import os; print(os.environ['QUOTED']); print(os.environ['NUMBER'], os.environ['FLAG'])"],
+        image.id,
+        ["python", "-c", "import os; print(os.environ['QUOTED']); print(os.environ['NUMBER'], os.environ['FLAG'])"],
         remove=True,
     ).decode()
     assert output == 'say "hi" $HOME ${PATH} back\\slash\n4 true\n'

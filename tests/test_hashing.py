@@ -54,10 +54,14 @@ def test_key_order_comments_labels_and_description_change_no_hash(package_dir, d
         (lambda d: (d / "model" / "model.txt").write_text("3.0"), "models/demo_model/1/model.txt"),
         (lambda d: (d / "helper.py").write_text("X = 1\n"), "app/helper.py"),
         (lambda d: os.chmod(d / "score.py", 0o755), "app/score.py"),
-        (lambda d: edit(d / "package.yaml", "pip: []", "pip: []\n    variables: {A: b}"),
-         "inference.environment.variables"),
-        (lambda d: edit(d / "package.yaml", "pip: []", "pip: []\n    base_image: other:1"),
-         "inference.environment.base_image"),
+        (
+            lambda d: edit(d / "package.yaml", "pip: []", "pip: []\n    variables: {A: b}"),
+            "inference.environment.variables",
+        ),
+        (
+            lambda d: edit(d / "package.yaml", "pip: []", "pip: []\n    base_image: other:1"),
+            "inference.environment.base_image",
+        ),
         (lambda d: edit(d / "package.yaml", "version: 1", "version: 2"), "models"),
     ],
 )
@@ -95,8 +99,7 @@ def test_ignored_hidden_and_generated_files_are_left_out(package_dir, digester, 
     (package_dir / "nested" / "package.yaml").write_text("name: other\n")
     after = desired_of(package_dir, digester, tmp_path)
     assert after.image_hash == before.image_hash
-    assert sorted(f.destination for f in after.files) == [
-        "app/score.py", "models/demo_model/1/model.txt"]
+    assert sorted(f.destination for f in after.files) == ["app/score.py", "models/demo_model/1/model.txt"]
 
 
 def test_hidden_file_comes_back_with_a_negation(package_dir, digester, tmp_path):

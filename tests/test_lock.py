@@ -109,9 +109,16 @@ def test_unresolvable_requirement_shows_pip_error(package_dir, repo):
 def test_no_op_plan_and_apply_make_no_network_call(package_dir, repo):
     assert run_cli("apply", str(repo), cwd=repo).returncode == 0
     unreachable = "http://127.0.0.1:9"
-    offline = {"PIP_INDEX_URL": unreachable + "/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "",
-               "PIP_CONFIG_FILE": os.devnull, "PIP_RETRIES": "0", "PIP_TIMEOUT": "2",
-               "HTTP_PROXY": unreachable, "HTTPS_PROXY": unreachable}
+    offline = {
+        "PIP_INDEX_URL": unreachable + "/simple",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+        "HTTP_PROXY": unreachable,
+        "HTTPS_PROXY": unreachable,
+    }
     assert run_cli("plan", str(repo), cwd=repo, env=offline).returncode == 0
     with open(package_dir / "score.py", "a") as handle:
         handle.write("# code edit: no dependency changed\n")

@@ -22,11 +22,14 @@ def problems_of(path: Path) -> list[str]:
 
 
 def test_minimal_manifest_gets_sensible_defaults(repo):
-    manifest = write_package(repo / "pkg", """\
+    manifest = write_package(
+        repo / "pkg",
+        """\
         name: pkg
         models:
           - {name: m, version: 1, path: model/model.txt}
-        """)
+        """,
+    )
     package = load_package(manifest)
     environment = package.manifest.inference.environment
     assert environment.resolved_base_image == "python:3.11-slim"
@@ -38,7 +41,9 @@ def test_minimal_manifest_gets_sensible_defaults(repo):
 
 
 def test_all_errors_of_a_file_at_once_with_positions(repo):
-    manifest = write_package(repo / "pkg", """\
+    manifest = write_package(
+        repo / "pkg",
+        """\
         name: Bad_Name
         models:
           - name: m
@@ -52,7 +57,8 @@ def test_all_errors_of_a_file_at_once_with_positions(repo):
         output:
           mode: cont
           container: {port: 99999}
-        """)
+        """,
+    )
     assert problems_of(manifest) == [
         "1:7: name: 'Bad_Name' is not valid: use 1-63 lowercase letters, digits and '-', "
         "starting and ending with a letter or digit",
@@ -71,7 +77,10 @@ def test_problem_renders_as_file_line_column_field(repo, monkeypatch):
     monkeypatch.chdir(repo)
     with pytest.raises(InvalidInput) as caught:
         load_package(manifest)
-    assert str(caught.value.problems[0]) == "pkg/package.yaml:2:9: models: must have at least 1 item after validation, not 0"
+    assert (
+        str(caught.value.problems[0])
+        == "pkg/package.yaml:2:9: models: must have at least 1 item after validation, not 0"
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,7 +90,10 @@ def test_problem_renders_as_file_line_column_field(repo, monkeypatch):
         ("name: [unclosed\n", "2:1: None: invalid YAML: did not find expected ',' or ']'"),
         ("- a\n- b\n", "1:1: None: a manifest is a mapping of fields (name, models, ...); this file is a list"),
         ("", "1:1: None: a manifest is a mapping of fields (name, models, ...); this file is empty"),
-        ("name: !!python/object:os.system x\n", "1:7: name: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object:os.system'"),
+        (
+            "name: !!python/object:os.system x\n",
+            "1:7: name: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object:os.system'",
+        ),
         ("1: x\n", "1:1: None: mapping key 1 must be a string (quote it)"),
         ("a: !!int abc\n", "1:4: a: cannot read 'abc' as tag:yaml.org,2002:int"),
     ],
@@ -114,7 +126,9 @@ def test_not_utf8_is_a_clear_error(repo):
 
 
 def test_model_validators_report_at_the_enclosing_field(repo):
-    manifest = write_package(repo / "pkg", """\
+    manifest = write_package(
+        repo / "pkg",
+        """\
         name: pkg
         models:
           - {name: m, version: 1, path: model/model.txt}
@@ -125,7 +139,8 @@ def test_model_validators_report_at_the_enclosing_field(repo):
             pip: [numpy]
         output:
           image: {push: true}
-        """)
+        """,
+    )
     assert problems_of(manifest) == [
         "3:3: models: model m version 1 is listed twice",
         "7:5: inference.environment: set either `requirements` (a file) or `pip` (a list), not both",
@@ -134,34 +149,41 @@ def test_model_validators_report_at_the_enclosing_field(repo):
 
 
 def test_reserved_and_malformed_variables(repo):
-    manifest = write_package(repo / "pkg", """\
+    manifest = write_package(
+        repo / "pkg",
+        """\
         name: pkg
         models: [{name: m, version: 1, path: model/model.txt}]
         inference:
           environment:
             variables: {"bad key": x, MULTI: "a\\nb", LIST: [1], GOOD: 3}
-        """)
+        """,
+    )
     assert problems_of(manifest) == [
         "5:17: inference.environment.variables.bad key: key 'bad key' is not valid: "
         "use letters, digits and '_', not starting with a digit",
         "5:38: inference.environment.variables.MULTI: 'a\\nb' is not valid: values must fit on one line",
         "5:52: inference.environment.variables.LIST: must be a string, number or boolean, got [1]",
     ]
-    manifest.write_text(manifest.read_text().replace('{"bad key": x, MULTI: "a\\nb", LIST: [1], GOOD: 3}',
-                                                     "{AZUREML_MODEL_DIR: /x}"))
+    manifest.write_text(
+        manifest.read_text().replace('{"bad key": x, MULTI: "a\\nb", LIST: [1], GOOD: 3}', "{AZUREML_MODEL_DIR: /x}")
+    )
     assert problems_of(manifest) == [
         "5:16: inference.environment.variables: AZUREML_MODEL_DIR is set by reconciler and cannot be overridden"
     ]
 
 
 def test_pip_requirements_cannot_smuggle_options(repo):
-    manifest = write_package(repo / "pkg", """\
+    manifest = write_package(
+        repo / "pkg",
+        """\
         name: pkg
         models: [{name: m, version: 1, path: model/model.txt}]
         inference:
           environment:
             pip: ["--index-url=http://evil", "numpy==", "ok-package>=1"]
-        """)
+        """,
+    )
     problems = problems_of(manifest)
     assert problems == [
         "5:11: inference.environment.pip[0]: '--index-url=http://evil' is not valid: "
@@ -175,7 +197,9 @@ def test_paths_must_exist_and_stay_inside_the_repository(repo, tmp_path_factory)
     outside = tmp_path_factory.mktemp("outside")
     (outside / "secret.pkl").write_text("x")
     package = repo / "pkg"
-    write_package(package, f"""\
+    write_package(
+        package,
+        f"""\
         name: pkg
         models:
           - {{name: a, version: 1, path: missing.pkl}}
@@ -185,7 +209,8 @@ def test_paths_must_exist_and_stay_inside_the_repository(repo, tmp_path_factory)
           source_directory: src
           environment: {{requirements: reqs.txt}}
         output: {{directory: ../..}}
-        """)
+        """,
+    )
     os.symlink(outside / "secret.pkl", package / "link.pkl")
     problems = problems_of(package / "package.yaml")
     text = "\n".join(problems)
@@ -198,11 +223,14 @@ def test_paths_must_exist_and_stay_inside_the_repository(repo, tmp_path_factory)
 
 
 def test_output_directory_may_not_contain_the_inputs(repo):
-    manifest = write_package(repo / "pkg", """\
+    manifest = write_package(
+        repo / "pkg",
+        """\
         name: pkg
         models: [{name: m, version: 1, path: model/model.txt}]
         output: {directory: .}
-        """)
+        """,
+    )
     [problem] = problems_of(manifest)
     assert problem.startswith("3:21: output.directory: the build folder would contain the package's own input")
 
@@ -261,11 +289,14 @@ def test_two_packages_with_one_name_are_both_named(repo):
 
 def test_container_ports_must_not_collide(repo):
     for name in ("one", "two"):
-        write_package(repo / name, f"""\
+        write_package(
+            repo / name,
+            f"""\
             name: {name}
             models: [{{name: m, version: 1, path: model/model.txt}}]
             output: {{mode: container}}
-            """)
+            """,
+        )
     workspace = load_workspace([repo])
     assert workspace.packages == []
     assert all("port '6789' is also used by" in p.message for p in workspace.problems)

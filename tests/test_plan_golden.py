@@ -31,15 +31,16 @@ def test_in_sync_folder_needs_nothing():
 
 def test_changed_inputs_are_named():
     old = {**INPUTS, "app/score.py": "s0", "package.lock": "l0"}
-    assert render(FolderState("ours", "c" * 64, old)) == \
-        "  write build/demo  <- inputs changed: score.py, package.lock"
+    assert render(FolderState("ours", "c" * 64, old)) == "  write build/demo  <- inputs changed: score.py, package.lock"
 
 
 def test_added_and_removed_inputs_are_marked():
     old = {k: v for k, v in INPUTS.items() if k != "app/score.py"}
     old["app/old_helper.py"] = "h"
-    assert render(FolderState("ours", "c" * 64, old)) == \
-        "  write build/demo  <- inputs changed: old_helper.py (gone), score.py (new)"
+    assert (
+        render(FolderState("ours", "c" * 64, old))
+        == "  write build/demo  <- inputs changed: old_helper.py (gone), score.py (new)"
+    )
 
 
 def test_many_changes_are_summarised():
@@ -75,8 +76,18 @@ from reconciler.docker_engine import ContainerState, ImageState  # noqa: E402
 from reconciler.plan import Observed, plan_cleanup, plan_package  # noqa: E402
 
 H, C = "a" * 64, "b" * 64
-CONTAINER = Intent("demo", "container", "build/demo", H, C, INPUTS, base_image="python:3.11-slim",
-                   image="demo:aaaaaaaaaaaa", container="demo", address="127.0.0.1:6789")
+CONTAINER = Intent(
+    "demo",
+    "container",
+    "build/demo",
+    H,
+    C,
+    INPUTS,
+    base_image="python:3.11-slim",
+    image="demo:aaaaaaaaaaaa",
+    container="demo",
+    address="127.0.0.1:6789",
+)
 IN_SYNC_FOLDER = FolderState("ours", H, dict(INPUTS))
 
 
@@ -84,10 +95,20 @@ def image(hash_=H, package="demo", id_="sha256:" + "1" * 64, manifest="/repo/dem
     return ImageState(id_, package, hash_, (f"{package}:{hash_[:12]}",), manifest)
 
 
-def container(container_hash=C, image_hash=H, state="running", role="", name="demo", package="demo", port=6789,
-              id_="c1", manifest="/repo/demo/package.yaml"):
-    return ContainerState(id_, name, package, container_hash, image_hash, state, "Up", manifest, role, port,
-                          "127.0.0.1")
+def container(
+    container_hash=C,
+    image_hash=H,
+    state="running",
+    role="",
+    name="demo",
+    package="demo",
+    port=6789,
+    id_="c1",
+    manifest="/repo/demo/package.yaml",
+):
+    return ContainerState(
+        id_, name, package, container_hash, image_hash, state, "Up", manifest, role, port, "127.0.0.1"
+    )
 
 
 def render_package(intent, observed):
@@ -121,12 +142,16 @@ def test_code_edit_builds_and_recreates_with_the_cause():
 def test_port_change_recreates_without_a_build():
     observed = Observed(IN_SYNC_FOLDER, [image()], [container("d" * 64, port=7000)])
     assert render_package(CONTAINER, observed) == (
-        "  recreate demo on 127.0.0.1:6789  <- container settings changed (was demo on 127.0.0.1:7000)")
+        "  recreate demo on 127.0.0.1:6789  <- container settings changed (was demo on 127.0.0.1:7000)"
+    )
 
 
 def test_stopped_container_is_started_and_leftovers_removed():
-    observed = Observed(IN_SYNC_FOLDER, [image()], [
-        container(state="exited"), container(role="canary", name="demo-canary-aaaa", id_="c2")])
+    observed = Observed(
+        IN_SYNC_FOLDER,
+        [image()],
+        [container(state="exited"), container(role="canary", name="demo-canary-aaaa", id_="c2")],
+    )
     assert render_package(CONTAINER, observed) == (
         "  start demo on 127.0.0.1:6789  <- container exited\n"
         "  remove container demo-canary-aaaa  <- canary left by an interrupted replacement"
@@ -134,28 +159,44 @@ def test_stopped_container_is_started_and_leftovers_removed():
 
 
 def test_push_when_the_registry_lacks_the_tag():
-    intent = Intent("demo", "image", "build/demo", H, C, INPUTS, image="demo:aaaaaaaaaaaa",
-                    push_to="127.0.0.1:5000/demo:aaaaaaaaaaaa")
+    intent = Intent(
+        "demo",
+        "image",
+        "build/demo",
+        H,
+        C,
+        INPUTS,
+        image="demo:aaaaaaaaaaaa",
+        push_to="127.0.0.1:5000/demo:aaaaaaaaaaaa",
+    )
     assert render_package(intent, Observed(IN_SYNC_FOLDER, [image()], registry_has=True)) == ""
     assert render_package(intent, Observed(IN_SYNC_FOLDER, [image()], registry_has=False)) == (
-        "  push 127.0.0.1:5000/demo:aaaaaaaaaaaa  <- registry lacks the tag")
+        "  push 127.0.0.1:5000/demo:aaaaaaaaaaaa  <- registry lacks the tag"
+    )
 
 
 def test_leaving_container_mode_removes_the_container():
     intent = Intent("demo", "image", "build/demo", H, C, INPUTS, image="demo:aaaaaaaaaaaa")
     assert render_package(intent, Observed(IN_SYNC_FOLDER, [image()], [container()])) == (
-        "  remove container demo  <- output.mode is image: no container wanted")
+        "  remove container demo  <- output.mode is image: no container wanted"
+    )
 
 
 def cleanup_lines(**overrides):
-    arguments = dict(images=[image(), image("e" * 64, id_="sha256:" + "2" * 64),
-                             image(package="gone", id_="sha256:" + "3" * 64, manifest="/repo/gone/package.yaml")],
-                     containers=[container(), container(package="gone", name="gone", id_="c9",
-                                                        manifest="/repo/gone/package.yaml")],
-                     wanted={"demo": (H, C)},
-                     image_manifests={"sha256:" + "3" * 64: "/repo/gone/package.yaml"},
-                     container_images={"c1": "sha256:" + "1" * 64, "c9": "sha256:" + "3" * 64},
-                     scope=["/repo"], prune=True, complete=True)
+    arguments = dict(
+        images=[
+            image(),
+            image("e" * 64, id_="sha256:" + "2" * 64),
+            image(package="gone", id_="sha256:" + "3" * 64, manifest="/repo/gone/package.yaml"),
+        ],
+        containers=[container(), container(package="gone", name="gone", id_="c9", manifest="/repo/gone/package.yaml")],
+        wanted={"demo": (H, C)},
+        image_manifests={"sha256:" + "3" * 64: "/repo/gone/package.yaml"},
+        container_images={"c1": "sha256:" + "1" * 64, "c9": "sha256:" + "3" * 64},
+        scope=["/repo"],
+        prune=True,
+        complete=True,
+    )
     arguments.update(overrides)
     cleanup = plan_cleanup(**arguments)
     return [_action_line(a) for a in cleanup.actions] + [f"note: {n}" for n in cleanup.notes]
@@ -186,4 +227,6 @@ def test_never_prune_when_a_manifest_failed_or_none_was_found():
 def test_prune_stays_below_the_paths_given_and_spares_images_in_use():
     assert cleanup_lines(scope=["/repo/demo"]) == ["  remove image demo:eeeeeeeeeeee  <- superseded by a newer build"]
     in_use = {"c1": "sha256:" + "1" * 64, "c9": "sha256:" + "3" * 64, "by-hand": "sha256:" + "2" * 64}
-    assert "  remove image demo:eeeeeeeeeeee  <- superseded by a newer build" not in cleanup_lines(container_images=in_use)
+    assert "  remove image demo:eeeeeeeeeeee  <- superseded by a newer build" not in cleanup_lines(
+        container_images=in_use
+    )

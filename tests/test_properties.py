@@ -18,48 +18,130 @@ from reconciler.problems import InvalidInput
 
 from .conftest import SIMPLE_SCORE
 
-HOSTILE_TEXT = st.sampled_from([
-    "", " ", "\n", "a\nRUN rm -rf /", '"', "'", "$HOME", "${PATH}", "\\", "--index-url=http://x", "-e .",
-    "../../etc/passwd", "/etc/passwd", "model/model.txt", "score.py", "x" * 300, "ü", "\x00", "\t", "#", "*", "?",
-    "python:3.11-slim", "3.11", "linux/amd64", "container", "127.0.0.1", "A_B", "numpy==1.0", "name", "models",
-])
+HOSTILE_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        "\n",
+        "a\nRUN rm -rf /",
+        '"',
+        "'",
+        "$HOME",
+        "${PATH}",
+        "\\",
+        "--index-url=http://x",
+        "-e .",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "model/model.txt",
+        "score.py",
+        "x" * 300,
+        "ü",
+        "\x00",
+        "\t",
+        "#",
+        "*",
+        "?",
+        "python:3.11-slim",
+        "3.11",
+        "linux/amd64",
+        "container",
+        "127.0.0.1",
+        "A_B",
+        "numpy==1.0",
+        "name",
+        "models",
+    ]
+)
 SCALARS = st.one_of(
-    HOSTILE_TEXT, st.text(max_size=20), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
+    HOSTILE_TEXT,
+    st.text(max_size=20),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
 )
 KEYS = st.one_of(
-    st.sampled_from(["name", "models", "inference", "output", "environment", "server", "entry_script",
-                     "source_directory", "python", "base_image", "pip", "requirements", "system_packages",
-                     "variables", "mode", "directory", "image", "container", "port", "host", "workers",
-                     "timeout_ms", "version", "path", "labels", "description", "platform", "push", "registry"]),
-    HOSTILE_TEXT, st.text(max_size=8),
+    st.sampled_from(
+        [
+            "name",
+            "models",
+            "inference",
+            "output",
+            "environment",
+            "server",
+            "entry_script",
+            "source_directory",
+            "python",
+            "base_image",
+            "pip",
+            "requirements",
+            "system_packages",
+            "variables",
+            "mode",
+            "directory",
+            "image",
+            "container",
+            "port",
+            "host",
+            "workers",
+            "timeout_ms",
+            "version",
+            "path",
+            "labels",
+            "description",
+            "platform",
+            "push",
+            "registry",
+        ]
+    ),
+    HOSTILE_TEXT,
+    st.text(max_size=8),
 )
-TREES = st.recursive(SCALARS, lambda children: st.one_of(
-    st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=5)), max_leaves=25)
+TREES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=5)),
+    max_leaves=25,
+)
 
 
 def _near_valid() -> st.SearchStrategy[dict]:
     """Manifests close to valid, with hostile values in every field."""
-    model = st.fixed_dictionaries({"name": st.one_of(st.just("m"), HOSTILE_TEXT),
-                                   "version": st.one_of(st.just(1), SCALARS),
-                                   "path": st.one_of(st.just("model/model.txt"), HOSTILE_TEXT)})
-    environment = st.fixed_dictionaries({}, optional={
-        "python": st.one_of(st.just("3.11"), SCALARS), "base_image": st.one_of(st.just("python:3.11-slim"), HOSTILE_TEXT),
-        "pip": st.lists(HOSTILE_TEXT, max_size=3), "system_packages": st.lists(HOSTILE_TEXT, max_size=3),
-        "variables": st.dictionaries(st.one_of(st.just("OK"), HOSTILE_TEXT), SCALARS, max_size=3),
-    })
+    model = st.fixed_dictionaries(
+        {
+            "name": st.one_of(st.just("m"), HOSTILE_TEXT),
+            "version": st.one_of(st.just(1), SCALARS),
+            "path": st.one_of(st.just("model/model.txt"), HOSTILE_TEXT),
+        }
+    )
+    environment = st.fixed_dictionaries(
+        {},
+        optional={
+            "python": st.one_of(st.just("3.11"), SCALARS),
+            "base_image": st.one_of(st.just("python:3.11-slim"), HOSTILE_TEXT),
+            "pip": st.lists(HOSTILE_TEXT, max_size=3),
+            "system_packages": st.lists(HOSTILE_TEXT, max_size=3),
+            "variables": st.dictionaries(st.one_of(st.just("OK"), HOSTILE_TEXT), SCALARS, max_size=3),
+        },
+    )
     return st.fixed_dictionaries(
         {"name": st.one_of(st.just("pkg"), HOSTILE_TEXT), "models": st.lists(model, max_size=2)},
         optional={
-            "inference": st.fixed_dictionaries({}, optional={
-                "entry_script": st.one_of(st.just("score.py"), HOSTILE_TEXT),
-                "source_directory": st.one_of(st.just("."), HOSTILE_TEXT),
-                "environment": environment,
-            }),
-            "output": st.fixed_dictionaries({}, optional={
-                "mode": st.one_of(st.sampled_from(["dockerfile", "image", "container"]), HOSTILE_TEXT),
-                "directory": HOSTILE_TEXT,
-            }),
+            "inference": st.fixed_dictionaries(
+                {},
+                optional={
+                    "entry_script": st.one_of(st.just("score.py"), HOSTILE_TEXT),
+                    "source_directory": st.one_of(st.just("."), HOSTILE_TEXT),
+                    "environment": environment,
+                },
+            ),
+            "output": st.fixed_dictionaries(
+                {},
+                optional={
+                    "mode": st.one_of(st.sampled_from(["dockerfile", "image", "container"]), HOSTILE_TEXT),
+                    "directory": HOSTILE_TEXT,
+                },
+            ),
         },
     )
 
@@ -117,8 +199,23 @@ def test_near_valid_manifests_with_hostile_values(manifest):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.sampled_from(["&a [*a]", "!!python/name:os.system", "!!binary AAAA", "? [a, b]\n: c", "<<: {a: 1}",
-                        "a: &x 1\nb: *x", "a: !!timestamp 2024-99-99", "%YAML 1.1\n---\na: 1", "---\na: 1\n---\nb: 2",
-                        "[" * 200, "{" * 200, "a: 0x" + "f" * 500]))
+@given(
+    st.sampled_from(
+        [
+            "&a [*a]",
+            "!!python/name:os.system",
+            "!!binary AAAA",
+            "? [a, b]\n: c",
+            "<<: {a: 1}",
+            "a: &x 1\nb: *x",
+            "a: !!timestamp 2024-99-99",
+            "%YAML 1.1\n---\na: 1",
+            "---\na: 1\n---\nb: 2",
+            "[" * 200,
+            "{" * 200,
+            "a: 0x" + "f" * 500,
+        ]
+    )
+)
 def test_yaml_oddities(text):
     _check(text)

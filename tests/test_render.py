@@ -20,10 +20,20 @@ def test_folder_holds_everything_a_build_needs(package_dir, repo, cache_root):
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     lock = json.loads((package_dir / "package.lock").read_text())
     expected = sorted(
-        [".reconciler-stamp.json", "Dockerfile", "app/score.py", "models/demo_model/1/model.txt",
-         "package.lock", "requirements.lock.txt"]
+        [
+            ".reconciler-stamp.json",
+            "Dockerfile",
+            "app/score.py",
+            "models/demo_model/1/model.txt",
+            "package.lock",
+            "requirements.lock.txt",
+        ]
         + [f"wheels/{p['filename']}" for p in lock["packages"]]
-        + [f"runtime/reconciler_runtime/{n}" for n in os.listdir(RUNTIME) if n.endswith(".py") or n == "requirements.txt"]
+        + [
+            f"runtime/reconciler_runtime/{n}"
+            for n in os.listdir(RUNTIME)
+            if n.endswith(".py") or n == "requirements.txt"
+        ]
     )
     assert names == expected
     for entry in lock["packages"]:
@@ -39,13 +49,16 @@ def test_folder_holds_everything_a_build_needs(package_dir, repo, cache_root):
 
 def test_multi_model_layout_and_model_dir(repo, runtime_only_lock):
     package = repo / "multi"
-    write_package(package, """\
+    write_package(
+        package,
+        """\
         name: multi
         models:
           - {name: first, version: 3, path: model/model.txt}
           - {name: second, version: 1, path: weights}
         inference: {environment: {pip: []}}
-        """)
+        """,
+    )
     (package / "weights" / "sub").mkdir(parents=True)
     (package / "weights" / "sub" / "w.bin").write_bytes(b"\x00\x01")
     shutil.copy(runtime_only_lock, package / "package.lock")
@@ -59,15 +72,29 @@ def test_multi_model_layout_and_model_dir(repo, runtime_only_lock):
 
 
 def settings(**changes) -> DockerfileSettings:
-    base = dict(base_image="python:3.11-slim", python="3.11", system_packages=(), models=(ModelLayout("m", 1),),
-                entry_script="score.py", variables=(), workers=1, timeout_ms=60000)
+    base = dict(
+        base_image="python:3.11-slim",
+        python="3.11",
+        system_packages=(),
+        models=(ModelLayout("m", 1),),
+        entry_script="score.py",
+        variables=(),
+        workers=1,
+        timeout_ms=60000,
+    )
     return DockerfileSettings(**{**base, **changes})
 
 
 def test_layers_go_from_slowest_to_fastest_changing():
     text = render_dockerfile(settings(system_packages=("libgomp1",), variables=(("A", "b"),)))
-    order = ["apt-get install", "COPY --from=dependencies /opt/venv", 'COPY ["runtime/', 'COPY ["models/m/1/"',
-             'COPY ["app/"', 'ENV A="b"']
+    order = [
+        "apt-get install",
+        "COPY --from=dependencies /opt/venv",
+        'COPY ["runtime/',
+        'COPY ["models/m/1/"',
+        'COPY ["app/"',
+        'ENV A="b"',
+    ]
     positions = [text.index(marker) for marker in order]
     assert positions == sorted(positions)
     assert "USER 10001:10001" in text and "EXPOSE 5001" in text and "HEALTHCHECK" in text

@@ -55,8 +55,9 @@ def test_the_seeds_azure_script_runs_unchanged(tmp_path):
     shutil.copy(model_file, model_dir)
     with RuntimeProcess(app, model_dir=model_dir) as server:
         server.wait_ready()
-        response = requests.post(server.url + "/score", data=json.dumps(SEED_REQUEST),
-                                 headers={"Content-Type": "application/json"})
+        response = requests.post(
+            server.url + "/score", data=json.dumps(SEED_REQUEST), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 200 and response.headers["content-type"] == "application/json"
         expected = joblib.load(model_file).predict(np.array(SEED_REQUEST["data"])).tolist()
         assert response.json() == pytest.approx(expected)
@@ -101,7 +102,9 @@ def test_run_error_is_500_with_header_and_traceback_only_in_logs(echo_app):
         assert response.status_code == 500
         assert response.headers["x-ms-run-function-failed"] == "True"
         assert "secret detail" not in response.text
-        assert response.json() == {"message": "An unexpected error occurred in scoring script. Check the logs for more info."}
+        assert response.json() == {
+            "message": "An unexpected error occurred in scoring script. Check the logs for more info."
+        }
         unserialisable = requests.post(server.url + "/score", data='{"unserialisable": true}')
         assert unserialisable.status_code == 500 and "not JSON-serialisable" in unserialisable.json()["message"]
         time.sleep(0.2)
@@ -144,13 +147,16 @@ def test_body_over_the_limit_is_413(echo_app):
 
 
 def test_init_failure_logs_traceback_and_model_listing_then_exits_3(tmp_path):
-    app = write_app(tmp_path / "app", """\
+    app = write_app(
+        tmp_path / "app",
+        """\
         def init():
             raise RuntimeError("the model file is corrupt")
 
         def run(raw_data):
             return raw_data
-    """)
+    """,
+    )
     model_dir = tmp_path / "models" / "m" / "1"
     (model_dir / "sub").mkdir(parents=True)
     (model_dir / "weights.bin").write_bytes(b"0")
@@ -164,7 +170,9 @@ def test_init_failure_logs_traceback_and_model_listing_then_exits_3(tmp_path):
 
 
 def test_missing_module_is_named_and_exits_3(tmp_path):
-    app = write_app(tmp_path / "app", """\
+    app = write_app(
+        tmp_path / "app",
+        """\
         import not_installed_module_xyz
 
         def init():
@@ -172,7 +180,8 @@ def test_missing_module_is_named_and_exits_3(tmp_path):
 
         def run(raw_data):
             return raw_data
-    """)
+    """,
+    )
     server = RuntimeProcess(app)
     assert server.process.wait(30) == 3
     assert "the entry script imports 'not_installed_module_xyz', which is not installed in" in server.logs
@@ -184,7 +193,8 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(echo_app):
         server.wait_ready()
         outcome = {}
         caller = threading.Thread(
-            target=lambda: outcome.setdefault("response", requests.post(server.url + "/score", data='{"sleep": 1.5}')))
+            target=lambda: outcome.setdefault("response", requests.post(server.url + "/score", data='{"sleep": 1.5}'))
+        )
         caller.start()
         time.sleep(0.5)
         server.process.send_signal(signal.SIGTERM)
@@ -224,7 +234,9 @@ def test_multi_model_layout(tmp_path):
     for name, version, value in (("first", 1, "1.5"), ("second", 4, "10")):
         (models / name / str(version)).mkdir(parents=True)
         (models / name / str(version) / "value.txt").write_text(value)
-    app = write_app(tmp_path / "app", """\
+    app = write_app(
+        tmp_path / "app",
+        """\
         import json
         import os
 
@@ -236,25 +248,30 @@ def test_multi_model_layout(tmp_path):
 
         def run(raw_data):
             return first + second * json.loads(raw_data)["x"]
-    """)
+    """,
+    )
     with RuntimeProcess(app, model_dir=models) as server:
         server.wait_ready()
         assert requests.post(server.url + "/score", json={"x": 2}).json() == 21.5
 
 
 def test_request_headers_parameter_receives_the_headers(tmp_path):
-    app = write_app(tmp_path / "app", """\
+    app = write_app(
+        tmp_path / "app",
+        """\
         def init():
             pass
 
         def run(data, request_headers):
             return {"data": data, "content_type": request_headers.get("Content-Type"),
                     "custom": request_headers.get("X-Custom-Header")}
-    """)
+    """,
+    )
     with RuntimeProcess(app) as server:
         server.wait_ready()
-        response = requests.post(server.url + "/score", data="[1]",
-                                 headers={"Content-Type": "application/json", "x-custom-header": "abc"})
+        response = requests.post(
+            server.url + "/score", data="[1]", headers={"Content-Type": "application/json", "x-custom-header": "abc"}
+        )
         assert response.json() == {"data": "[1]", "content_type": "application/json", "custom": "abc"}
 
 
@@ -348,14 +365,18 @@ def test_runtime_imports_nothing_else_of_reconciler():
     for path in Path(runtime.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                assert node.level in (0, 1) and not (node.level == 0 and (node.module or "").startswith("reconciler")), path
+                assert node.level in (0, 1) and not (
+                    node.level == 0 and (node.module or "").startswith("reconciler")
+                ), path
                 assert node.level != 2, path
             if isinstance(node, ast.Import):
                 assert not any(alias.name.startswith("reconciler") for alias in node.names), path
 
 
 def test_with_several_workers_ready_means_every_worker_is_ready(tmp_path):
-    app = write_app(tmp_path / "app", f"""\
+    app = write_app(
+        tmp_path / "app",
+        f"""\
         import os
         import time
 
@@ -368,7 +389,8 @@ def test_with_several_workers_ready_means_every_worker_is_ready(tmp_path):
 
         def run(raw_data):
             return os.getpid()
-    """)
+    """,
+    )
     server = RuntimeProcess(app, env={"WORKER_COUNT": "2"})
     try:
         server.wait_ready()
@@ -382,7 +404,9 @@ def test_with_several_workers_ready_means_every_worker_is_ready(tmp_path):
 
 
 def test_dev_reload_picks_up_edits_and_keeps_old_code_when_the_new_fails(tmp_path):
-    app = write_app(tmp_path / "app", """\
+    app = write_app(
+        tmp_path / "app",
+        """\
         from helper import factor
 
         def init():
@@ -391,7 +415,8 @@ def test_dev_reload_picks_up_edits_and_keeps_old_code_when_the_new_fails(tmp_pat
 
         def run(raw_data):
             return [ready, factor()]
-    """)
+    """,
+    )
     (app / "helper.py").write_text("def factor():\n    return 1\n")
     with RuntimeProcess(app, env={"RECONCILER_DEV": "1"}) as server:
         server.wait_ready()
@@ -401,11 +426,14 @@ def test_dev_reload_picks_up_edits_and_keeps_old_code_when_the_new_fails(tmp_pat
         reloaded = requests.post(server.url + "/-/reload")
         assert reloaded.status_code == 200 and reloaded.json()["reloaded"] is True
         assert requests.post(server.url + "/score", data="{}").json() == ["v2", 2]
-        (app / "score.py").write_text("def init():\n    raise ValueError('half-written edit')\n\ndef run(raw):\n    return 0\n")
+        (app / "score.py").write_text(
+            "def init():\n    raise ValueError('half-written edit')\n\ndef run(raw):\n    return 0\n"
+        )
         failed = requests.post(server.url + "/-/reload")
         assert failed.status_code == 500
-        assert failed.json()["message"] == ("reload failed: ValueError: half-written edit; "
-                                             "the previous code keeps serving")
+        assert failed.json()["message"] == (
+            "reload failed: ValueError: half-written edit; the previous code keeps serving"
+        )
         assert requests.post(server.url + "/score", data="{}").json() == ["v2", 2]
 
 

@@ -38,7 +38,7 @@ VALID = [
 ]
 
 INVALID = [
-    {"models": VALID_BASE["models"]},                                    # no name
+    {"models": VALID_BASE["models"]},  # no name
     _with(name="Not_Valid"),
     _with(name="x" * 64),
     _with(models=[]),
@@ -68,7 +68,9 @@ INVALID = [
 
 def test_committed_schema_is_what_the_models_generate():
     committed = json.loads(SCHEMA_FILE.read_text())
-    assert committed == json_schema(), "schemas/package.schema.json is stale: run `reconciler schema > schemas/package.schema.json`"
+    assert committed == json_schema(), (
+        "schemas/package.schema.json is stale: run `reconciler schema > schemas/package.schema.json`"
+    )
 
 
 def test_every_example_validates_against_the_schema():

@@ -20,8 +20,12 @@ def test_serve_runs_the_example_with_azures_layout(repo):
     package = repo / "multi-model"
     shutil.copytree(EXAMPLES / "multi-model", package, ignore=shutil.ignore_patterns("build"))
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -44,8 +48,10 @@ def test_serve_runs_the_example_with_azures_layout(repo):
 
 
 def test_serve_names_the_missing_requirement_before_starting(repo):
-    package = write_package(repo / "needs", score="import not_installed_module_xyz\n\ndef init():\n    pass\n\n"
-                            "def run(raw):\n    return raw\n").parent
+    package = write_package(
+        repo / "needs",
+        score="import not_installed_module_xyz\n\ndef init():\n    pass\n\ndef run(raw):\n    return raw\n",
+    ).parent
     manifest = package / "package.yaml"
     manifest.write_text(manifest.read_text().replace("pip: []", "pip: [not-installed-module-xyz==1.0]"))
     result = run_cli("serve", str(package), "--port", str(free_port()), timeout=60)

@@ -28,7 +28,9 @@ class WatchProcess:
         self.log = tempfile.NamedTemporaryFile(prefix="watch-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "watch", *extra, *map(str, paths)],
-            cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
@@ -124,8 +126,10 @@ def test_new_and_deleted_packages(package_dir, repo, runtime_only_lock):
         watch.wait_for(r"^second: .* -> write", after=mark)
         mark = len(watch.output)
         shutil.rmtree(repo / "second")
-        watch.wait_for(r"^second: second/package.yaml deleted; its container is left running \(watch --prune removes it\)",
-                       after=mark)
+        watch.wait_for(
+            r"^second: second/package.yaml deleted; its container is left running \(watch --prune removes it\)",
+            after=mark,
+        )
 
 
 def test_sigterm_stops_within_a_second(package_dir, repo):
@@ -145,11 +149,18 @@ def test_sigterm_stops_within_a_second(package_dir, repo):
 def test_two_reconcilers_never_act_on_one_package_at_once(package_dir, repo):
     manifest = package_dir / "package.yaml"
     with PackageLocks([manifest], timeout=5, command="test holder"):
-        blocked = subprocess.run([sys.executable, "-m", "reconciler", "apply", "--lock-timeout", "1", str(repo)],
-                                 cwd=repo, capture_output=True, text=True)
+        blocked = subprocess.run(
+            [sys.executable, "-m", "reconciler", "apply", "--lock-timeout", "1", str(repo)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )
         assert blocked.returncode == 1
-        assert re.search(rf"error: {re.escape(str(manifest))} is being reconciled by pid {os.getpid()} "
-                         r"\(test holder\) on .* since \d\d:\d\d:\d\d; waited 1 s", blocked.stderr)
+        assert re.search(
+            rf"error: {re.escape(str(manifest))} is being reconciled by pid {os.getpid()} "
+            r"\(test holder\) on .* since \d\d:\d\d:\d\d; waited 1 s",
+            blocked.stderr,
+        )
         assert not (package_dir / "build").exists()
         watch = WatchProcess(repo, cwd=repo)
         watch.wait_for(r"^waiting: .* is being reconciled by pid \d+ \(test holder\).*; retrying in 1 s$")
@@ -165,7 +176,9 @@ def test_two_reconcilers_never_act_on_one_package_at_once(package_dir, repo):
 def served_package(repo, base_image, runtime_only_lock, docker_client):
     name = f"w{uuid.uuid4().hex[:10]}"
     port = free_port()
-    package = write_package(repo / name, f"""\
+    package = write_package(
+        repo / name,
+        f"""\
         name: {name}
         models: [{{name: demo_model, version: 1, path: model/model.txt}}]
         inference:
@@ -173,7 +186,8 @@ def served_package(repo, base_image, runtime_only_lock, docker_client):
         output:
           mode: container
           container: {{port: {port}}}
-        """).parent
+        """,
+    ).parent
     shutil.copy(runtime_only_lock, package / "package.lock")
     yield package, name, port
     remove_package_objects(docker_client, name)
@@ -187,12 +201,18 @@ def score(port):
 def test_edit_is_served_invalid_manifest_keeps_serving_and_resync_heals(served_package, repo, docker_client):
     package, name, port = served_package
     with WatchProcess(repo, cwd=repo, extra=["--resync", "3"]) as watch:
-        watch.wait_for(rf"^{name}: start: not written yet -> write .*, build .*, create .*, ready at http://127\.0\.0\.1:{port}/score$",
-                       timeout=180)
+        watch.wait_for(
+            rf"^{name}: start: not written yet -> write .*, build .*, create .*, ready at http://127\.0\.0\.1:{port}/score$",
+            timeout=180,
+        )
         assert score(port) == [6.0]
         mark = len(watch.output)
-        (package / "score.py").write_text((package / "score.py").read_text().replace("scale * sum(row)", "scale * sum(row) + 1"))
-        watch.wait_for(rf"^{name}: score.py changed -> write .*, build .*, recreate .*, ready at", after=mark, timeout=120)
+        (package / "score.py").write_text(
+            (package / "score.py").read_text().replace("scale * sum(row)", "scale * sum(row) + 1")
+        )
+        watch.wait_for(
+            rf"^{name}: score.py changed -> write .*, build .*, recreate .*, ready at", after=mark, timeout=120
+        )
         assert score(port) == [7.0]
         mark = len(watch.output)
         manifest = package / "package.yaml"
@@ -224,18 +244,27 @@ def test_dev_mode_reloads_code_without_a_rebuild(served_package, repo, docker_cl
         watch.wait_for(rf"^{name}: score.py changed -> reloaded \d+\.\d\d s \(dev\)$", after=mark, timeout=30)
         assert score(port) == [60.0]
         assert time.monotonic() - started < 5
-        assert [c.id for c in docker_client.containers.list(filters={"label": f"reconciler.package={name}"})] == [container.id]
+        assert [c.id for c in docker_client.containers.list(filters={"label": f"reconciler.package={name}"})] == [
+            container.id
+        ]
         mark = len(watch.output)
-        (package / "score.py").write_text("def init():\n    raise ValueError('half-written')\n\ndef run(raw):\n    return 0\n")
-        watch.wait_for(rf"^{name}: score.py changed -> reload FAILED: reload failed: ValueError: half-written; "
-                       r"the previous code keeps serving$", after=mark, timeout=30)
+        (package / "score.py").write_text(
+            "def init():\n    raise ValueError('half-written')\n\ndef run(raw):\n    return 0\n"
+        )
+        watch.wait_for(
+            rf"^{name}: score.py changed -> reload FAILED: reload failed: ValueError: half-written; "
+            r"the previous code keeps serving$",
+            after=mark,
+            timeout=30,
+        )
         assert score(port) == [60.0]
         (package / "score.py").write_text(good_score)
         watch.wait_for(rf"^{name}: score.py changed -> reloaded", after=mark, timeout=30)
         mark = len(watch.output)
         (package / "model" / "model.txt").write_text("3.0")  # not code: the full path
-        watch.wait_for(rf"^{name}: model/model.txt changed -> write .*, build .*, recreate .*, ready at", after=mark,
-                       timeout=120)
+        watch.wait_for(
+            rf"^{name}: model/model.txt changed -> write .*, build .*, recreate .*, ready at", after=mark, timeout=120
+        )
         assert score(port) == [90.0]
 
 
@@ -311,8 +340,11 @@ def test_the_loop_survives_an_engine_restart(served_package, repo, docker_client
         watch.wait_for(rf"^{name}: start: .*create .*, ready at", timeout=180)
         mark = len(watch.output)
         proxy.stop()
-        watch.wait_for(rf"^error: no Docker engine answers at unix://{re.escape(str(proxy.path))}: .*; retrying in \d+ s$",
-                       after=mark, timeout=30)
+        watch.wait_for(
+            rf"^error: no Docker engine answers at unix://{re.escape(str(proxy.path))}: .*; retrying in \d+ s$",
+            after=mark,
+            timeout=30,
+        )
         [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
         container.remove(force=True)
         mark = len(watch.output)

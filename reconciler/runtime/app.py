@@ -74,8 +74,13 @@ class ScoringApp:
     """`on_ready` is called once init() has returned; `service_ready` says whether the whole
     service is (with several workers: all of them), which is what /ready reports."""
 
-    def __init__(self, settings: Settings, on_fatal: Callable[[int], None],
-                 on_ready: Callable[[], None] = lambda: None, service_ready: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        on_fatal: Callable[[int], None],
+        on_ready: Callable[[], None] = lambda: None,
+        service_ready: Callable[[], bool] | None = None,
+    ):
         self.settings = settings
         self.on_fatal = on_fatal
         self.on_ready = on_ready
@@ -128,7 +133,8 @@ class ScoringApp:
         if isinstance(error, ModuleNotFoundError):
             log.error(
                 "the entry script imports %r, which is not installed in %s; add it to the package's requirements",
-                error.name, sys.executable,
+                error.name,
+                sys.executable,
             )
         details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         log.error("the entry script failed to start:\n%s%s", details, model_dir_listing(self.settings.model_dir))
@@ -161,7 +167,9 @@ class ScoringApp:
         elif path == "/score":
             status, headers, body = await self._score(method, scope, receive, raw_headers)
         elif path == "/":
-            status, headers, body = (200, list(TEXT), b"Healthy") if method in ("GET", "HEAD") else _error(405, "Method not allowed")
+            status, headers, body = (
+                (200, list(TEXT), b"Healthy") if method in ("GET", "HEAD") else _error(405, "Method not allowed")
+            )
         elif path == "/ready":
             if method not in ("GET", "HEAD"):
                 status, headers, body = _error(405, "Method not allowed")
@@ -231,8 +239,11 @@ class ScoringApp:
         try:
             ok, result, seconds = await self.runner.call(script.run, arguments, self.timeout_s)
         except ScoringTimeout:
-            log.error("run() did not return within %d ms (request %s)", self.settings.scoring_timeout_ms,
-                      request.headers.get("X-Request-Id", ""))
+            log.error(
+                "run() did not return within %d ms (request %s)",
+                self.settings.scoring_timeout_ms,
+                request.headers.get("X-Request-Id", ""),
+            )
             status, headers, body = _error(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms")
             headers.append((b"x-ms-run-function-failed", b"True"))
             return status, headers, body
@@ -244,8 +255,10 @@ class ScoringApp:
                 log.error("run() returned a value that is not JSON-serialisable: %s", error)
                 message = f"run() returned a value that is not JSON-serialisable ({type(result).__name__})"
         else:
-            log.error("run() raised an exception:\n%s",
-                      "".join(traceback.format_exception(type(result), result, result.__traceback__)))
+            log.error(
+                "run() raised an exception:\n%s",
+                "".join(traceback.format_exception(type(result), result, result.__traceback__)),
+            )
             message = "An unexpected error occurred in scoring script. Check the logs for more info."
         status, headers, body = _error(500, message)
         return status, headers + [(b"x-ms-run-function-failed", b"True"), timing], body
@@ -254,8 +267,11 @@ class ScoringApp:
         """Runs on the entry-script thread, after the calls queued before it: forget the app's
         own modules (so edited helpers are read again), import the script, call init()."""
         root = os.path.abspath(self.settings.app_root) + os.sep
-        previous = {name: module for name, module in sys.modules.items()
-                    if (getattr(module, "__file__", None) or "").startswith(root)}
+        previous = {
+            name: module
+            for name, module in sys.modules.items()
+            if (getattr(module, "__file__", None) or "").startswith(root)
+        }
         for name in previous:
             del sys.modules[name]
         try:
@@ -264,8 +280,9 @@ class ScoringApp:
         except BaseException:
             sys.modules.update(previous)  # the old code goes on serving, with its own modules
             raise
-        documents = swagger.documents(self.settings.app_root, self.settings.service_name,
-                                      self.settings.service_version, script.schemas())
+        documents = swagger.documents(
+            self.settings.app_root, self.settings.service_name, self.settings.service_version, script.schemas()
+        )
         return script, documents
 
     async def _reload(self) -> tuple[int, list, bytes]:
@@ -273,8 +290,10 @@ class ScoringApp:
             return _error(503, "init() has not returned yet")
         ok, value, seconds = await self.runner.call(self._load_again, {}, None)
         if not ok:
-            log.error("reload failed; the previous code keeps serving:\n%s",
-                      "".join(traceback.format_exception(type(value), value, value.__traceback__)))
+            log.error(
+                "reload failed; the previous code keeps serving:\n%s",
+                "".join(traceback.format_exception(type(value), value, value.__traceback__)),
+            )
             reason = traceback.format_exception_only(type(value), value)[-1].strip()
             return _error(500, f"reload failed: {reason}; the previous code keeps serving")
         self.script, self.swagger = value
@@ -291,6 +310,9 @@ class ScoringApp:
         document = self.swagger.get(version)
         if document is None:
             supported = ", ".join(sorted(self.swagger))
-            return _error(404, f"Swagger version [{requested}] is not supported for the scoring script. "
-                               f"Supported swagger versions: [{supported}].")
+            return _error(
+                404,
+                f"Swagger version [{requested}] is not supported for the scoring script. "
+                f"Supported swagger versions: [{supported}].",
+            )
         return 200, list(JSON), document

@@ -64,6 +64,7 @@ def serve(settings: Settings, sockets=None, readiness=None, index: int = 0) -> i
     if readiness is None:
         app = ScoringApp(settings, on_fatal)
     else:
+
         def mark_ready() -> None:
             readiness[index] = 1
 
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m reconciler_runtime",
         description="Serve an Azure ML entry script (init() + run()) over HTTP. Settings come from "
-                    "AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT, "
-                    "SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES.",
+        "AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT, "
+        "SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES.",
     )
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 5001)")
     parser.add_argument("--host", help="address to listen on (default: $HOST or 0.0.0.0)")

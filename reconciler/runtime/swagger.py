@@ -19,7 +19,11 @@ USER_FILES = {"2": ("swagger.json", "swagger2.json"), "3": ("swagger3.json",)}
 
 def _paths(input_ref: str, output_ref: str, error_ref: str, version: str) -> dict:
     def body(ref: str) -> dict:
-        return {"schema": {"$ref": ref}} if version == "2" else {"content": {"application/json": {"schema": {"$ref": ref}}}}
+        return (
+            {"schema": {"$ref": ref}}
+            if version == "2"
+            else {"content": {"application/json": {"schema": {"$ref": ref}}}}
+        )
 
     score_post = {
         "summary": "Score the model: calls the entry script's run()",
@@ -31,17 +35,31 @@ def _paths(input_ref: str, output_ref: str, error_ref: str, version: str) -> dic
     }
     if version == "2":
         score_post["parameters"] = [
-            {"name": "serviceInputPayload", "in": "body", "description": "The input payload", "required": True,
-             "schema": {"$ref": input_ref}}
+            {
+                "name": "serviceInputPayload",
+                "in": "body",
+                "description": "The input payload",
+                "required": True,
+                "schema": {"$ref": input_ref},
+            }
         ]
     else:
         score_post["requestBody"] = {"description": "The input payload", "required": True, **body(input_ref)}
     return {
-        "/": {"get": {"summary": "Liveness probe", "operationId": "ServiceHealthCheck",
-                      "responses": {"200": {"description": "Healthy"}}}},
-        "/ready": {"get": {"summary": "Readiness probe: 200 once init() has returned",
-                           "operationId": "ServiceReadiness",
-                           "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}}}},
+        "/": {
+            "get": {
+                "summary": "Liveness probe",
+                "operationId": "ServiceHealthCheck",
+                "responses": {"200": {"description": "Healthy"}},
+            }
+        },
+        "/ready": {
+            "get": {
+                "summary": "Readiness probe: 200 once init() has returned",
+                "operationId": "ServiceReadiness",
+                "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+            }
+        },
         "/score": {"post": score_post},
     }
 
@@ -55,21 +73,33 @@ def generate(version: str, title: str, service_version: str, input_schema: dict,
             "schemes": ["http"],
             "consumes": ["application/json"],
             "produces": ["application/json"],
-            "paths": _paths("#/definitions/ServiceInput", "#/definitions/ServiceOutput",
-                            "#/definitions/ErrorResponse", "2"),
-            "definitions": {"ServiceInput": input_schema, "ServiceOutput": output_schema, "ErrorResponse": ERROR_SCHEMA},
+            "paths": _paths(
+                "#/definitions/ServiceInput", "#/definitions/ServiceOutput", "#/definitions/ErrorResponse", "2"
+            ),
+            "definitions": {
+                "ServiceInput": input_schema,
+                "ServiceOutput": output_schema,
+                "ErrorResponse": ERROR_SCHEMA,
+            },
         }
     return {
         "openapi": "3.0.1",
         "info": info,
-        "paths": _paths("#/components/schemas/ServiceInput", "#/components/schemas/ServiceOutput",
-                        "#/components/schemas/ErrorResponse", "3"),
-        "components": {"schemas": {"ServiceInput": input_schema, "ServiceOutput": output_schema,
-                                   "ErrorResponse": ERROR_SCHEMA}},
+        "paths": _paths(
+            "#/components/schemas/ServiceInput",
+            "#/components/schemas/ServiceOutput",
+            "#/components/schemas/ErrorResponse",
+            "3",
+        ),
+        "components": {
+            "schemas": {"ServiceInput": input_schema, "ServiceOutput": output_schema, "ErrorResponse": ERROR_SCHEMA}
+        },
     }
 
 
-def documents(app_root: str, title: str, service_version: str, schemas: tuple[dict, dict, list[str]] | None) -> dict[str, bytes]:
+def documents(
+    app_root: str, title: str, service_version: str, schemas: tuple[dict, dict, list[str]] | None
+) -> dict[str, bytes]:
     """Swagger documents by version ("2", "3"), rendered once at start-up."""
     rendered: dict[str, bytes] = {}
     for version, names in USER_FILES.items():
@@ -85,5 +115,7 @@ def documents(app_root: str, title: str, service_version: str, schemas: tuple[di
         input_schema, output_schema, supported = schemas
     for version in ("2", "3"):
         if version not in rendered and f"{version}.0" in supported:
-            rendered[version] = json.dumps(generate(version, title, service_version, input_schema, output_schema)).encode()
+            rendered[version] = json.dumps(
+                generate(version, title, service_version, input_schema, output_schema)
+            ).encode()
     return rendered
