@@ -25,10 +25,10 @@ from .problems import ReconcilerError, display_path
 from .stamp import STAMP_NAME, Stamp, StampUnreadable, read_stamp
 
 
-def check_ownership(folder: Path, package_name: str) -> None:
-    """Refuse to touch a folder reconciler did not write for this package."""
+def check_ownership(folder: Path, package_name: str) -> Stamp | None:
+    """Refuse to touch a folder reconciler did not write for this package; its stamp if it is ours."""
     if not os.path.lexists(folder):
-        return
+        return None
     if folder.is_symlink() or not folder.is_dir():
         raise ReconcilerError(f"{display_path(folder)} exists and is not a folder; reconciler will not replace it")
     try:
@@ -45,13 +45,34 @@ def check_ownership(folder: Path, package_name: str) -> None:
         )
     if stamp.package != package_name:
         raise ReconcilerError(f"{display_path(folder)} belongs to package {stamp.package!r}, not {package_name!r}")
+    return stamp
 
 
 class _FolderWriter:
-    def __init__(self, root: Path, digester: Digester):
+    """Writes the new folder. A file the previous folder already holds, unedited, is hard-linked
+    from it instead of copied again: rewriting a folder for a code edit must not copy a
+    multi-gigabyte model."""
+
+    def __init__(self, root: Path, digester: Digester, previous: Path | None, previous_files: dict[str, str]):
         self.root = root
         self.digester = digester
+        self.previous = previous
+        self.previous_files = previous_files
         self.files: dict[str, str] = {}
+
+    def _reuse(self, relative: str, expected: str, path: Path) -> bool:
+        if self.previous is None or self.previous_files.get(relative) != expected:
+            return False
+        old = self.previous / relative
+        try:
+            status = old.lstat()
+            digest = self.digester.file(str(old), status)
+            if (digest + "+x" if status.st_mode & 0o111 else digest) != expected:
+                return False  # edited by hand since: write it afresh
+            os.link(old, path)
+        except OSError:
+            return False
+        return True
 
     def text(self, relative: str, text: str) -> None:
         data = text.encode()
@@ -65,9 +86,11 @@ class _FolderWriter:
         """Copy a file whose digest is already known (an input of the hash)."""
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, path)
-        os.chmod(path, 0o755 if executable else 0o644)
-        self.files[relative] = digest + "+x" if executable else digest
+        expected = digest + "+x" if executable else digest
+        if not self._reuse(relative, expected, path):
+            shutil.copyfile(source, path)
+            os.chmod(path, 0o755 if executable else 0o644)
+        self.files[relative] = expected
 
     def link(self, relative: str, source: Path) -> None:
         """Hard-link a read-only cache file, copying when the filesystem will not link."""
@@ -85,13 +108,13 @@ def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester)
     """Write the package's build folder and return the stamp written into it."""
     package = desired.package
     target = package.output_directory
-    check_ownership(target, package.name)
+    previous = check_ownership(target, package.name)
     wheel_cache.fetch(package, desired.lock)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(target)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.reconciler-new-", dir=target.parent))
     try:
-        writer = _FolderWriter(scratch, digester)
+        writer = _FolderWriter(scratch, digester, target if previous else None, previous.files if previous else {})
         writer.text("Dockerfile", desired.dockerfile)
         writer.text("requirements.lock.txt", desired.lock.pip_requirements())
         writer.text("package.lock", desired.lock.to_json())

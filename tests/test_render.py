@@ -111,3 +111,21 @@ def test_variable_values_are_quoted_not_interpreted(value):
 def test_newlines_can_never_reach_the_dockerfile():
     with pytest.raises(ValueError):
         _quote("x\nRUN rm -rf /")
+
+
+def test_rewriting_a_folder_reuses_unchanged_files_instead_of_copying(package_dir, repo):
+    assert run_cli("apply", str(repo), cwd=repo).returncode == 0
+    folder = package_dir / "build" / "demo"
+    model = folder / "models" / "demo_model" / "1" / "model.txt"
+    model_inode = model.stat().st_ino
+    with open(package_dir / "score.py", "a") as handle:
+        handle.write("# a code edit\n")
+    assert run_cli("apply", str(repo), cwd=repo).returncode == 0
+    assert model.stat().st_ino == model_inode, "the unchanged model was linked, not copied"
+    assert "# a code edit" in (folder / "app" / "score.py").read_text()
+    model.write_text("9.0")  # a hand edit: drift, and never a file to carry over
+    with open(package_dir / "score.py", "a") as handle:
+        handle.write("# another\n")
+    assert run_cli("apply", str(repo), cwd=repo).returncode == 0
+    assert model.read_text() == "2.0"
+    assert run_cli("plan", str(repo), cwd=repo).returncode == 0
