@@ -105,10 +105,9 @@ def test_seed_flow_then_a_second_apply_does_nothing(docker_client, repo, base_im
     assert binding["HostIp"] == "127.0.0.1"
     assert container.labels["reconciler.managed"] == "true" and container.labels["reconciler.package"] == unique_name
     image = docker_client.images.get(before[1])
-    assert image.labels["reconciler.hash"].startswith(image.tags[0].split(":")[1]) or any(
-        t.endswith(":latest") for t in image.tags
-    )
-    assert f"{unique_name}:latest" in image.tags
+    full_hash = image.labels["reconciler.hash"]
+    assert sorted(image.tags) == sorted([f"{unique_name}:{full_hash[:12]}", f"{unique_name}:latest"])
+    assert "reconciler.managed" not in image.labels, "only containers reconciler creates carry it"
 
 
 def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
