@@ -128,6 +128,27 @@ def docker_client():
     return client
 
 
+def engine_package(repo, base_image, runtime_only_lock, name, *, mode="container", port=None):
+    """A small package for image or container mode on the test base image, on a free port."""
+    from .runtime_helpers import free_port
+
+    package = repo / name
+    write_package(
+        package,
+        f"""\
+        name: {name}
+        models: [{{name: demo_model, version: 1, path: model/model.txt}}]
+        inference:
+          environment: {{base_image: {base_image}, pip: []}}
+        output:
+          mode: {mode}
+          container: {{port: {port or free_port()}}}
+        """,
+    )
+    shutil.copy(runtime_only_lock, package / "package.lock")
+    return package
+
+
 def remove_package_objects(docker_client, name: str) -> None:
     """Remove every container (ours or started by hand) and image of package `name`."""
     for container in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"}):

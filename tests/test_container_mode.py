@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from .conftest import EXAMPLES, IN_CI, remove_package_objects, run_cli, write_package
+from .conftest import EXAMPLES, IN_CI, engine_package, remove_package_objects, run_cli, write_package
 from .runtime_helpers import free_port
 
 pytestmark = pytest.mark.docker
@@ -44,24 +44,6 @@ def sklearn_package(repo, base_image, name, *, mode="container", port=None, extr
     text = text.replace("mode: dockerfile", f"mode: {mode}")
     text = text.replace("container: {port: 6789}", f"container: {{port: {port or free_port()}}}{extra}")
     manifest.write_text(text)
-    return package
-
-
-def small_package(repo, base_image, runtime_only_lock, name, *, mode="container", port=None):
-    package = repo / name
-    write_package(
-        package,
-        f"""\
-        name: {name}
-        models: [{{name: demo_model, version: 1, path: model/model.txt}}]
-        inference:
-          environment: {{base_image: {base_image}, pip: []}}
-        output:
-          mode: {mode}
-          container: {{port: {port or free_port()}}}
-        """,
-    )
-    shutil.copy(runtime_only_lock, package / "package.lock")
     return package
 
 
@@ -152,7 +134,7 @@ def test_port_change_recreates_without_a_build(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     old_port, new_port = port_of(package), free_port()
     _, image = ids(docker_client, unique_name)
@@ -175,7 +157,7 @@ def test_container_removed_or_stopped_by_hand_comes_back(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     container_id, _ = ids(docker_client, unique_name)
     docker_client.containers.get(container_id).stop(timeout=5)
@@ -196,7 +178,7 @@ def test_broken_init_fails_the_canary_and_the_old_container_keeps_serving(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     before = ids(docker_client, unique_name)
     (package / "score.py").write_text(
@@ -221,7 +203,7 @@ def test_push_then_pull_back_by_hash(docker_client, repo, base_image, runtime_on
     if requests.get(f"http://{REGISTRY}/v2/", timeout=2).status_code != 200:
         pytest.fail(f"no registry at {REGISTRY}") if IN_CI else pytest.skip(f"no registry at {REGISTRY}")
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
     manifest = package / "package.yaml"
     manifest.write_text(
         manifest.read_text().replace("mode: image", f"mode: image\n  image: {{registry: '{REGISTRY}', push: true}}")
@@ -252,7 +234,7 @@ def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(
     alias = f"reconciler-test/base-{unique_name}:1"
     docker_client.images.get(base_image).tag(alias)
     try:
-        package = small_package(repo, alias, runtime_only_lock, unique_name, mode="image")
+        package = engine_package(repo, alias, runtime_only_lock, unique_name, mode="image")
         assert apply(package, cwd=repo).returncode == 0
         assert run_cli("plan", str(package), cwd=repo).returncode == 0
         # "re-pull" the base: same reference, new content
@@ -272,8 +254,8 @@ def test_build_failure_shows_the_step_and_others_go_on(
 ):
     good, bad = f"{unique_name}-good", f"{unique_name}-bad"
     cleanup_engine.extend([good, bad])
-    small_package(repo, base_image, runtime_only_lock, good, mode="image")
-    broken = small_package(repo, base_image, runtime_only_lock, bad, mode="image")
+    engine_package(repo, base_image, runtime_only_lock, good, mode="image")
+    broken = engine_package(repo, base_image, runtime_only_lock, bad, mode="image")
     manifest = broken / "package.yaml"
     manifest.write_text(manifest.read_text().replace("pip: []}", "pip: [], system_packages: [no-such-package-xyz]}"))
     result = apply(repo, cwd=repo)
@@ -290,8 +272,8 @@ def test_orphans_are_listed_then_pruned_but_never_while_a_manifest_is_broken(
 ):
     keep, gone = f"{unique_name}-keep", f"{unique_name}-gone"
     cleanup_engine.extend([keep, gone])
-    small_package(repo, base_image, runtime_only_lock, keep)
-    small_package(repo, base_image, runtime_only_lock, gone)
+    engine_package(repo, base_image, runtime_only_lock, keep)
+    engine_package(repo, base_image, runtime_only_lock, gone)
     assert apply(repo, cwd=repo).returncode == 0
     shutil.rmtree(repo / gone)
     plan = run_cli("plan", str(repo), cwd=repo)
@@ -315,8 +297,8 @@ def test_prune_only_looks_below_the_paths_given(
 ):
     one, two = f"{unique_name}-one", f"{unique_name}-two"
     cleanup_engine.extend([one, two])
-    small_package(repo / "a", base_image, runtime_only_lock, one)
-    small_package(repo / "b", base_image, runtime_only_lock, two)
+    engine_package(repo / "a", base_image, runtime_only_lock, one)
+    engine_package(repo / "b", base_image, runtime_only_lock, two)
     assert apply(repo, cwd=repo).returncode == 0
     result = apply(repo / "a", cwd=repo, extra=["--prune"])
     assert result.returncode == 0 and "prune:" not in result.stdout
@@ -327,7 +309,7 @@ def test_down_removes_containers_and_keeps_images(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     result = run_cli("down", str(package), cwd=repo)
     assert result.returncode == 0 and f"{unique_name}: removed container {unique_name}" in result.stdout
@@ -341,7 +323,7 @@ def test_status_shows_container_readiness_and_url(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     result = run_cli("status", str(package), cwd=repo)
     assert result.returncode == 0
@@ -355,7 +337,7 @@ def test_status_shows_container_readiness_and_url(
 
 
 def test_unreachable_engine_is_one_clear_line_and_changes_nothing(repo, runtime_only_lock, unique_name):
-    package = small_package(repo, "python:3.11-slim", runtime_only_lock, unique_name)
+    package = engine_package(repo, "python:3.11-slim", runtime_only_lock, unique_name)
     result = run_cli("apply", str(package), cwd=repo, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -367,7 +349,7 @@ def test_a_container_started_by_hand_from_our_image_is_never_touched(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
     assert apply(package, cwd=repo).returncode == 0
     _, image = ids(docker_client, unique_name)
     by_hand = docker_client.containers.run(
@@ -401,7 +383,7 @@ def test_image_lookups_by_tag_and_by_listing_plan_the_same(
     names = [f"{unique_name}-{i}" for i in range(3)]
     cleanup_engine.extend(names)
     for name in names:
-        small_package(repo, base_image, runtime_only_lock, name, mode="image")
+        engine_package(repo, base_image, runtime_only_lock, name, mode="image")
     assert apply(repo, cwd=repo).returncode == 0
     for threshold in (100, 1, 0):  # all by tag; one by tag then a listing; a listing from the start
         monkeypatch.setattr(reconcile_module, "INSPECTS_BEFORE_LISTING", threshold)
@@ -415,7 +397,7 @@ def test_hash_command_agrees_with_the_built_image(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     cleanup_engine.append(unique_name)
-    package = small_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
     assert apply(package, cwd=repo).returncode == 0
     [image] = docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
     result = run_cli("hash", str(package), cwd=repo)

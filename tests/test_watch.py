@@ -19,7 +19,7 @@ import requests
 
 from reconciler.locking import PackageLocks
 
-from .conftest import remove_package_objects, write_package
+from .conftest import engine_package, remove_package_objects, write_package
 from .runtime_helpers import free_port
 
 
@@ -176,19 +176,7 @@ def test_two_reconcilers_never_act_on_one_package_at_once(package_dir, repo):
 def served_package(repo, base_image, runtime_only_lock, docker_client):
     name = f"w{uuid.uuid4().hex[:10]}"
     port = free_port()
-    package = write_package(
-        repo / name,
-        f"""\
-        name: {name}
-        models: [{{name: demo_model, version: 1, path: model/model.txt}}]
-        inference:
-          environment: {{base_image: {base_image}, pip: []}}
-        output:
-          mode: container
-          container: {{port: {port}}}
-        """,
-    ).parent
-    shutil.copy(runtime_only_lock, package / "package.lock")
+    package = engine_package(repo, base_image, runtime_only_lock, name, port=port)
     yield package, name, port
     remove_package_objects(docker_client, name)
 
