@@ -195,7 +195,7 @@ class Executor:
 
     def remove(self, outcome: Outcome | None, action: Action) -> str:
         engine = self.session.engine
-        if action.target.startswith("image "):
+        if action.subject_kind == "image":
             engine.remove_image(action.subject)
         else:
             engine.stop(action.subject)

@@ -61,6 +61,16 @@ class Action:
     target: str
     cause: str
     subject: str = ""  # the engine object acted on (container or image id), when there is one
+    subject_kind: str = ""  # "container" or "image"
+
+
+def remove_container(package: str, container: ContainerState, cause: str) -> Action:
+    return Action("remove", package, f"container {container.name}", cause, container.id, "container")
+
+
+def remove_image(package: str, image: ImageState, cause: str) -> Action:
+    label = ", ".join(image.tags) or image.id[7:19]
+    return Action("remove", package, f"image {label}", cause, image.id, "image")
 
 
 @dataclass
@@ -138,15 +148,7 @@ def plan_package(intent: Intent, observed: Observed) -> PackagePlan:
     name = intent.name
     if intent.mode != "container":
         for container in observed.containers:
-            plan.actions.append(
-                Action(
-                    "remove",
-                    name,
-                    f"container {container.name}",
-                    f"output.mode is {intent.mode}: no container wanted",
-                    container.id,
-                )
-            )
+            plan.actions.append(remove_container(name, container, f"output.mode is {intent.mode}: no container wanted"))
     if intent.mode == "dockerfile":
         return plan
     if not observed.base_present:
@@ -186,19 +188,9 @@ def _plan_container(intent: Intent, observed: Observed, plan: PackagePlan, build
         plan.actions.append(Action("start", name, target, f"container {current.state}", current.id))
     for other in serving:
         if other is not current:
-            plan.actions.append(
-                Action("remove", name, f"container {other.name}", "a second container for this package", other.id)
-            )
+            plan.actions.append(remove_container(name, other, "a second container for this package"))
     for leftover in leftovers:
-        plan.actions.append(
-            Action(
-                "remove",
-                name,
-                f"container {leftover.name}",
-                f"{leftover.role} left by an interrupted replacement",
-                leftover.id,
-            )
-        )
+        plan.actions.append(remove_container(name, leftover, f"{leftover.role} left by an interrupted replacement"))
 
 
 @dataclass
@@ -235,30 +227,17 @@ def plan_cleanup(
     superseded: list[Action] = []
     for container in containers:
         if container.package not in wanted and _in_scope(container.manifest, scope):
-            orphans.append(
-                Action(
-                    "remove",
-                    container.package,
-                    f"container {container.name}",
-                    "orphan: its manifest is gone",
-                    container.id,
-                )
-            )
+            orphans.append(remove_container(container.package, container, "orphan: its manifest is gone"))
     leaving = {action.subject for action in orphans}
     in_use = {image for container, image in container_images.items() if container not in leaving}
     for image in images:
-        label = ", ".join(image.tags) or image.id[7:19]
         if image.id in in_use:
             continue  # someone runs it, perhaps by hand: not ours to take away
         if image.package not in wanted:
             if _in_scope(image_manifests.get(image.id, ""), scope):
-                orphans.append(
-                    Action("remove", image.package, f"image {label}", "orphan: its manifest is gone", image.id)
-                )
+                orphans.append(remove_image(image.package, image, "orphan: its manifest is gone"))
         elif image.hash != wanted[image.package][0]:
-            superseded.append(
-                Action("remove", image.package, f"image {label}", "superseded by a newer build", image.id)
-            )
+            superseded.append(remove_image(image.package, image, "superseded by a newer build"))
     if prune and complete:
         cleanup.actions = orphans + superseded
     elif orphans:  # superseded images are routine after every build: only --prune mentions them
