@@ -374,7 +374,7 @@ def entry_script_problems(package: Package) -> list[Problem]:
         return [package.problem(("inference", "entry_script"), f"cannot read {display_path(script)}: {error}")]
     defined = _module_level_names(tree.body)
     missing = [name for name in ("init", "run") if name not in defined]
-    if not missing:
+    if not missing or "*" in defined:  # `from scoring import *` may define them: the runtime will tell
         return []
     functions = " and ".join(f"{name}()" for name in missing)
     return [

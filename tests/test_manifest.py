@@ -260,6 +260,10 @@ def test_entry_script_forms_azure_accepts(repo):
     load_package(write_package(repo / "pkg", score=score))
 
 
+def test_star_import_may_define_init_and_run(repo):
+    load_package(write_package(repo / "pkg", score="from scoring import *\n"))
+
+
 def test_entry_script_syntax_error_points_into_the_script(repo):
     manifest = write_package(repo / "pkg", score="def init():\n    pass\ndef run(x)\n    return x\n")
     with pytest.raises(InvalidInput) as caught:
