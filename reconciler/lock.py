@@ -126,12 +126,14 @@ def requirement_lines(package: Package) -> list[str]:
     return list(environment.pip or [])
 
 
-def runtime_requirement_lines() -> list[str]:
-    return [
+@functools.lru_cache(maxsize=1)
+def runtime_requirement_lines() -> tuple[str, ...]:
+    """The runtime's requirements (shipped with reconciler): read once per process, not per package."""
+    return tuple(
         line.strip()
         for line in RUNTIME_REQUIREMENTS.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
-    ]
+    )
 
 
 def inputs_digest(package: Package) -> str:
@@ -142,7 +144,7 @@ def inputs_digest(package: Package) -> str:
             "python": environment.python,
             "platform": environment.platform,
             "requirements": requirement_lines(package),
-            "runtime": runtime_requirement_lines(),
+            "runtime": list(runtime_requirement_lines()),
         }
     )
 
@@ -280,7 +282,7 @@ def resolve(package: Package, wheel_cache: "WheelCache") -> Lock:
         inputs_digest=inputs_digest(package),
         python=environment.python,
         platform=environment.platform,
-        requirements=tuple(lines + runtime_requirement_lines()),
+        requirements=(*lines, *runtime_requirement_lines()),
         wheels=tuple(wheels),
     )
 

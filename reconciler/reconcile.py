@@ -175,23 +175,27 @@ def desire_packages(
 INSPECTS_BEFORE_LISTING = 16
 
 
-def _desired_image(package: Package, desired: Desired, snapshot: Snapshot, containers: list, session: Session):
+def _desired_image(
+    package: Package, desired: Desired, intent: Intent, snapshot: Snapshot, containers: list, session: Session
+):
     """The image carrying the desired hash, if the engine has it: from a serving container
     already running it, else by one inspect of its tag; past a handful of inspects in one
     run, one listing of all images answers for the rest."""
     running = next((c for c in containers if c.image_hash == desired.image_hash and c.image_id), None)
     if running is not None and snapshot.images is None:
-        return ImageState(running.image_id, package.name, desired.image_hash, (intent_of(desired).image,))
+        return ImageState(running.image_id, package.name, desired.image_hash, (intent.image,))
     if snapshot.images is None and snapshot.inspects >= INSPECTS_BEFORE_LISTING:
         listed = session.engine.snapshot(images=True)
         snapshot.images, snapshot.container_images = listed.images, listed.container_images
     if snapshot.images is not None:
         return next((i for i in snapshot.images_of(package.name) if i.hash == desired.image_hash), None)
     snapshot.inspects += 1
-    return session.engine.image(intent_of(desired).image, desired.image_hash)
+    return session.engine.image(intent.image, desired.image_hash)
 
 
-def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, bases: dict[str, str | None]) -> Observed:
+def _observe(
+    outcome: Outcome, intent: Intent, session: Session, snapshot: Snapshot | None, bases: dict[str, str | None]
+) -> Observed:
     package, desired = outcome.package, outcome.desired
     folder = observe_folder(package.output_directory, package.name, session.digester)
     if snapshot is None:
@@ -200,11 +204,11 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None, base
     images = snapshot.images_of(package.name)
     registry_has = None
     if uses_engine(package):
-        desired_image = _desired_image(package, desired, snapshot, containers, session)
+        desired_image = _desired_image(package, desired, intent, snapshot, containers, session)
         if desired_image is not None and desired_image not in images:
             images.append(desired_image)
         if package.manifest.output.image.push and desired_image is not None:
-            registry_has = session.engine.registry_has(intent_of(desired).push_to)
+            registry_has = session.engine.registry_has(intent.push_to)
     return Observed(
         folder,
         images=images,
@@ -244,12 +248,13 @@ def reconcile(
     for outcome in outcomes:
         package = outcome.package
         if outcome.desired is not None:
+            intent = intent_of(outcome.desired)
             try:
-                outcome.observed = _observe(outcome, session, snapshot, bases)
+                outcome.observed = _observe(outcome, intent, session, snapshot, bases)
             except EngineError as error:
                 outcome.problems.append(Problem(str(package.manifest_path), str(error)))
             else:
-                outcome.plan = plan_package(intent_of(outcome.desired), outcome.observed)
+                outcome.plan = plan_package(intent, outcome.observed)
                 outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
     cleanup = Cleanup()
     if snapshot is not None and only is None:
