@@ -17,8 +17,8 @@ from pathlib import Path
 
 from common import PYTHON, header, median, time_command
 
-from reconciler.digest import Digester
-from reconciler.statcache import RACY_WINDOW_NS, StatCache
+from reconciler.desired.digest import Digester
+from reconciler.desired.statcache import RACY_WINDOW_NS, StatCache
 
 
 def sha256_file(path: Path) -> None:

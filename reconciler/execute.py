@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from . import docker_engine
-from .docker_engine import EngineError
-from .dockerfile import DEV_APP_ROOT
-from .endpoint import score_url
-from .plan import Action
-from .problems import ReconcilerError
-from .reconcile import ActionResult, Outcome, Reconciliation, Session
-from .render import render_folder
+from reconciler.engine import docker as docker_engine
+from reconciler.engine.docker import EngineError
+from reconciler.desired.dockerfile import DEV_APP_ROOT
+from reconciler.engine.endpoint import score_url
+from reconciler.plan import Action
+from reconciler.core.errors import ReconcilerError
+from reconciler.apply import ActionResult, Outcome, Reconciliation, Session
+from reconciler.desired.buildfolder import render_folder
 
 Progress = Callable[[str, str], None]  # (package, line)
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .docker_engine import ContainerState, ImageState
-from .observe import FolderState
+from reconciler.engine.docker import ContainerState, ImageState
+from reconciler.observed.folder import FolderState
 
 MAX_NAMED_INPUTS = 4
 

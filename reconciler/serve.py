@@ -18,10 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .dockerfile import ModelLayout, model_dir
-from .loader import Package
-from .lock import requirement_lines
-from .problems import ReconcilerError, display_path
+from reconciler.desired.dockerfile import ModelLayout, model_dir
+from reconciler.spec.package import Package
+from reconciler.desired.pins import requirement_lines
+from reconciler.core.errors import ReconcilerError, display_path
 
 
 def link_models(package: Package, folder: Path) -> str:

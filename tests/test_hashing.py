@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from reconciler.desired import desire
-from reconciler.digest import Digester, read_digest
-from reconciler.loader import load_package
-from reconciler.lock import WheelCache
-from reconciler.statcache import RACY_WINDOW_NS, StatCache
+from reconciler.desired.state import desire
+from reconciler.desired.digest import Digester, read_digest
+from reconciler.spec.package import load_package
+from reconciler.desired.pins import WheelCache
+from reconciler.desired.statcache import RACY_WINDOW_NS, StatCache
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_symlink_inside_the_repository_is_followed(package_dir, digester, tmp_pa
 
 
 def test_symlink_leaving_the_repository_is_refused(package_dir, digester, tmp_path_factory, tmp_path):
-    from reconciler.problems import InvalidInput
+    from reconciler.core.errors import InvalidInput
 
     outside = tmp_path_factory.mktemp("elsewhere")
     (outside / "secret.py").write_text("")
@@ -130,7 +130,7 @@ def test_symlink_leaving_the_repository_is_refused(package_dir, digester, tmp_pa
 
 
 def test_entry_script_excluded_by_ignore_file_is_an_error(package_dir, digester, tmp_path):
-    from reconciler.problems import InvalidInput
+    from reconciler.core.errors import InvalidInput
 
     (package_dir / ".reconcilerignore").write_text("score.py\n")
     with pytest.raises(InvalidInput) as caught:

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from reconciler.lock import sha256_of
+from reconciler.desired.pins import sha256_of
 
 from .conftest import EXAMPLES, run_cli
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from reconciler.observe import FolderState
+from reconciler.observed.folder import FolderState
 from reconciler.plan import Intent, changed_inputs, plan_folder
-from reconciler.report import _action_line
+from reconciler.cli.report import _action_line
 
 INPUTS = {
     "Dockerfile": "d1",
@@ -72,7 +72,7 @@ def test_folders_that_are_not_ours_are_errors_not_actions():
 
 # -- image and container modes ---------------------------------------------------------
 
-from reconciler.docker_engine import ContainerState, ImageState  # noqa: E402
+from reconciler.engine.docker import ContainerState, ImageState  # noqa: E402
 from reconciler.plan import Observed, plan_cleanup, plan_package  # noqa: E402
 
 H, C = "a" * 64, "b" * 64

@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.desired import dockerfile_settings
-from reconciler.dockerfile import render_dockerfile
-from reconciler.loader import load_package
-from reconciler.problems import InvalidInput
+from reconciler.desired.state import dockerfile_settings
+from reconciler.desired.dockerfile import render_dockerfile
+from reconciler.spec.package import load_package
+from reconciler.core.errors import InvalidInput
 
 from .conftest import SIMPLE_SCORE
 

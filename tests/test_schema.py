@@ -9,7 +9,7 @@ import pydantic
 import pytest
 import yaml
 
-from reconciler.manifest import Manifest, json_schema
+from reconciler.spec.manifest import Manifest, json_schema
 
 from .conftest import EXAMPLES, ROOT
 

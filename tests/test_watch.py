@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from reconciler.locking import PackageLocks
+from reconciler.core.package_locks import PackageLocks
 
 from .conftest import engine_package, remove_package_objects, write_package
 from .runtime_helpers import free_port

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pathspec
 
-from .loader import MANIFEST_NAME, Package, inside, real_path
-from .problems import InvalidInput, Problem, display_path
-from .stamp import STAMP_NAME
+from reconciler.spec.package import MANIFEST_NAME, Package, inside, real_path
+from reconciler.core.errors import InvalidInput, Problem, display_path
+from reconciler.core.stamp import STAMP_NAME
 
 IGNORE_FILE = ".reconcilerignore"
 DEFAULT_IGNORES = [".*"]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from .manifest import PATTERN_HINTS, Manifest
-from .problems import InvalidInput, Problem, display_path
-from .yamldoc import MAX_MANIFEST_BYTES, Loc, YamlDocument, YamlError, load_yaml
+from reconciler.spec.manifest import PATTERN_HINTS, Manifest
+from reconciler.core.errors import InvalidInput, Problem, display_path
+from reconciler.spec.yamldoc import MAX_MANIFEST_BYTES, Loc, YamlDocument, YamlError, load_yaml
 
 MANIFEST_NAME = "package.yaml"
 LOCK_NAME = "package.lock"

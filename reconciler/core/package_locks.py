@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from .digest import bytes_digest
+import blake3
+
 
 
 class LockTimeout(Exception):
@@ -33,7 +34,7 @@ def lock_directory() -> Path:
 
 
 def _lock_path(manifest: Path) -> Path:
-    return lock_directory() / f"{bytes_digest(str(manifest).encode())[:32]}.lock"
+    return lock_directory() / f"{blake3.blake3(str(manifest).encode()).hexdigest()[:32]}.lock"
 
 
 def describe_holder(path: Path) -> str:

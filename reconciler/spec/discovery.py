@@ -12,9 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .loader import MANIFEST_NAME, Package, load_package
-from .problems import InvalidInput, Problem, display_path
-from .stamp import STAMP_NAME
+from reconciler.spec.package import MANIFEST_NAME, Package, load_package
+from reconciler.core.errors import InvalidInput, Problem, display_path
+from reconciler.core.stamp import STAMP_NAME
 
 SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules"})
 

@@ -13,17 +13,17 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cachedir import cache_dir
-from .desired import Desired, desire
-from .digest import Digester
-from .docker_engine import Engine, EngineError, EngineUnavailable, ImageState, Snapshot
-from .loader import Package
-from .lock import WheelCache
-from .observe import observe_folder
-from .plan import Cleanup, Intent, Observed, PackagePlan, plan_cleanup, plan_package
-from .problems import InvalidInput, Problem, ReconcilerError, display_path
-from .statcache import StatCache
-from .workspace import load_workspace
+from reconciler.core.cachedir import cache_dir
+from reconciler.desired.state import Desired, desire
+from reconciler.desired.digest import Digester
+from reconciler.engine.docker import Engine, EngineError, EngineUnavailable, ImageState, Snapshot
+from reconciler.spec.package import Package
+from reconciler.desired.pins import WheelCache
+from reconciler.observed.folder import observe_folder
+from reconciler.plan import Cleanup, Intent, Observed, PackagePlan, plan_cleanup, plan_package
+from reconciler.core.errors import InvalidInput, Problem, ReconcilerError, display_path
+from reconciler.desired.statcache import StatCache
+from reconciler.spec.discovery import load_workspace
 
 
 class Session:

@@ -14,7 +14,7 @@ from typing import Any
 
 import blake3
 
-from .statcache import StatCache, now_ns
+from reconciler.desired.statcache import StatCache, now_ns
 
 MMAP_THRESHOLD = 4 * 1024 * 1024
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .endpoint import is_ready
+from reconciler.engine.endpoint import is_ready
 
 # Images carry PACKAGE, IMAGE_HASH and MANIFEST. A container inherits its image's labels,
 # so a container someone starts by hand from one of our images has them too: only

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 
-from .endpoint import is_ready, score_url
-from .plan import Action
-from .problems import display_path
-from .reconcile import ActionResult, Outcome, Reconciliation
+from reconciler.engine.endpoint import is_ready, score_url
+from reconciler.plan import Action
+from reconciler.core.errors import display_path
+from reconciler.apply import ActionResult, Outcome, Reconciliation
 
 JSON_FORMAT = 1
 

@@ -36,16 +36,16 @@ from pathlib import Path
 
 import pathspec
 
-from .docker_engine import EngineUnavailable
-from .endpoint import score_url
-from .execute import execute
-from .loader import Package, inside
-from .locking import LockTimeout, PackageLocks
-from .problems import display_path
-from .reconcile import Outcome, Reconciliation, Session, reconcile
-from .sources import IGNORE_FILE, ignore_spec
-from .stamp import STAMP_NAME
-from .workspace import MANIFEST_NAME, SKIPPED_FOLDERS, discover
+from reconciler.engine.docker import EngineUnavailable
+from reconciler.engine.endpoint import score_url
+from reconciler.execute import execute
+from reconciler.spec.package import Package, inside
+from reconciler.core.package_locks import LockTimeout, PackageLocks
+from reconciler.core.errors import display_path
+from reconciler.apply import Outcome, Reconciliation, Session, reconcile
+from reconciler.desired.sources import IGNORE_FILE, ignore_spec
+from reconciler.core.stamp import STAMP_NAME
+from reconciler.spec.discovery import MANIFEST_NAME, SKIPPED_FOLDERS, discover
 
 MAX_BACKOFF_S = 60.0
 

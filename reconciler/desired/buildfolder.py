@@ -16,13 +16,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .desired import Desired, runtime_files
-from .digest import Digester, bytes_digest
-from .dockerfile import RUNTIME_PACKAGE
-from .lock import WheelCache
-from .problems import ReconcilerError, display_path
-from .stamp import STAMP_NAME, Stamp, StampUnreadable, read_stamp
+from reconciler import __version__
+from reconciler.desired.state import Desired, runtime_files
+from reconciler.desired.digest import Digester, bytes_digest
+from reconciler.desired.dockerfile import RUNTIME_PACKAGE
+from reconciler.desired.pins import WheelCache
+from reconciler.core.errors import ReconcilerError, display_path
+from reconciler.core.stamp import STAMP_NAME, Stamp, StampUnreadable, read_stamp
 
 
 def check_ownership(folder: Path, package_name: str) -> Stamp | None:

@@ -24,16 +24,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .digest import Digester, value_digest
-from .dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
-from .loader import Package
-from .lock import Lock, WheelCache, read_lock, resolve, stale_reason, write_lock
-from .problems import InvalidInput, Problem
-from .sources import InputFile, model_files, source_files
+from reconciler.desired.digest import Digester, value_digest
+from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
+from reconciler.spec.package import Package
+from reconciler.desired.pins import Lock, WheelCache, read_lock, resolve, stale_reason, write_lock
+from reconciler.core.errors import InvalidInput, Problem
+from reconciler.desired.sources import InputFile, model_files, source_files
 
 HASH_SCHEMA = 1
 BASE_IMAGE_ID = "inference.environment.base_image (image id)"
-RUNTIME_DIRECTORY = Path(__file__).parent / "runtime"
+RUNTIME_DIRECTORY = Path(__file__).parent.parent / "runtime"
 
 
 @dataclass(frozen=True)

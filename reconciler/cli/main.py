@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from . import __version__
+from reconciler import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -255,16 +255,16 @@ def _print_problems(problems) -> None:
 
 
 def _command_schema(arguments: argparse.Namespace) -> int:
-    from .manifest import json_schema
+    from reconciler.spec.manifest import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
 
 
 def _command_validate(arguments: argparse.Namespace) -> int:
-    from .lock import read_lock
-    from .problems import InvalidInput
-    from .workspace import load_workspace
+    from reconciler.desired.pins import read_lock
+    from reconciler.core.errors import InvalidInput
+    from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
@@ -284,7 +284,7 @@ def _command_validate(arguments: argparse.Namespace) -> int:
 
 
 def _reconcile(arguments: argparse.Namespace, session, *, frozen: bool, use_engine: bool = True):
-    from .reconcile import reconcile
+    from reconciler.apply import reconcile
 
     return reconcile(
         arguments.paths, session, frozen=frozen, prune=getattr(arguments, "prune", False), use_engine=use_engine
@@ -298,9 +298,9 @@ def _refused(error: Exception) -> int:
 
 
 def _command_plan(arguments: argparse.Namespace) -> int:
-    from .docker_engine import EngineUnavailable
-    from .reconcile import Session
-    from .report import plan_text, to_json
+    from reconciler.engine.docker import EngineUnavailable
+    from reconciler.apply import Session
+    from reconciler.cli.report import plan_text, to_json
 
     with Session() as session:
         try:
@@ -314,12 +314,12 @@ def _command_plan(arguments: argparse.Namespace) -> int:
 
 
 def _command_apply(arguments: argparse.Namespace) -> int:
-    from .docker_engine import EngineUnavailable
-    from .execute import execute, printing_progress
-    from .locking import LockTimeout, PackageLocks
-    from .reconcile import Session
-    from .report import apply_text, to_json
-    from .workspace import discover
+    from reconciler.engine.docker import EngineUnavailable
+    from reconciler.execute import execute, printing_progress
+    from reconciler.core.package_locks import LockTimeout, PackageLocks
+    from reconciler.apply import Session
+    from reconciler.cli.report import apply_text, to_json
+    from reconciler.spec.discovery import discover
 
     if arguments.check:
         return _apply_check(arguments)
@@ -346,7 +346,7 @@ def _command_apply(arguments: argparse.Namespace) -> int:
 
 def _pull_bases(reconciliation, session, arguments: argparse.Namespace, progress) -> bool:
     """Pull the base images the plan says are missing; whether there were any."""
-    from .execute import execute
+    from reconciler.execute import execute
 
     if not any(a.kind == "pull" for o in reconciliation.outcomes if o.plan for a in o.plan.actions):
         return False
@@ -357,8 +357,8 @@ def _pull_bases(reconciliation, session, arguments: argparse.Namespace, progress
 def _apply_check(arguments: argparse.Namespace) -> int:
     """Only Dockerfile-mode folders are meant to be committed, so only they are checked
     (and no Docker engine is needed)."""
-    from .reconcile import Session
-    from .report import plan_text, to_json
+    from reconciler.apply import Session
+    from reconciler.cli.report import plan_text, to_json
 
     with Session() as session:
         reconciliation = _reconcile(arguments, session, frozen=True, use_engine=False)
@@ -370,9 +370,9 @@ def _apply_check(arguments: argparse.Namespace) -> int:
 
 
 def _command_status(arguments: argparse.Namespace) -> int:
-    from .docker_engine import EngineUnavailable
-    from .reconcile import Session
-    from .report import status_text, to_json
+    from reconciler.engine.docker import EngineUnavailable
+    from reconciler.apply import Session
+    from reconciler.cli.report import status_text, to_json
 
     with Session() as session:
         try:
@@ -384,7 +384,7 @@ def _command_status(arguments: argparse.Namespace) -> int:
 
 
 def _command_watch(arguments: argparse.Namespace) -> int:
-    from .watch import Watcher
+    from reconciler.watch.loop import Watcher
 
     watcher = Watcher(
         arguments.paths,
@@ -398,9 +398,9 @@ def _command_watch(arguments: argparse.Namespace) -> int:
 
 
 def _command_down(arguments: argparse.Namespace) -> int:
-    from .docker_engine import EngineError, EngineUnavailable
-    from .reconcile import Session
-    from .workspace import load_workspace
+    from reconciler.engine.docker import EngineError, EngineUnavailable
+    from reconciler.apply import Session
+    from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
     _print_problems(workspace.problems)
@@ -429,7 +429,7 @@ def _command_down(arguments: argparse.Namespace) -> int:
 
 def _one_package(path: str, verb: str):
     """The single package at `path`, or None after saying why not."""
-    from .workspace import load_workspace
+    from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace([path])
     _print_problems(workspace.problems)
@@ -442,8 +442,8 @@ def _one_package(path: str, verb: str):
 
 
 def _command_pull(arguments: argparse.Namespace) -> int:
-    from .docker_engine import EngineError, EngineUnavailable
-    from .reconcile import Session, desire_packages
+    from reconciler.engine.docker import EngineError, EngineUnavailable
+    from reconciler.apply import Session, desire_packages
 
     package = _one_package(arguments.path, "pull")
     if package is None:
@@ -490,9 +490,9 @@ def _command_pull(arguments: argparse.Namespace) -> int:
 
 
 def _command_hash(arguments: argparse.Namespace) -> int:
-    from .docker_engine import EngineUnavailable
-    from .reconcile import Session, desire_packages, uses_engine
-    from .workspace import load_workspace
+    from reconciler.engine.docker import EngineUnavailable
+    from reconciler.apply import Session, desire_packages, uses_engine
+    from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
@@ -528,8 +528,8 @@ def _command_hash(arguments: argparse.Namespace) -> int:
 
 
 def _command_serve(arguments: argparse.Namespace) -> int:
-    from .problems import ReconcilerError
-    from .serve import serve
+    from reconciler.core.errors import ReconcilerError
+    from reconciler.serve import serve
 
     package = _one_package(arguments.path, "serve")
     if package is None:
@@ -544,7 +544,7 @@ def _command_serve(arguments: argparse.Namespace) -> int:
 
 def _print_hash(desired) -> None:
     """Every input with its digest; settings also with their value, which says more."""
-    from .desired import container_settings, image_settings
+    from reconciler.desired.state import container_settings, image_settings
 
     values = image_settings(desired.package)
     print(desired.package.name)
@@ -560,10 +560,10 @@ def _print_hash(desired) -> None:
 
 
 def _command_lock(arguments: argparse.Namespace) -> int:
-    from .reconcile import Session
-    from .lock import read_lock, resolve, write_lock
-    from .problems import InvalidInput, ReconcilerError
-    from .workspace import load_workspace
+    from reconciler.apply import Session
+    from reconciler.desired.pins import read_lock, resolve, write_lock
+    from reconciler.core.errors import InvalidInput, ReconcilerError
+    from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
     _print_problems(workspace.problems)

@@ -28,14 +28,14 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from . import __version__
-from .atomic import write_atomic
-from .digest import value_digest
-from .loader import Package
-from .problems import InvalidInput, Problem, ReconcilerError
+from reconciler import __version__
+from reconciler.core.atomic import write_atomic
+from reconciler.desired.digest import value_digest
+from reconciler.spec.package import Package
+from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 
 LOCK_VERSION = 1
-RUNTIME_REQUIREMENTS = Path(__file__).parent / "runtime" / "requirements.txt"
+RUNTIME_REQUIREMENTS = Path(__file__).parent.parent / "runtime" / "requirements.txt"
 _INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(\s+|=)(?P<file>.+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
