@@ -28,6 +28,7 @@ from common import PYTHON, ROOT, forget_packages, header, median
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from code_edit import container_package  # noqa: E402
+
 from tests.runtime_helpers import free_port  # noqa: E402
 
 SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}

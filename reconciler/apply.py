@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.cachedir import cache_dir
-from reconciler.desired.state import Desired, desire
+from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
+from reconciler.core.paths import display_path
 from reconciler.desired.digest import Digester
-from reconciler.engine.docker import Engine, EngineError, EngineUnavailable, ImageState, Snapshot
-from reconciler.spec.package import Package
 from reconciler.desired.pins import WheelCache
+from reconciler.desired.statcache import StatCache
+from reconciler.desired.state import Desired, desire
+from reconciler.engine.docker import Engine, EngineError, EngineUnavailable, ImageState, Snapshot
 from reconciler.observed.folder import observe_folder
 from reconciler.plan import Cleanup, Intent, Observed, PackagePlan, plan_cleanup, plan_package
-from reconciler.core.errors import InvalidInput, Problem, ReconcilerError, display_path
-from reconciler.desired.statcache import StatCache
 from reconciler.spec.discovery import load_workspace
+from reconciler.spec.package import Package
 
 
 class Session:
@@ -62,6 +63,7 @@ class ActionResult:
     status: str  # done | failed | skipped
     seconds: float
     detail: str = ""
+    permanent: bool = False  # failed in a way that retrying the same inputs cannot fix
 
 
 @dataclass

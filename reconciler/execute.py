@@ -19,16 +19,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from reconciler.apply import ActionResult, Outcome, Reconciliation, Session
+from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.desired.buildfolder import render_folder
+from reconciler.desired.dockerfile import DEV_APP_ROOT
 from reconciler.engine import docker as docker_engine
 from reconciler.engine.docker import EngineError
-from reconciler.desired.dockerfile import DEV_APP_ROOT
 from reconciler.engine.endpoint import score_url
 from reconciler.plan import Action
-from reconciler.core.errors import ReconcilerError
-from reconciler.apply import ActionResult, Outcome, Reconciliation, Session
-from reconciler.desired.buildfolder import render_folder
 
 Progress = Callable[[str, str], None]  # (package, line)
+
+
+class ContainerNotReady(PermanentError):
+    """A container of this image did not become ready: the same image will not either."""
 
 
 class Executor:
@@ -113,7 +117,7 @@ class Executor:
             if remove:
                 engine.remove_container(container_id)
             tail = "\n    ".join(lines[-20:]) or "(no output)"
-            raise ReconcilerError(f"{what} did not become ready: {why}; its last log lines:\n    {tail}")
+            raise ContainerNotReady(f"{what} did not become ready: {why}; its last log lines:\n    {tail}")
 
     def _ready_at(self, outcome: Outcome) -> str:
         container = outcome.package.manifest.output.container
@@ -185,7 +189,7 @@ class Executor:
         try:
             engine.start(new_id)
             self._ready_or_fail(new_id, container.host, container.port, f"container {name}", outcome)
-        except (EngineError, ReconcilerError):
+        except ReconcilerError:
             engine.remove_container(new_id)
             engine.rename(old_id, name)
             engine.start(old_id)
@@ -206,16 +210,18 @@ class Executor:
 
     def run_action(self, outcome: Outcome | None, action: Action) -> ActionResult:
         started = time.perf_counter()
+        permanent = False
         try:
             detail = getattr(self, action.kind)(outcome, action)
             status = "done"
-        except (ReconcilerError, EngineError) as error:
-            detail, status = str(error), "failed"
-        except OSError as error:
+        except ReconcilerError as error:
+            detail, status, permanent = str(error), "failed", not error.temporary
+        except OSError as error:  # a full disk, a folder that vanished: may pass on a later try
             detail, status = f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), "failed"
-        except Exception as error:  # noqa: BLE001 - e.g. the engine restarting mid-action: this package fails, others go on
+        except Exception as error:  # noqa: BLE001 - a bug or an SDK surprise: this package fails, others go on
             detail, status = f"{type(error).__name__}: {error}", "failed"
-        return ActionResult(action.kind, action.target, action.cause, status, time.perf_counter() - started, detail)
+        seconds = time.perf_counter() - started
+        return ActionResult(action.kind, action.target, action.cause, status, seconds, detail, permanent)
 
     def run_package(self, outcome: Outcome, kinds: frozenset[str] | None) -> None:
         upstream_failed = False

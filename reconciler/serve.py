@@ -18,10 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reconciler.core.errors import PermanentError
+from reconciler.core.paths import display_path
 from reconciler.desired.dockerfile import ModelLayout, model_dir
-from reconciler.spec.package import Package
 from reconciler.desired.pins import requirement_lines
-from reconciler.core.errors import ReconcilerError, display_path
+from reconciler.spec.package import Package
 
 
 def link_models(package: Package, folder: Path) -> str:
@@ -68,14 +69,14 @@ def runtime_environment(package: Package, model_folder: Path, port: int) -> dict
 def serve(package: Package, *, port: int, host: str) -> int:
     """Run the runtime in the foreground until it stops; return its exit code."""
     if importlib.util.find_spec("uvicorn") is None:
-        raise ReconcilerError(
+        raise PermanentError(
             f"reconciler serve needs the runtime's dependencies in this Python ({sys.executable}): "
             "pip install 'reconciler[serve]'"
         )
     missing = missing_modules(package)
     if missing:
         requirements = ", ".join(requirement_lines(package)) or "(none listed)"
-        raise ReconcilerError(
+        raise PermanentError(
             f"{display_path(package.entry_script)} imports {', '.join(missing)}, not installed in {sys.executable}. "
             f"The package requires: {requirements}. Install them into this Python, or use "
             "output.mode: container to run it in its image."

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.spec.package import load_package
 from reconciler.core.errors import InvalidInput
 from reconciler.spec.discovery import load_workspace
+from reconciler.spec.package import load_package
 
 from .conftest import write_package
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from reconciler.cli.report import _action_line
 from reconciler.observed.folder import FolderState
 from reconciler.plan import Intent, changed_inputs, plan_folder
-from reconciler.cli.report import _action_line
 
 INPUTS = {
     "Dockerfile": "d1",

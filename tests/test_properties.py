@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.desired.state import dockerfile_settings
-from reconciler.desired.dockerfile import render_dockerfile
-from reconciler.spec.package import load_package
 from reconciler.core.errors import InvalidInput
+from reconciler.desired.dockerfile import render_dockerfile
+from reconciler.desired.state import dockerfile_settings
+from reconciler.spec.package import load_package
 
 from .conftest import SIMPLE_SCORE
 

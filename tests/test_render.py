@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from reconciler.desired.state import RUNTIME_DIRECTORY as RUNTIME
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, _quote, render_dockerfile
+from reconciler.desired.state import RUNTIME_DIRECTORY as RUNTIME
 
 from .conftest import run_cli, write_package
 

@@ -262,8 +262,8 @@ def _command_schema(arguments: argparse.Namespace) -> int:
 
 
 def _command_validate(arguments: argparse.Namespace) -> int:
-    from reconciler.desired.pins import read_lock
     from reconciler.core.errors import InvalidInput
+    from reconciler.desired.pins import read_lock
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
@@ -298,9 +298,9 @@ def _refused(error: Exception) -> int:
 
 
 def _command_plan(arguments: argparse.Namespace) -> int:
-    from reconciler.engine.docker import EngineUnavailable
     from reconciler.apply import Session
     from reconciler.cli.report import plan_text, to_json
+    from reconciler.engine.docker import EngineUnavailable
 
     with Session() as session:
         try:
@@ -314,11 +314,11 @@ def _command_plan(arguments: argparse.Namespace) -> int:
 
 
 def _command_apply(arguments: argparse.Namespace) -> int:
-    from reconciler.engine.docker import EngineUnavailable
-    from reconciler.execute import execute, printing_progress
-    from reconciler.core.package_locks import LockTimeout, PackageLocks
     from reconciler.apply import Session
     from reconciler.cli.report import apply_text, to_json
+    from reconciler.core.package_locks import LockTimeout, PackageLocks
+    from reconciler.engine.docker import EngineUnavailable
+    from reconciler.execute import execute, printing_progress
     from reconciler.spec.discovery import discover
 
     if arguments.check:
@@ -370,9 +370,9 @@ def _apply_check(arguments: argparse.Namespace) -> int:
 
 
 def _command_status(arguments: argparse.Namespace) -> int:
-    from reconciler.engine.docker import EngineUnavailable
     from reconciler.apply import Session
     from reconciler.cli.report import status_text, to_json
+    from reconciler.engine.docker import EngineUnavailable
 
     with Session() as session:
         try:
@@ -398,8 +398,8 @@ def _command_watch(arguments: argparse.Namespace) -> int:
 
 
 def _command_down(arguments: argparse.Namespace) -> int:
-    from reconciler.engine.docker import EngineError, EngineUnavailable
     from reconciler.apply import Session
+    from reconciler.engine.docker import EngineError, EngineUnavailable
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
@@ -442,8 +442,8 @@ def _one_package(path: str, verb: str):
 
 
 def _command_pull(arguments: argparse.Namespace) -> int:
-    from reconciler.engine.docker import EngineError, EngineUnavailable
     from reconciler.apply import Session, desire_packages
+    from reconciler.engine.docker import EngineError, EngineUnavailable
 
     package = _one_package(arguments.path, "pull")
     if package is None:
@@ -490,8 +490,8 @@ def _command_pull(arguments: argparse.Namespace) -> int:
 
 
 def _command_hash(arguments: argparse.Namespace) -> int:
-    from reconciler.engine.docker import EngineUnavailable
     from reconciler.apply import Session, desire_packages, uses_engine
+    from reconciler.engine.docker import EngineUnavailable
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
@@ -561,8 +561,8 @@ def _print_hash(desired) -> None:
 
 def _command_lock(arguments: argparse.Namespace) -> int:
     from reconciler.apply import Session
-    from reconciler.desired.pins import read_lock, resolve, write_lock
     from reconciler.core.errors import InvalidInput, ReconcilerError
+    from reconciler.desired.pins import read_lock, resolve, write_lock
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 
+from reconciler.apply import ActionResult, Outcome, Reconciliation
+from reconciler.core.paths import display_path
 from reconciler.engine.endpoint import is_ready, score_url
 from reconciler.plan import Action
-from reconciler.core.errors import display_path
-from reconciler.apply import ActionResult, Outcome, Reconciliation
 
 JSON_FORMAT = 1
 

@@ -1,23 +1,24 @@
-"""Problems found in user input, reported as `file:line:column: field: message`.
+"""Every failure reconciler reports, and whether trying again could help.
 
-Every error a user can fix by editing a file is a Problem, so all of them can be
-collected and printed at once instead of stopping at the first.
+The taxonomy (after kopf's TemporaryError / PermanentError):
+
+- `PermanentError`: the same inputs fail the same way: a manifest that does not load, a
+  build that failed, a container whose init() fails. Retrying changes nothing, so a
+  watcher waits for the next change to those inputs (and says so once).
+- `TemporaryError`: the world may change under us: no engine answers, another
+  reconciler holds a lock, a registry hiccups, the disk is full. Retried with backoff;
+  `delay` is a hint in seconds.
+
+Every error is a `ReconcilerError` whose message is meant for a person: no traceback.
+Problems in the user's files are `Problem`s, reported as `file:line:column: field: message`,
+so all of them can be collected and printed at once instead of stopping at the first.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-
-def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as a person wants to read it: relative to the working directory when below it."""
-    path = os.fspath(path)
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return path
-    return path if relative.startswith(os.pardir) else relative
+from reconciler.core.paths import display_path
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,26 @@ class Problem:
 
 
 class ReconcilerError(Exception):
-    """A failure with a message meant for the user (no traceback)."""
+    """A failure with a message meant for the user. Raise one of the two kinds below."""
+
+    temporary = False
 
 
-class InvalidInput(ReconcilerError):
+class PermanentError(ReconcilerError):
+    """The same inputs give the same failure: wait for them to change."""
+
+
+class TemporaryError(ReconcilerError):
+    """May succeed later without any change: retry with backoff (`delay`: a hint in seconds)."""
+
+    temporary = True
+
+    def __init__(self, message: str, delay: float | None = None):
+        super().__init__(message)
+        self.delay = delay
+
+
+class InvalidInput(PermanentError):
     """One or more problems in the user's files."""
 
     def __init__(self, problems: list[Problem]):

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import blake3
 
+from reconciler.core.errors import TemporaryError
 
 
-class LockTimeout(Exception):
-    pass
+class LockTimeout(TemporaryError):
+    """Another reconciler held a package for longer than we were willing to wait."""
 
 
 def lock_directory() -> Path:

@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.core.errors import PermanentError
+
 STAMP_NAME = ".reconciler-stamp.json"
 STAMP_VERSION = 1
 
 
-class StampUnreadable(Exception):
-    pass
+class StampUnreadable(PermanentError):
+    """A stamp that is there but cannot be read: someone must look at the folder."""
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ import tempfile
 from pathlib import Path
 
 from reconciler import __version__
-from reconciler.desired.state import Desired, runtime_files
+from reconciler.core.errors import PermanentError
+from reconciler.core.paths import display_path
+from reconciler.core.stamp import STAMP_NAME, Stamp, StampUnreadable, read_stamp
 from reconciler.desired.digest import Digester, bytes_digest
 from reconciler.desired.dockerfile import RUNTIME_PACKAGE
 from reconciler.desired.pins import WheelCache
-from reconciler.core.errors import ReconcilerError, display_path
-from reconciler.core.stamp import STAMP_NAME, Stamp, StampUnreadable, read_stamp
+from reconciler.desired.state import Desired, runtime_files
 
 
 def check_ownership(folder: Path, package_name: str) -> Stamp | None:
@@ -30,21 +31,21 @@ def check_ownership(folder: Path, package_name: str) -> Stamp | None:
     if not os.path.lexists(folder):
         return None
     if folder.is_symlink() or not folder.is_dir():
-        raise ReconcilerError(f"{display_path(folder)} exists and is not a folder; reconciler will not replace it")
+        raise PermanentError(f"{display_path(folder)} exists and is not a folder; reconciler will not replace it")
     try:
         stamp = read_stamp(folder)
     except StampUnreadable as error:
-        raise ReconcilerError(
+        raise PermanentError(
             f"{display_path(folder)} has a damaged {STAMP_NAME} ({error}); "
             "if the folder is reconciler's, delete it and apply again"
         ) from None
     if stamp is None:
-        raise ReconcilerError(
+        raise PermanentError(
             f"{display_path(folder)} exists and was not written by reconciler (no {STAMP_NAME}); "
             "move it away or choose another output.directory"
         )
     if stamp.package != package_name:
-        raise ReconcilerError(f"{display_path(folder)} belongs to package {stamp.package!r}, not {package_name!r}")
+        raise PermanentError(f"{display_path(folder)} belongs to package {stamp.package!r}, not {package_name!r}")
     return stamp
 
 

@@ -30,9 +30,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from reconciler import __version__
 from reconciler.core.atomic import write_atomic
+from reconciler.core.errors import InvalidInput, PermanentError, Problem, TemporaryError
 from reconciler.desired.digest import value_digest
 from reconciler.spec.package import Package
-from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 
 LOCK_VERSION = 1
 RUNTIME_REQUIREMENTS = Path(__file__).parent.parent / "runtime" / "requirements.txt"
@@ -234,18 +234,26 @@ def pip_target_arguments(python: str, platform: str) -> list[str]:
     return arguments
 
 
+# pip's words for a resolution that fails the same way every time (the inputs must change)
+_UNRESOLVABLE = ("No matching distribution", "Could not find a version", "ResolutionImpossible", "conflict")
+
+
 def run_pip(arguments: list[str], *, cwd: Path | None = None, what: str) -> None:
-    """Run the host's pip with the user's configuration; turn a failure into its ERROR lines."""
+    """Run the host's pip with the user's configuration; turn a failure into its ERROR lines.
+
+    A requirement that cannot be satisfied is permanent; anything else (an index that
+    does not answer, a proxy) may pass on a later try."""
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *arguments]
     try:
         result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     except OSError as error:
-        raise ReconcilerError(f"{what}: cannot run pip: {error}") from None
+        raise TemporaryError(f"{what}: cannot run pip: {error}") from None
     if result.returncode != 0:
         output = (result.stderr or "") + (result.stdout or "")
         errors = [line for line in output.splitlines() if line.startswith("ERROR")]
         detail = "\n  ".join(errors or output.strip().splitlines()[-10:])
-        raise ReconcilerError(f"{what}: pip failed:\n  {detail}")
+        kind = PermanentError if any(word in output for word in _UNRESOLVABLE) else TemporaryError
+        raise kind(f"{what}: pip failed:\n  {detail}")
 
 
 def resolve(package: Package, wheel_cache: "WheelCache") -> Lock:
@@ -270,7 +278,7 @@ def resolve(package: Package, wheel_cache: "WheelCache") -> Lock:
         wheels = []
         for file in sorted(download.iterdir()):
             if not file.name.endswith(".whl"):
-                raise ReconcilerError(
+                raise PermanentError(
                     f"lock {package.name}: pip fetched {file.name}, which is not a wheel; "
                     "every dependency needs a wheel for the target platform"
                 )
@@ -348,4 +356,4 @@ class WheelCache:
         still_missing = self.missing(lock)
         if still_missing:
             names = ", ".join(w.filename for w in still_missing)
-            raise ReconcilerError(f"fetch wheels for {package.name}: pip did not provide {names}")
+            raise PermanentError(f"fetch wheels for {package.name}: pip did not provide {names}")

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pathspec
 
-from reconciler.spec.package import MANIFEST_NAME, Package, inside, real_path
-from reconciler.core.errors import InvalidInput, Problem, display_path
+from reconciler.core.errors import InvalidInput, Problem
+from reconciler.core.paths import display_path, inside, real_path
 from reconciler.core.stamp import STAMP_NAME
+from reconciler.spec.package import MANIFEST_NAME, Package
 
 IGNORE_FILE = ".reconcilerignore"
 DEFAULT_IGNORES = [".*"]

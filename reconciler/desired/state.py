@@ -24,12 +24,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.digest import Digester, value_digest
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
-from reconciler.spec.package import Package
 from reconciler.desired.pins import Lock, WheelCache, read_lock, resolve, stale_reason, write_lock
-from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.sources import InputFile, model_files, source_files
+from reconciler.spec.package import Package
 
 HASH_SCHEMA = 1
 BASE_IMAGE_ID = "inference.environment.base_image (image id)"

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from reconciler.core.errors import PermanentError, TemporaryError
 from reconciler.engine.endpoint import is_ready
 
 # Images carry PACKAGE, IMAGE_HASH and MANIFEST. A container inherits its image's labels,
@@ -29,19 +31,52 @@ ROLE = "reconciler.role"
 CONTAINER_PORT = "5001/tcp"
 
 
-class EngineError(Exception):
+class EngineError(TemporaryError):
     """The engine refused or failed an operation; the message says which and why."""
 
 
 class EngineUnavailable(EngineError):
-    pass
+    """No engine answers, or the one we talked to went away."""
 
 
-class BuildFailed(EngineError):
+class NotOnEngine(PermanentError):
+    """The engine or registry has no such image or container (asking again will not create it)."""
+
+
+class BuildFailed(PermanentError):
+    """A build that failed on these inputs fails again on the same inputs."""
+
     def __init__(self, step: str, tail: list[str], error: str):
         self.step, self.tail, self.error = step, tail, error
         detail = "\n    ".join(tail)
         super().__init__(f"build failed at {step or 'the start'}: {error}\n    {detail}")
+
+
+@contextmanager
+def engine_call(what: str, *, missing_ok: bool = False) -> Iterator[None]:
+    """Turn whatever the Docker SDK raises into a reconciler error that says `what` failed.
+
+    With `missing_ok`, an object that is not there is no failure (removing what is
+    already gone); the block is left and the caller goes on."""
+    import docker
+    import requests
+
+    try:
+        yield
+    except docker.errors.NotFound as error:
+        if not missing_ok:
+            raise NotOnEngine(f"{what}: {_explain(error)}") from None
+    except docker.errors.APIError as error:
+        raise EngineError(f"{what}: {_explain(error)}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+        reason = str(error).split("\n")[0][:200]
+        raise EngineUnavailable(f"{what}: the Docker engine at {engine_address()} went away ({reason})") from None
+    except docker.errors.DockerException as error:
+        raise EngineError(f"{what}: {error}") from None
+
+
+def _explain(error) -> str:
+    return str(getattr(error, "explanation", None) or error)
 
 
 def engine_address() -> str:
@@ -158,25 +193,23 @@ class Engine:
     # -- observing --------------------------------------------------------------------
 
     def snapshot(self, *, images: bool) -> Snapshot:
-        containers = [
-            _container_state(summary) for summary in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"})
-        ]
+        with engine_call("cannot list containers"):
+            summaries = self.api.containers(all=True, filters={"label": f"{MANAGED}=true"})
+        containers = [_container_state(summary) for summary in summaries]
         if not images:
             return Snapshot(None, containers)
-        built = [_image_state(summary) for summary in self.api.images(filters={"label": IMAGE_HASH})]
-        every_container = {summary["Id"]: summary.get("ImageID", "") for summary in self.api.containers(all=True)}
+        with engine_call("cannot list images"):
+            built = [_image_state(summary) for summary in self.api.images(filters={"label": IMAGE_HASH})]
+            every_container = {summary["Id"]: summary.get("ImageID", "") for summary in self.api.containers(all=True)}
         return Snapshot(built, containers, every_container)
 
     def inspect_image(self, reference: str) -> ImageState | None:
         """The image `reference` names, or None when the engine does not have it."""
-        import docker
-
-        try:
+        details = None
+        with engine_call(f"cannot inspect {reference}", missing_ok=True):
             details = self.api.inspect_image(reference)
-        except docker.errors.ImageNotFound:
+        if details is None:
             return None
-        except docker.errors.APIError as error:
-            raise EngineError(f"cannot inspect {reference}: {error.explanation or error}") from None
         return _image_state({**details, "Labels": (details.get("Config") or {}).get("Labels") or {}})
 
     def image(self, reference: str, image_hash: str) -> ImageState | None:
@@ -186,42 +219,37 @@ class Engine:
 
     def image_id(self, reference: str) -> str | None:
         """The local image ID of `reference`, or None when the engine does not have it."""
-        import docker
-
-        try:
-            return self.api.inspect_image(reference)["Id"]
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as error:
-            raise EngineError(f"cannot inspect {reference}: {error.explanation or error}") from None
+        details = None
+        with engine_call(f"cannot inspect {reference}", missing_ok=True):
+            details = self.api.inspect_image(reference)
+        return details["Id"] if details else None
 
     def registry_has(self, reference: str) -> bool:
         """Whether the registry in `reference` holds that tag (asked through the engine)."""
         import docker
 
         try:
-            self.api.inspect_distribution(reference)
-            return True
-        except docker.errors.NotFound:
+            with engine_call(f"cannot ask the registry about {reference}"):
+                try:
+                    self.api.inspect_distribution(reference)
+                except docker.errors.APIError as error:
+                    text = _explain(error)
+                    if "manifest unknown" in text or "not found" in text.lower():
+                        return False
+                    raise
+        except NotOnEngine:
             return False
-        except docker.errors.APIError as error:
-            text = str(error.explanation or error)
-            if "manifest unknown" in text or "not found" in text.lower():
-                return False
-            raise EngineError(f"cannot ask the registry about {reference}: {text}") from None
+        return True
 
     # -- images -----------------------------------------------------------------------
 
     def pull(self, reference: str) -> str:
-        import docker
-
         repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
-        try:
-            for _ in self.api.pull(repository, tag=tag, stream=True, decode=True):
-                pass
+        with engine_call(f"cannot pull {reference}"):
+            for chunk in self.api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise EngineError(f"cannot pull {reference}: {chunk['error']}")
             return self.api.inspect_image(reference)["Id"]
-        except docker.errors.APIError as error:
-            raise EngineError(f"cannot pull {reference}: {error.explanation or error}") from None
 
     def build(
         self,
@@ -240,71 +268,63 @@ class Engine:
         tail: list[str] = []
         image_id = None
         steps = cached = 0
-        try:
-            stream = self.api.build(
-                path=folder,
-                tag=tags[0],
-                labels=labels,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                network_mode=None if network else "none",
-                platform=platform,
-            )
-            for chunk in stream:
-                if "error" in chunk:
-                    raise BuildFailed(step, tail[-20:], chunk["error"].strip())
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-                for line in chunk.get("stream", "").splitlines():
-                    if not line.strip():
-                        continue
-                    tail.append(line.rstrip())
-                    if line.startswith("Step "):
-                        step = " ".join(line.split())
-                        steps += 1
-                        progress(step if len(step) <= 110 else step[:107] + "...")
-                    elif line.strip() == "---> Using cache":
-                        cached += 1
-                    match = re.match(r"Successfully built ([0-9a-f]+)", line)
-                    if match and image_id is None:
-                        image_id = match.group(1)
-        except docker.errors.APIError as error:
-            raise BuildFailed(step, tail[-20:], str(error.explanation or error)) from None
-        if image_id is None:
-            raise BuildFailed(step, tail[-20:], "the engine reported no image")
-        for tag in tags[1:]:
-            self.tag(image_id, tag)
-        return BuildResult(self.api.inspect_image(image_id)["Id"], steps, cached)
+        with engine_call(f"build {tags[0]}"):
+            try:
+                stream = self.api.build(
+                    path=folder,
+                    tag=tags[0],
+                    labels=labels,
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    network_mode=None if network else "none",
+                    platform=platform,
+                )
+                for chunk in stream:
+                    if "error" in chunk:
+                        raise BuildFailed(step, tail[-20:], chunk["error"].strip())
+                    if "aux" in chunk and "ID" in chunk["aux"]:
+                        image_id = chunk["aux"]["ID"]
+                    for line in chunk.get("stream", "").splitlines():
+                        if not line.strip():
+                            continue
+                        tail.append(line.rstrip())
+                        if line.startswith("Step "):
+                            step = " ".join(line.split())
+                            steps += 1
+                            progress(step if len(step) <= 110 else step[:107] + "...")
+                        elif line.strip() == "---> Using cache":
+                            cached += 1
+                        match = re.match(r"Successfully built ([0-9a-f]+)", line)
+                        if match and image_id is None:
+                            image_id = match.group(1)
+            except docker.errors.APIError as error:  # the engine refused this build context
+                raise BuildFailed(step, tail[-20:], _explain(error)) from None
+            if image_id is None:
+                raise BuildFailed(step, tail[-20:], "the engine reported no image")
+            for tag in tags[1:]:
+                self.tag(image_id, tag)
+            return BuildResult(self.api.inspect_image(image_id)["Id"], steps, cached)
 
     def tag(self, image_id: str, reference: str) -> None:
         repository, tag = reference.rsplit(":", 1)
-        self.api.tag(image_id, repository, tag=tag, force=True)
+        with engine_call(f"cannot tag {reference}"):
+            self.api.tag(image_id, repository, tag=tag, force=True)
 
     def push(self, reference: str) -> str:
         """Push a tag; return the digest the registry gave it."""
-        import docker
-
         repository, tag = reference.rsplit(":", 1)
         digest = ""
-        try:
+        with engine_call(f"push {reference} failed"):
             for chunk in self.api.push(repository, tag=tag, stream=True, decode=True):
                 if "error" in chunk:
                     raise EngineError(f"push {reference} failed: {chunk['error']}")
                 digest = (chunk.get("aux") or {}).get("Digest", digest)
-        except docker.errors.APIError as error:
-            raise EngineError(f"push {reference} failed: {error.explanation or error}") from None
         return digest
 
     def remove_image(self, image_id: str) -> None:
-        import docker
-
-        try:
+        with engine_call(f"cannot remove image {image_id[:19]}", missing_ok=True):
             self.api.remove_image(image_id, force=True, noprune=False)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as error:
-            raise EngineError(f"cannot remove image {image_id[:19]}: {error.explanation or error}") from None
 
     # -- containers -------------------------------------------------------------------
 
@@ -325,9 +345,7 @@ class Engine:
         Serving containers restart unless stopped (they come back after a reboot); a
         canary does not, so a failing one stays failed. `mounts` (host folder -> path in
         the container) are read-only."""
-        import docker
-
-        try:
+        with engine_call(f"cannot create container {name}"):
             host_config = self.api.create_host_config(
                 port_bindings={5001: (host, port or None)},
                 restart_policy={"Name": "unless-stopped" if restart else "no"},
@@ -343,20 +361,16 @@ class Engine:
                 detach=True,
                 environment=environment or None,
             )
-        except docker.errors.APIError as error:
-            raise EngineError(f"cannot create container {name}: {error.explanation or error}") from None
         return created["Id"]
 
     def start(self, container_id: str) -> None:
-        import docker
-
-        try:
+        with engine_call(f"cannot start container {container_id[:12]}"):
             self.api.start(container_id)
-        except docker.errors.APIError as error:
-            raise EngineError(f"cannot start container {container_id[:12]}: {error.explanation or error}") from None
 
     def published_port(self, container_id: str) -> int:
-        bindings = self.api.inspect_container(container_id)["NetworkSettings"]["Ports"].get(CONTAINER_PORT) or []
+        with engine_call(f"cannot inspect container {container_id[:12]}"):
+            ports = self.api.inspect_container(container_id)["NetworkSettings"]["Ports"]
+        bindings = ports.get(CONTAINER_PORT) or []
         if not bindings:
             raise EngineError(f"container {container_id[:12]} publishes no port")
         return int(bindings[0]["HostPort"])
@@ -369,23 +383,16 @@ class Engine:
         return text.splitlines()
 
     def stop(self, container_id: str, timeout: int = 30) -> None:
-        import docker
-
-        try:
+        with engine_call(f"cannot stop container {container_id[:12]}", missing_ok=True):
             self.api.stop(container_id, timeout=timeout)
-        except docker.errors.NotFound:
-            pass
 
     def rename(self, container_id: str, name: str) -> None:
-        self.api.rename(container_id, name)
+        with engine_call(f"cannot rename container {container_id[:12]} to {name}"):
+            self.api.rename(container_id, name)
 
     def remove_container(self, container_id: str) -> None:
-        import docker
-
-        try:
+        with engine_call(f"cannot remove container {container_id[:12]}", missing_ok=True):
             self.api.remove_container(container_id, force=True)
-        except docker.errors.NotFound:
-            pass
 
     def wait_ready(self, container_id: str, host: str, port: int, timeout: float) -> str | None:
         """Poll GET /ready on the published port; None when ready, else why not (exit, timeout)."""
@@ -396,7 +403,8 @@ class Engine:
                     return None
             except OSError:
                 pass
-            details = self.api.inspect_container(container_id)
+            with engine_call(f"cannot inspect container {container_id[:12]}"):
+                details = self.api.inspect_container(container_id)
             state = details["State"]
             if state["Status"] in ("exited", "dead", "restarting") or details.get("RestartCount"):
                 return f"the container exited with code {state.get('ExitCode')}"

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.desired.digest import Digester
-from reconciler.core.errors import display_path
+from reconciler.core.paths import display_path
 from reconciler.core.stamp import STAMP_NAME, StampUnreadable, read_stamp
+from reconciler.desired.digest import Digester
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.spec.package import MANIFEST_NAME, Package, load_package
-from reconciler.core.errors import InvalidInput, Problem, display_path
+from reconciler.core.errors import InvalidInput, Problem
+from reconciler.core.paths import display_path
 from reconciler.core.stamp import STAMP_NAME
+from reconciler.spec.package import MANIFEST_NAME, Package, load_package
 
 SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules"})
 

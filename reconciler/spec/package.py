@@ -21,8 +21,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.core.errors import InvalidInput, Problem
+from reconciler.core.paths import display_path, inside, real_path
 from reconciler.spec.manifest import PATTERN_HINTS, Manifest
-from reconciler.core.errors import InvalidInput, Problem, display_path
 from reconciler.spec.yamldoc import MAX_MANIFEST_BYTES, Loc, YamlDocument, YamlError, load_yaml
 
 MANIFEST_NAME = "package.yaml"
@@ -277,18 +278,6 @@ def _group_problem(file: Path, document: YamlDocument, loc: Loc, about_key: bool
 
 
 # -- filesystem checks ----------------------------------------------------------------
-
-
-def inside(path: Path | str, root: Path | str) -> bool:
-    """Whether `path` is `root` or below it (both absolute and normalised)."""
-    path, root = str(path), str(root)
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-@functools.lru_cache(maxsize=4096)
-def real_path(path: Path) -> Path:
-    """realpath for folders asked about once per package (repository roots)."""
-    return Path(os.path.realpath(path))
 
 
 def _path_problem(package: Package, loc: Loc, path: Path, *, want: str) -> Problem | None:

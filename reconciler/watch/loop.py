@@ -36,16 +36,16 @@ from pathlib import Path
 
 import pathspec
 
+from reconciler.apply import Outcome, Reconciliation, Session, reconcile
+from reconciler.core.package_locks import LockTimeout, PackageLocks
+from reconciler.core.paths import display_path, inside
+from reconciler.core.stamp import STAMP_NAME
+from reconciler.desired.sources import IGNORE_FILE, ignore_spec
 from reconciler.engine.docker import EngineUnavailable
 from reconciler.engine.endpoint import score_url
 from reconciler.execute import execute
-from reconciler.spec.package import Package, inside
-from reconciler.core.package_locks import LockTimeout, PackageLocks
-from reconciler.core.errors import display_path
-from reconciler.apply import Outcome, Reconciliation, Session, reconcile
-from reconciler.desired.sources import IGNORE_FILE, ignore_spec
-from reconciler.core.stamp import STAMP_NAME
 from reconciler.spec.discovery import MANIFEST_NAME, SKIPPED_FOLDERS, discover
+from reconciler.spec.package import Package
 
 MAX_BACKOFF_S = 60.0
 
