@@ -20,9 +20,10 @@ from reconciler.desired.digest import Digester
 from reconciler.desired.pins import WheelCache
 from reconciler.desired.statcache import StatCache
 from reconciler.desired.state import Desired, desire
-from reconciler.engine.docker import Engine, EngineError, EngineUnavailable, ImageState, Snapshot
+from reconciler.engine.docker import Engine, EngineUnavailable
 from reconciler.observed.folder import observe_folder
-from reconciler.plan import Cleanup, Intent, Observed, PackagePlan, plan_cleanup, plan_package
+from reconciler.observed.state import Observed, Snapshot
+from reconciler.plan import Cleanup, Intent, PackagePlan, plan_cleanup, plan_package
 from reconciler.spec.discovery import load_workspace
 from reconciler.spec.package import Package
 
@@ -107,8 +108,6 @@ class Reconciliation:
 def intent_of(desired: Desired) -> Intent:
     package = desired.package
     manifest = package.manifest
-    image_repository = manifest.image_repository
-    registry = manifest.output.image.registry
     container = manifest.output.container
     return Intent(
         name=package.name,
@@ -118,8 +117,8 @@ def intent_of(desired: Desired) -> Intent:
         container_hash=desired.container_hash,
         inputs=desired.inputs,
         base_image=manifest.inference.environment.resolved_base_image,
-        image=f"{image_repository}:{desired.short_hash}",
-        push_to=f"{registry}/{image_repository}:{desired.short_hash}" if manifest.output.image.push else "",
+        image=desired.image_ref,
+        push_to=desired.push_ref,
         container=manifest.container_name,
         address=f"{container.host}:{container.port}",
     )
@@ -144,79 +143,43 @@ def uses_engine(package: Package) -> bool:
     return package.manifest.output.mode != "dockerfile"
 
 
-def _base(package: Package) -> str:
-    return package.manifest.inference.environment.resolved_base_image
+def base_image(package: Package) -> str | None:
+    """The base image whose ID the package's hash covers; None in Dockerfile mode."""
+    return package.manifest.inference.environment.resolved_base_image if uses_engine(package) else None
+
+
+def read_snapshot(session: Session, packages: list[Package], *, images: bool) -> Snapshot:
+    return Snapshot.read(session.engine, images=images, bases=[b for p in packages if (b := base_image(p))])
 
 
 def desire_packages(
-    packages: list[Package], session: Session, *, frozen: bool, dev: bool = False, engine: Engine | None = None
-) -> tuple[list[Outcome], dict[str, str | None]]:
-    """Each package's desired state. With an engine, image and container modes hash their base
-    image's ID (one inspect per distinct base image); the IDs found are returned too."""
-    bases: dict[str, str | None] = {}
-    failures: dict[str, str] = {}
-    if engine is not None:
-        for reference in sorted({_base(p) for p in packages if uses_engine(p)}):
-            try:
-                bases[reference] = engine.image_id(reference)
-            except EngineUnavailable:
-                raise
-            except EngineError as error:  # e.g. a reference the engine refuses: that package's problem
-                failures[reference] = str(error)
+    packages: list[Package], session: Session, *, frozen: bool, dev: bool = False, snapshot: Snapshot | None = None
+) -> list[Outcome]:
+    """Each package's desired state. With a snapshot, image and container modes hash their
+    base image's ID on the engine."""
     outcomes = []
     for package in packages:
-        if uses_engine(package) and _base(package) in failures:
-            outcomes.append(Outcome(package, problems=[Problem(str(package.manifest_path), failures[_base(package)])]))
-        else:
-            outcomes.append(
-                desire_package(package, session, frozen=frozen, base_image_id=bases.get(_base(package)), dev=dev)
-            )
-    return outcomes, bases
+        base = base_image(package)
+        if snapshot is not None and base in snapshot.base_failures:
+            outcomes.append(Outcome(package, problems=[Problem(str(package.manifest_path), snapshot.base_failures[base])]))
+            continue
+        base_id = snapshot.base_ids.get(base) if snapshot is not None and base else None
+        outcomes.append(desire_package(package, session, frozen=frozen, base_image_id=base_id, dev=dev))
+    return outcomes
 
 
-INSPECTS_BEFORE_LISTING = 16
-
-
-def _desired_image(
-    package: Package, desired: Desired, intent: Intent, snapshot: Snapshot, containers: list, session: Session
-):
-    """The image carrying the desired hash, if the engine has it: from a serving container
-    already running it, else by one inspect of its tag; past a handful of inspects in one
-    run, one listing of all images answers for the rest."""
-    running = next((c for c in containers if c.image_hash == desired.image_hash and c.image_id), None)
-    if running is not None and snapshot.images is None:
-        return ImageState(running.image_id, package.name, desired.image_hash, (intent.image,))
-    if snapshot.images is None and snapshot.inspects >= INSPECTS_BEFORE_LISTING:
-        listed = session.engine.snapshot(images=True)
-        snapshot.images, snapshot.container_images = listed.images, listed.container_images
-    if snapshot.images is not None:
-        return next((i for i in snapshot.images_of(package.name) if i.hash == desired.image_hash), None)
-    snapshot.inspects += 1
-    return session.engine.image(intent.image, desired.image_hash)
-
-
-def _observe(
-    outcome: Outcome, intent: Intent, session: Session, snapshot: Snapshot | None, bases: dict[str, str | None]
-) -> Observed:
+def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> Observed:
     package, desired = outcome.package, outcome.desired
     folder = observe_folder(package.output_directory, package.name, session.digester)
     if snapshot is None:
         return Observed(folder)
-    containers = snapshot.containers_of(package.name)
-    images = snapshot.images_of(package.name)
-    registry_has = None
-    if uses_engine(package):
-        desired_image = _desired_image(package, desired, intent, snapshot, containers, session)
-        if desired_image is not None and desired_image not in images:
-            images.append(desired_image)
-        if package.manifest.output.image.push and desired_image is not None:
-            registry_has = session.engine.registry_has(intent.push_to)
-    return Observed(
+    return snapshot.observe(
         folder,
-        images=images,
-        containers=containers,
-        base_present=bases.get(_base(package)) is not None or not uses_engine(package),
-        registry_has=registry_has,
+        package.name,
+        image_hash=desired.image_hash,
+        image_ref=desired.image_ref,
+        push_ref=desired.push_ref,
+        base_image=base_image(package),
     )
 
 
@@ -242,21 +205,20 @@ def reconcile(
     selected = [p for p in workspace.packages if only is None or p.manifest_path in only]
     prune = prune and only is None
     snapshot: Snapshot | None = None
-    engine = None
     if use_engine and (prune or any(uses_engine(p) for p in selected)):
-        engine = session.engine
-        snapshot = engine.snapshot(images=prune)
-    outcomes, bases = desire_packages(selected, session, frozen=frozen, dev=dev, engine=engine)
+        snapshot = read_snapshot(session, selected, images=prune)
+    outcomes = desire_packages(selected, session, frozen=frozen, dev=dev, snapshot=snapshot)
     for outcome in outcomes:
         package = outcome.package
         if outcome.desired is not None:
-            intent = intent_of(outcome.desired)
             try:
-                outcome.observed = _observe(outcome, intent, session, snapshot, bases)
-            except EngineError as error:
+                outcome.observed = _observe(outcome, session, snapshot)
+            except ReconcilerError as error:
+                if isinstance(error, EngineUnavailable):
+                    raise
                 outcome.problems.append(Problem(str(package.manifest_path), str(error)))
             else:
-                outcome.plan = plan_package(intent, outcome.observed)
+                outcome.plan = plan_package(intent_of(outcome.desired), outcome.observed)
                 outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
     cleanup = Cleanup()
     if snapshot is not None and only is None:

@@ -23,7 +23,7 @@ from reconciler.apply import ActionResult, Outcome, Reconciliation, Session
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.desired.buildfolder import render_folder
 from reconciler.desired.dockerfile import DEV_APP_ROOT
-from reconciler.engine import docker as docker_engine
+from reconciler.engine import labels
 from reconciler.engine.docker import EngineError
 from reconciler.engine.endpoint import score_url
 from reconciler.plan import Action
@@ -54,16 +54,15 @@ class Executor:
     def build(self, outcome: Outcome, action: Action) -> str:
         package, desired = outcome.package, outcome.desired
         manifest = package.manifest
-        repository, registry = manifest.image_repository, manifest.output.image.registry
-        tags = [f"{repository}:{desired.short_hash}", f"{repository}:latest"]
-        if registry:
-            tags.append(f"{registry}/{repository}:{desired.short_hash}")
+        tags = [desired.image_ref, f"{manifest.image_repository}:latest"]
+        if desired.registry_ref:
+            tags.append(desired.registry_ref)
         image_labels = {k: v for k, v in manifest.labels.items() if not k.startswith("reconciler.")}
         image_labels.update(
             {
-                docker_engine.PACKAGE: package.name,
-                docker_engine.IMAGE_HASH: desired.image_hash,
-                docker_engine.MANIFEST: str(package.manifest_path),
+                labels.PACKAGE: package.name,
+                labels.IMAGE_HASH: desired.image_hash,
+                labels.MANIFEST: str(package.manifest_path),
             }
         )
         environment = manifest.inference.environment
@@ -83,16 +82,16 @@ class Executor:
         return f"digest {digest}" if digest else "pushed"
 
     def _container_labels(self, outcome: Outcome, role: str = "") -> dict[str, str]:
-        labels = {
-            docker_engine.MANAGED: "true",
-            docker_engine.PACKAGE: outcome.package.name,
-            docker_engine.IMAGE_HASH: outcome.desired.image_hash,
-            docker_engine.CONTAINER_HASH: outcome.desired.container_hash,
-            docker_engine.MANIFEST: str(outcome.package.manifest_path),
+        container_labels = {
+            labels.MANAGED: "true",
+            labels.PACKAGE: outcome.package.name,
+            labels.IMAGE_HASH: outcome.desired.image_hash,
+            labels.CONTAINER_HASH: outcome.desired.container_hash,
+            labels.MANIFEST: str(outcome.package.manifest_path),
         }
         if role:
-            labels[docker_engine.ROLE] = role
-        return labels
+            container_labels[labels.ROLE] = role
+        return container_labels
 
     def _image(self, outcome: Outcome) -> str:
         return f"{outcome.package.manifest.image_repository}:{outcome.desired.short_hash}"

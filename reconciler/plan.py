@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reconciler.engine.docker import ContainerState, ImageState
-from reconciler.observed.folder import FolderState
+from reconciler.observed.state import ContainerState, FolderState, ImageState, Observed
 
 MAX_NAMED_INPUTS = 4
 
@@ -41,17 +40,6 @@ class Intent:
     push_to: str = ""  # registry/repository:hash12 when pushing
     container: str = ""  # container name
     address: str = ""  # host:port the container publishes
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What exists for one package."""
-
-    folder: FolderState
-    images: Sequence[ImageState] = ()
-    containers: Sequence[ContainerState] = ()
-    base_present: bool = True
-    registry_has: bool | None = None  # None: not asked (not pushing, or nothing to push yet)
 
 
 @dataclass(frozen=True)

@@ -377,8 +377,8 @@ def test_a_container_started_by_hand_from_our_image_is_never_touched(
 def test_image_lookups_by_tag_and_by_listing_plan_the_same(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine, monkeypatch
 ):
-    from reconciler import apply as reconcile_module
     from reconciler.apply import Session, reconcile
+    from reconciler.observed import state as observed_state
 
     names = [f"{unique_name}-{i}" for i in range(3)]
     cleanup_engine.extend(names)
@@ -386,7 +386,7 @@ def test_image_lookups_by_tag_and_by_listing_plan_the_same(
         engine_package(repo, base_image, runtime_only_lock, name, mode="image")
     assert apply(repo, cwd=repo).returncode == 0
     for threshold in (100, 1, 0):  # all by tag; one by tag then a listing; a listing from the start
-        monkeypatch.setattr(reconcile_module, "INSPECTS_BEFORE_LISTING", threshold)
+        monkeypatch.setattr(observed_state, "INSPECTS_BEFORE_LISTING", threshold)
         with Session() as session:
             reconciliation = reconcile([str(repo)], session, frozen=True)
         assert [o.plan.actions for o in reconciliation.outcomes] == [[], [], []], threshold

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.cli.report import _action_line
-from reconciler.observed.folder import FolderState
+from reconciler.observed.state import FolderState
 from reconciler.plan import Intent, changed_inputs, plan_folder
 
 INPUTS = {
@@ -72,8 +72,8 @@ def test_folders_that_are_not_ours_are_errors_not_actions():
 
 # -- image and container modes ---------------------------------------------------------
 
-from reconciler.engine.docker import ContainerState, ImageState  # noqa: E402
-from reconciler.plan import Observed, plan_cleanup, plan_package  # noqa: E402
+from reconciler.observed.state import ContainerState, ImageState, Observed  # noqa: E402
+from reconciler.plan import plan_cleanup, plan_package  # noqa: E402
 
 H, C = "a" * 64, "b" * 64
 CONTAINER = Intent(

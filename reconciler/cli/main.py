@@ -400,6 +400,7 @@ def _command_watch(arguments: argparse.Namespace) -> int:
 def _command_down(arguments: argparse.Namespace) -> int:
     from reconciler.apply import Session
     from reconciler.engine.docker import EngineError, EngineUnavailable
+    from reconciler.observed.state import Snapshot
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
@@ -409,7 +410,7 @@ def _command_down(arguments: argparse.Namespace) -> int:
     with Session() as session:
         try:
             engine = session.engine
-            containers = [c for c in engine.snapshot(images=False).containers if c.package in names]
+            containers = [c for c in Snapshot.read(engine, images=False).containers if c.package in names]
         except EngineUnavailable as error:
             return _refused(error)
         for container in containers:
@@ -442,8 +443,10 @@ def _one_package(path: str, verb: str):
 
 
 def _command_pull(arguments: argparse.Namespace) -> int:
-    from reconciler.apply import Session, desire_packages
-    from reconciler.engine.docker import EngineError, EngineUnavailable
+    from reconciler.apply import Session, desire_packages, read_snapshot
+    from reconciler.core.errors import ReconcilerError
+    from reconciler.engine.docker import EngineUnavailable
+    from reconciler.observed.state import image_state
 
     package = _one_package(arguments.path, "pull")
     if package is None:
@@ -458,7 +461,8 @@ def _command_pull(arguments: argparse.Namespace) -> int:
             engine = session.engine
             wanted = arguments.hash
             if wanted is None:
-                [outcome], _ = desire_packages([package], session, frozen=True, engine=engine)
+                snapshot = read_snapshot(session, [package], images=False)
+                [outcome] = desire_packages([package], session, frozen=True, snapshot=snapshot)
                 if outcome.problems:
                     _print_problems(outcome.problems)
                     return EXIT_ERROR
@@ -467,14 +471,15 @@ def _command_pull(arguments: argparse.Namespace) -> int:
             remote = f"{registry}/{manifest.image_repository}:{short}"
             started = time.perf_counter()
             image_id = engine.pull(remote)
-            pulled = engine.inspect_image(image_id)
+            details = engine.inspect_image(image_id)
+            pulled = image_state(details) if details else None
             if pulled is None or not pulled.hash.startswith(wanted):
                 print(f"error: {remote} carries hash {pulled and pulled.hash!r}, not {wanted}", file=sys.stderr)
                 return EXIT_ERROR
             engine.tag(image_id, f"{manifest.image_repository}:{short}")
         except EngineUnavailable as error:
             return _refused(error)
-        except EngineError as error:
+        except ReconcilerError as error:
             print(f"error: {error}", file=sys.stderr)
             if arguments.hash is None:
                 print(
@@ -490,7 +495,7 @@ def _command_pull(arguments: argparse.Namespace) -> int:
 
 
 def _command_hash(arguments: argparse.Namespace) -> int:
-    from reconciler.apply import Session, desire_packages, uses_engine
+    from reconciler.apply import Session, desire_packages, read_snapshot, uses_engine
     from reconciler.engine.docker import EngineUnavailable
     from reconciler.spec.discovery import load_workspace
 
@@ -498,8 +503,9 @@ def _command_hash(arguments: argparse.Namespace) -> int:
     problems = list(workspace.problems)
     with Session() as session:
         try:  # image and container modes hash the base image's ID on the engine, as plan does
-            engine = session.engine if any(uses_engine(p) for p in workspace.packages) else None
-            outcomes, _ = desire_packages(workspace.packages, session, frozen=True, engine=engine)
+            uses = any(uses_engine(p) for p in workspace.packages)
+            snapshot = read_snapshot(session, workspace.packages, images=False) if uses else None
+            outcomes = desire_packages(workspace.packages, session, frozen=True, snapshot=snapshot)
         except EngineUnavailable as error:
             return _refused(error)
     for outcome in outcomes:

@@ -9,10 +9,12 @@ up as drift). A folder without a stamp is not ours and is never touched.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.core.errors import PermanentError
+from reconciler.core.paths import display_path
 
 STAMP_NAME = ".reconciler-stamp.json"
 STAMP_VERSION = 1
@@ -73,3 +75,39 @@ def read_stamp(folder: Path) -> Stamp | None:
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise StampUnreadable(f"{path}: {error}") from None
     return stamp
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Whose a folder is: missing | ours | foreign (no stamp) | damaged (unreadable stamp) |
+    other (another package's). Only a missing folder or one that is `ours` may be written."""
+
+    status: str
+    stamp: Stamp | None = None
+    detail: str = ""  # why reconciler will not touch it
+
+
+def ownership(folder: Path, package_name: str) -> Ownership:
+    """The one place that decides whether reconciler may replace `folder` for this package."""
+    if not os.path.lexists(folder):
+        return Ownership("missing")
+    shown = display_path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return Ownership("foreign", detail=f"{shown} exists and is not a folder; reconciler will not replace it")
+    try:
+        stamp = read_stamp(folder)
+    except StampUnreadable as error:
+        return Ownership(
+            "damaged",
+            detail=f"{shown} has a damaged {STAMP_NAME} ({error}); "
+            "if the folder is reconciler's, delete it and apply again",
+        )
+    if stamp is None:
+        return Ownership(
+            "foreign",
+            detail=f"{shown} exists and was not written by reconciler (no {STAMP_NAME}); "
+            "move it away or choose another output.directory",
+        )
+    if stamp.package != package_name:
+        return Ownership("other", stamp, f"{shown} belongs to package {stamp.package!r}, not {package_name!r}")
+    return Ownership("ours", stamp)

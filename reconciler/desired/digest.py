@@ -19,6 +19,21 @@ from reconciler.desired.statcache import StatCache, now_ns
 MMAP_THRESHOLD = 4 * 1024 * 1024
 
 
+def with_mode(digest: str, executable: bool) -> str:
+    """A file's digest as hashes and stamps record it: `+x` marks an executable file,
+    so making a script executable is a change like any other."""
+    return digest + "+x" if executable else digest
+
+
+def without_mode(recorded: str) -> str:
+    """The content digest inside a recorded one."""
+    return recorded.removesuffix("+x")
+
+
+def is_executable(mode: int) -> bool:
+    return bool(mode & 0o111)
+
+
 def bytes_digest(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.core.errors import InvalidInput, Problem
-from reconciler.desired.digest import Digester, value_digest
+from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
 from reconciler.desired.pins import Lock, WheelCache, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.sources import InputFile, model_files, source_files
@@ -52,6 +52,27 @@ class Desired:
     @property
     def short_hash(self) -> str:
         return self.image_hash[:12]
+
+    @property
+    def image_ref(self) -> str:
+        """The local tag of the image for this hash."""
+        return image_reference(self.package.manifest.image_repository, self.image_hash)
+
+    @property
+    def registry_ref(self) -> str:
+        """The tag in `output.image.registry`, or "" when no registry is set."""
+        registry = self.package.manifest.output.image.registry
+        return image_reference(self.package.manifest.image_repository, self.image_hash, registry) if registry else ""
+
+    @property
+    def push_ref(self) -> str:
+        """The registry tag when `output.image.push` is on, else ""."""
+        return self.registry_ref if self.package.manifest.output.image.push else ""
+
+
+def image_reference(repository: str, image_hash: str, registry: str | None = None) -> str:
+    """`[registry/]repository:hash12`: how every image reconciler builds is tagged."""
+    return f"{registry + '/' if registry else ''}{repository}:{image_hash[:12]}"
 
 
 def dockerfile_settings(package: Package) -> DockerfileSettings:
@@ -113,8 +134,7 @@ def runtime_digest(digester: Digester) -> str:
 
 
 def file_input(file: InputFile, digester: Digester) -> str:
-    digest = digester.file(file.path, file.stat)
-    return digest + "+x" if file.executable else digest
+    return with_mode(digester.file(file.path, file.stat), file.executable)
 
 
 def ensure_lock(package: Package, wheel_cache: WheelCache, *, frozen: bool) -> tuple[Lock, str | None]:

@@ -1,9 +1,8 @@
-"""Every call reconciler makes to the Docker engine, in one place.
+"""Every call reconciler makes to the Docker engine, in one place, and nothing else.
 
-The planner never sees this module: observed state is read here into plain
-snapshots (one label-filtered list call per kind of object per run), and the
-executor calls the operations below. Builds go through the engine's build API
-(the legacy builder: what the Docker SDK speaks), streamed step by step.
+Answers come back as the engine gives them (summaries, IDs); `observed` turns them
+into state. Builds go through the engine's build API (the legacy builder: what the
+Docker SDK speaks), streamed step by step.
 """
 
 from __future__ import annotations
@@ -13,21 +12,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reconciler.core.errors import PermanentError, TemporaryError
 from reconciler.engine.endpoint import is_ready
+from reconciler.engine.labels import MANAGED
 
-# Images carry PACKAGE, IMAGE_HASH and MANIFEST. A container inherits its image's labels,
-# so a container someone starts by hand from one of our images has them too: only
-# MANAGED, set by reconciler on the containers it creates and never on an image, says
-# that a container is reconciler's to replace or remove.
-PACKAGE = "reconciler.package"
-IMAGE_HASH = "reconciler.hash"
-MANIFEST = "reconciler.manifest"
-MANAGED = "reconciler.managed"
-CONTAINER_HASH = "reconciler.container-hash"
-ROLE = "reconciler.role"
 CONTAINER_PORT = "5001/tcp"
 
 
@@ -84,92 +74,10 @@ def engine_address() -> str:
 
 
 @dataclass(frozen=True)
-class ImageState:
-    id: str
-    package: str
-    hash: str
-    tags: tuple[str, ...]
-    manifest: str = ""
-    repo_digests: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    id: str
-    name: str
-    package: str
-    container_hash: str
-    image_hash: str
-    state: str  # created | running | paused | restarting | exited | dead
-    status: str  # as docker says it: "Up 3 minutes (healthy)", "Exited (3) 2 seconds ago"
-    manifest: str
-    role: str  # "" for the serving container, "canary" during a replacement
-    host_port: int | None
-    host_ip: str | None
-    image_id: str = ""
-
-
-@dataclass(frozen=True)
 class BuildResult:
     image_id: str
     steps: int
     cached: int
-
-
-@dataclass
-class Snapshot:
-    """Everything reconciler manages on this engine, read once per run.
-
-    Images are listed only when asked (for --prune): listing images costs the engine
-    time in proportion to every image it holds, so a plan looks up the one image
-    it needs by tag instead."""
-
-    images: list[ImageState] | None = None
-    containers: list[ContainerState] = field(default_factory=list)
-    # every container on the engine, ours or not, with the image it was created from (with images)
-    container_images: dict[str, str] = field(default_factory=dict)
-    inspects: int = 0  # images looked up by tag so far in this run
-
-    def images_of(self, package: str) -> list[ImageState]:
-        return [i for i in self.images or () if i.package == package]
-
-    def containers_of(self, package: str) -> list[ContainerState]:
-        return [c for c in self.containers if c.package == package]
-
-
-def _image_state(summary: dict) -> ImageState:
-    labels = summary.get("Labels") or {}
-    return ImageState(
-        id=summary["Id"],
-        package=labels.get(PACKAGE, ""),
-        hash=labels.get(IMAGE_HASH, ""),
-        tags=tuple(t for t in summary.get("RepoTags") or () if t != "<none>:<none>"),
-        manifest=labels.get(MANIFEST, ""),
-        repo_digests=tuple(summary.get("RepoDigests") or ()),
-    )
-
-
-def _container_state(summary: dict) -> ContainerState:
-    labels = summary.get("Labels") or {}
-    port = host_ip = None
-    for binding in summary.get("Ports") or []:
-        if binding.get("PrivatePort") == 5001 and binding.get("PublicPort"):
-            port, host_ip = binding["PublicPort"], binding.get("IP")
-            break
-    return ContainerState(
-        id=summary["Id"],
-        name=(summary.get("Names") or ["/?"])[0].lstrip("/"),
-        package=labels.get(PACKAGE, ""),
-        container_hash=labels.get(CONTAINER_HASH, ""),
-        image_hash=labels.get(IMAGE_HASH, ""),
-        state=summary.get("State", ""),
-        status=summary.get("Status", ""),
-        manifest=labels.get(MANIFEST, ""),
-        role=labels.get(ROLE, ""),
-        host_port=port,
-        host_ip=host_ip,
-        image_id=summary.get("ImageID", ""),
-    )
 
 
 class Engine:
@@ -192,36 +100,26 @@ class Engine:
 
     # -- observing --------------------------------------------------------------------
 
-    def snapshot(self, *, images: bool) -> Snapshot:
+    def containers(self, *, managed_only: bool) -> list[dict]:
+        """Container summaries: those reconciler manages, or every container on the engine."""
         with engine_call("cannot list containers"):
-            summaries = self.api.containers(all=True, filters={"label": f"{MANAGED}=true"})
-        containers = [_container_state(summary) for summary in summaries]
-        if not images:
-            return Snapshot(None, containers)
-        with engine_call("cannot list images"):
-            built = [_image_state(summary) for summary in self.api.images(filters={"label": IMAGE_HASH})]
-            every_container = {summary["Id"]: summary.get("ImageID", "") for summary in self.api.containers(all=True)}
-        return Snapshot(built, containers, every_container)
+            return self.api.containers(all=True, filters={"label": f"{MANAGED}=true"} if managed_only else None)
 
-    def inspect_image(self, reference: str) -> ImageState | None:
-        """The image `reference` names, or None when the engine does not have it."""
+    def images(self, *, label: str) -> list[dict]:
+        """Summaries of the images that carry `label`."""
+        with engine_call("cannot list images"):
+            return self.api.images(filters={"label": label})
+
+    def inspect_image(self, reference: str) -> dict | None:
+        """What the engine knows of the image `reference` names, or None when it does not have it."""
         details = None
         with engine_call(f"cannot inspect {reference}", missing_ok=True):
             details = self.api.inspect_image(reference)
-        if details is None:
-            return None
-        return _image_state({**details, "Labels": (details.get("Config") or {}).get("Labels") or {}})
-
-    def image(self, reference: str, image_hash: str) -> ImageState | None:
-        """The image tagged `reference`, if it carries `image_hash` (one inspect, no listing)."""
-        state = self.inspect_image(reference)
-        return state if state is not None and state.hash == image_hash else None
+        return details
 
     def image_id(self, reference: str) -> str | None:
         """The local image ID of `reference`, or None when the engine does not have it."""
-        details = None
-        with engine_call(f"cannot inspect {reference}", missing_ok=True):
-            details = self.api.inspect_image(reference)
+        details = self.inspect_image(reference)
         return details["Id"] if details else None
 
     def registry_has(self, reference: str) -> bool:

@@ -1,0 +1,14 @@
+"""The labels reconciler puts on images and containers: its state store on the engine.
+
+Images carry PACKAGE, IMAGE_HASH and MANIFEST. A container inherits its image's labels,
+so a container someone starts by hand from one of our images has them too: only
+MANAGED, set by reconciler on the containers it creates and never on an image, says
+that a container is reconciler's to replace or remove.
+"""
+
+PACKAGE = "reconciler.package"
+IMAGE_HASH = "reconciler.hash"
+MANIFEST = "reconciler.manifest"
+MANAGED = "reconciler.managed"
+CONTAINER_HASH = "reconciler.container-hash"
+ROLE = "reconciler.role"

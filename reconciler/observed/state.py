@@ -1,0 +1,195 @@
+"""Observed state: every state type the planner reads, and the one snapshot read per run.
+
+After docker compose v2's observed_state.go. What exists is read from the artifacts
+themselves (no central state file): the stamp in each output folder (`folder`), and
+the labels on images and containers, read in one label-filtered list call per kind of
+object. Images are listed only when asked (for --prune): the engine lists images in
+time proportional to every image it holds, so a plan looks up the one image it needs
+by tag, and past a handful of lookups in one run, one listing answers for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from reconciler.core.errors import ReconcilerError
+from reconciler.engine import labels
+from reconciler.engine.docker import CONTAINER_PORT, Engine
+
+INSPECTS_BEFORE_LISTING = 16
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """An output folder: missing | ours | foreign (no stamp) | damaged (unreadable stamp) |
+    other (another package's), with the hash and inputs its stamp records and any drift."""
+
+    status: str
+    image_hash: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    drift: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ImageState:
+    id: str
+    package: str
+    hash: str
+    tags: tuple[str, ...]
+    manifest: str = ""
+    repo_digests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    package: str
+    container_hash: str
+    image_hash: str
+    state: str  # created | running | paused | restarting | exited | dead
+    status: str  # as docker says it: "Up 3 minutes (healthy)", "Exited (3) 2 seconds ago"
+    manifest: str
+    role: str  # "" for the serving container, "canary" during a replacement
+    host_port: int | None
+    host_ip: str | None
+    image_id: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What exists for one package."""
+
+    folder: FolderState
+    images: Sequence[ImageState] = ()
+    containers: Sequence[ContainerState] = ()
+    base_present: bool = True
+    registry_has: bool | None = None  # None: not asked (not pushing, or nothing to push yet)
+
+
+def image_state(summary: dict) -> ImageState:
+    """An image as the engine lists or inspects it."""
+    labels_ = summary.get("Labels") or (summary.get("Config") or {}).get("Labels") or {}
+    return ImageState(
+        id=summary["Id"],
+        package=labels_.get(labels.PACKAGE, ""),
+        hash=labels_.get(labels.IMAGE_HASH, ""),
+        tags=tuple(t for t in summary.get("RepoTags") or () if t != "<none>:<none>"),
+        manifest=labels_.get(labels.MANIFEST, ""),
+        repo_digests=tuple(summary.get("RepoDigests") or ()),
+    )
+
+
+def container_state(summary: dict) -> ContainerState:
+    """A container as the engine lists it."""
+    labels_ = summary.get("Labels") or {}
+    port = host_ip = None
+    private = int(CONTAINER_PORT.split("/")[0])
+    for binding in summary.get("Ports") or []:
+        if binding.get("PrivatePort") == private and binding.get("PublicPort"):
+            port, host_ip = binding["PublicPort"], binding.get("IP")
+            break
+    return ContainerState(
+        id=summary["Id"],
+        name=(summary.get("Names") or ["/?"])[0].lstrip("/"),
+        package=labels_.get(labels.PACKAGE, ""),
+        container_hash=labels_.get(labels.CONTAINER_HASH, ""),
+        image_hash=labels_.get(labels.IMAGE_HASH, ""),
+        state=summary.get("State", ""),
+        status=summary.get("Status", ""),
+        manifest=labels_.get(labels.MANIFEST, ""),
+        role=labels_.get(labels.ROLE, ""),
+        host_port=port,
+        host_ip=host_ip,
+        image_id=summary.get("ImageID", ""),
+    )
+
+
+@dataclass
+class Snapshot:
+    """Everything reconciler manages on one engine, read once per run."""
+
+    engine: Engine
+    images: list[ImageState] | None = None  # None: not listed (a plan without --prune)
+    containers: list[ContainerState] = field(default_factory=list)
+    # every container on the engine, ours or not, with the image it was created from (with images)
+    container_images: dict[str, str] = field(default_factory=dict)
+    base_ids: dict[str, str | None] = field(default_factory=dict)  # base image reference -> local ID
+    base_failures: dict[str, str] = field(default_factory=dict)  # reference -> why it cannot be inspected
+    inspects: int = 0  # images looked up by tag so far in this run
+
+    @classmethod
+    def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
+        """Our containers (one label-filtered list), our images and every container's image
+        when `images`, and the local ID of each base image (one inspect per reference)."""
+        snapshot = cls(engine, containers=[container_state(s) for s in engine.containers(managed_only=True)])
+        if images:
+            snapshot._list_images()
+        for reference in sorted(set(bases)):
+            try:
+                snapshot.base_ids[reference] = engine.image_id(reference)
+            except ReconcilerError as error:
+                if error.temporary:
+                    raise
+                snapshot.base_failures[reference] = str(error)  # a reference the engine refuses
+        return snapshot
+
+    def _list_images(self) -> None:
+        self.images = [image_state(s) for s in self.engine.images(label=labels.IMAGE_HASH)]
+        self.container_images = {s["Id"]: s.get("ImageID", "") for s in self.engine.containers(managed_only=False)}
+
+    def images_of(self, package: str) -> list[ImageState]:
+        return [i for i in self.images or () if i.package == package]
+
+    def containers_of(self, package: str) -> list[ContainerState]:
+        return [c for c in self.containers if c.package == package]
+
+    def image_with_hash(self, package: str, image_hash: str, reference: str) -> ImageState | None:
+        """The image carrying `image_hash`, if the engine has it: from a serving container
+        already running it, else by one inspect of its tag, else from the listing."""
+        running = next(
+            (c for c in self.containers_of(package) if c.image_hash == image_hash and c.image_id),
+            None,
+        )
+        if running is not None and self.images is None:
+            return ImageState(running.image_id, package, image_hash, (reference,))
+        if self.images is None and self.inspects >= INSPECTS_BEFORE_LISTING:
+            self._list_images()
+        if self.images is not None:
+            return next((i for i in self.images_of(package) if i.hash == image_hash), None)
+        self.inspects += 1
+        details = self.engine.inspect_image(reference)
+        if details is None:
+            return None
+        state = image_state(details)
+        return state if state.hash == image_hash else None
+
+    def observe(
+        self,
+        folder: FolderState,
+        package: str,
+        *,
+        image_hash: str,
+        image_ref: str,
+        push_ref: str,
+        base_image: str | None,
+    ) -> Observed:
+        """One package's observed state. `base_image` is None in Dockerfile mode, where the
+        engine has nothing of the package's to observe but leftover containers."""
+        containers = self.containers_of(package)
+        images = self.images_of(package)
+        if base_image is None:
+            return Observed(folder, images=images, containers=containers)
+        current = self.image_with_hash(package, image_hash, image_ref)
+        if current is not None and current not in images:
+            images.append(current)
+        registry_has = self.engine.registry_has(push_ref) if push_ref and current is not None else None
+        return Observed(
+            folder,
+            images=images,
+            containers=containers,
+            base_present=self.base_ids.get(base_image) is not None,
+            registry_has=registry_has,
+        )
