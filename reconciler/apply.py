@@ -1,35 +1,47 @@
-"""The reconcile loop: discover -> load -> desire -> observe -> plan.
+"""The one apply pipeline: lock -> plan -> pull -> re-plan -> execute. Every caller uses it.
 
-Every run re-reads desired and observed state (level-triggered). A package that
-fails at any stage carries its problems and the others go on. The Docker engine is
-asked only when a package needs it (image and container modes, or --prune), and
-then once per kind of object.
+`apply`, `watch` (and later `sync`) decide *when* to run; this module is the only place
+that says *how* a run goes:
+
+1. lock the packages (two reconcilers never act on one package at once);
+2. reconcile: discover -> load -> desire -> observe -> plan, re-reading everything
+   (level-triggered); a package that fails at any stage carries its problems and the
+   others go on;
+3. pull the base images the plan says are missing, then plan again: a base image's ID
+   is part of the image hash, so a plan made without it would build the wrong image;
+4. execute the plan.
+
+The Docker engine is asked only when a package needs it (image and container modes, or
+--prune), and then once per kind of object.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.cachedir import cache_dir
-from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
-from reconciler.core.paths import display_path
+from reconciler.core.errors import InvalidInput, PermanentError, Problem, ReconcilerError
+from reconciler.core.package_locks import PackageLocks
 from reconciler.desired.digest import Digester
 from reconciler.desired.pins import WheelCache
 from reconciler.desired.statcache import StatCache
-from reconciler.desired.state import Desired, desire
+from reconciler.desired.state import Desired, desire, image_reference
 from reconciler.engine.docker import Engine, EngineUnavailable
+from reconciler.execute import ActionResult, Executor, Progress
 from reconciler.observed.folder import observe_folder
-from reconciler.observed.state import Observed, Snapshot
-from reconciler.plan import Cleanup, Intent, PackagePlan, plan_cleanup, plan_package
-from reconciler.spec.discovery import load_workspace
+from reconciler.observed.state import ContainerState, Observed, Snapshot, image_state, readiness
+from reconciler.plan import ActionKind, Cleanup, Intent, PackagePlan, plan_cleanup, plan_package
+from reconciler.spec.discovery import discover, load_workspace
 from reconciler.spec.package import Package
 
 
 class Session:
-    """What one command keeps for its whole run: the caches, and the engine once asked for."""
+    """What one run keeps from start to end: the caches, and the engine once asked for."""
 
     def __init__(self, root: Path | None = None, *, build_slots: int = 1):
         self.cache_root = root or cache_dir()
@@ -46,6 +58,16 @@ class Session:
             self._engine = Engine.connect()
         return self._engine
 
+    def executor(self, progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False) -> Executor:
+        return Executor(
+            engine=lambda: self.engine,
+            wheels=self.wheels,
+            digester=self.digester,
+            build_slots=self.build_slots,
+            progress=progress,
+            should_stop=should_stop,
+        )
+
     def close(self) -> None:
         self.stat_cache.close()
 
@@ -57,19 +79,8 @@ class Session:
 
 
 @dataclass
-class ActionResult:
-    kind: str
-    target: str
-    cause: str
-    status: str  # done | failed | skipped
-    seconds: float
-    detail: str = ""
-    permanent: bool = False  # failed in a way that retrying the same inputs cannot fix
-
-
-@dataclass
 class Outcome:
-    """One package through the loop."""
+    """One package through the pipeline."""
 
     package: Package
     desired: Desired | None = None
@@ -77,10 +88,17 @@ class Outcome:
     plan: PackagePlan | None = None
     problems: list[Problem] = field(default_factory=list)
     results: list[ActionResult] = field(default_factory=list)
+    held: bool = False  # not executed: the caller is waiting for its inputs to change
+    readiness: str | None = None  # the serving container's /ready, when status asked
 
     @property
     def failed(self) -> bool:
         return bool(self.problems) or any(r.status == "failed" for r in self.results)
+
+    @property
+    def failed_permanently(self) -> bool:
+        """Failed in a way that the same inputs will fail again: wait for a change."""
+        return bool(self.problems) or any(r.status == "failed" and r.permanent for r in self.results)
 
 
 @dataclass
@@ -105,38 +123,20 @@ class Reconciliation:
         return any(o.plan and o.plan.actions for o in self.outcomes) or bool(self.cleanup.actions)
 
 
-def intent_of(desired: Desired) -> Intent:
-    package = desired.package
-    manifest = package.manifest
-    container = manifest.output.container
-    return Intent(
-        name=package.name,
-        mode=manifest.output.mode,
-        folder=display_path(package.output_directory),
-        image_hash=desired.image_hash,
-        container_hash=desired.container_hash,
-        inputs=desired.inputs,
-        base_image=manifest.inference.environment.resolved_base_image,
-        image=desired.image_ref,
-        push_to=desired.push_ref,
-        container=manifest.container_name,
-        address=f"{container.host}:{container.port}",
-    )
+@dataclass(frozen=True)
+class Options:
+    """How a run goes; the same for every caller."""
+
+    frozen: bool = False  # never resolve dependencies: a missing or stale package.lock is an error
+    prune: bool = False  # also remove what no manifest wants (never while a manifest has errors)
+    dev: bool = False  # containers mount their code and reload it in place (watch --dev)
+    jobs: int = 4  # packages worked on at once
+    builds: int = 1  # image builds at once
+    lock_timeout_s: float = 120.0  # how long to wait for another reconciler holding a package
+    holder: str | None = None  # how the package locks name this process to others
 
 
-def desire_package(
-    package: Package, session: Session, *, frozen: bool, base_image_id: str | None = None, dev: bool = False
-) -> Outcome:
-    outcome = Outcome(package)
-    try:
-        outcome.desired = desire(
-            package, session.digester, session.wheels, frozen=frozen, base_image_id=base_image_id, dev=dev
-        )
-    except InvalidInput as error:
-        outcome.problems.extend(error.problems)
-    except ReconcilerError as error:
-        outcome.problems.append(Problem(str(package.manifest_path), str(error)))
-    return outcome
+# -- reconcile: desired, observed, plan ------------------------------------------------
 
 
 def uses_engine(package: Package) -> bool:
@@ -148,23 +148,37 @@ def base_image(package: Package) -> str | None:
     return package.manifest.inference.environment.resolved_base_image if uses_engine(package) else None
 
 
-def read_snapshot(session: Session, packages: list[Package], *, images: bool) -> Snapshot:
+def read_snapshot(session: Session, packages: Sequence[Package], *, images: bool) -> Snapshot:
     return Snapshot.read(session.engine, images=images, bases=[b for p in packages if (b := base_image(p))])
 
 
 def desire_packages(
-    packages: list[Package], session: Session, *, frozen: bool, dev: bool = False, snapshot: Snapshot | None = None
+    packages: Sequence[Package],
+    session: Session,
+    *,
+    frozen: bool,
+    dev: bool = False,
+    snapshot: Snapshot | None = None,
 ) -> list[Outcome]:
     """Each package's desired state. With a snapshot, image and container modes hash their
     base image's ID on the engine."""
     outcomes = []
     for package in packages:
+        outcome = Outcome(package)
+        outcomes.append(outcome)
         base = base_image(package)
         if snapshot is not None and base in snapshot.base_failures:
-            outcomes.append(Outcome(package, problems=[Problem(str(package.manifest_path), snapshot.base_failures[base])]))
+            outcome.problems.append(Problem(str(package.manifest_path), snapshot.base_failures[base]))
             continue
         base_id = snapshot.base_ids.get(base) if snapshot is not None and base else None
-        outcomes.append(desire_package(package, session, frozen=frozen, base_image_id=base_id, dev=dev))
+        try:
+            outcome.desired = desire(
+                package, session.digester, session.wheels, frozen=frozen, base_image_id=base_id, dev=dev
+            )
+        except InvalidInput as error:
+            outcome.problems.extend(error.problems)
+        except ReconcilerError as error:
+            outcome.problems.append(Problem(str(package.manifest_path), str(error)))
     return outcomes
 
 
@@ -184,7 +198,7 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> O
 
 
 def reconcile(
-    paths: list[str],
+    paths: Sequence[str],
     session: Session,
     *,
     frozen: bool,
@@ -192,6 +206,7 @@ def reconcile(
     use_engine: bool = True,
     only: set[Path] | None = None,
     dev: bool = False,
+    reload: frozenset[Path] = frozenset(),
 ) -> Reconciliation:
     """Load every package below `paths`, compute desired and observed state, and plan.
 
@@ -199,7 +214,7 @@ def reconcile(
     nothing has been changed at that point. With `use_engine` False only the
     Dockerfile folders are observed. With `only` (manifest paths), the whole tree is
     still loaded (so conflicts between packages are seen) but only those are planned,
-    and nothing is pruned.
+    and nothing is pruned. `reload`: manifests whose dev containers should load new code.
     """
     workspace = load_workspace(paths)
     selected = [p for p in workspace.packages if only is None or p.manifest_path in only]
@@ -210,16 +225,18 @@ def reconcile(
     outcomes = desire_packages(selected, session, frozen=frozen, dev=dev, snapshot=snapshot)
     for outcome in outcomes:
         package = outcome.package
-        if outcome.desired is not None:
-            try:
-                outcome.observed = _observe(outcome, session, snapshot)
-            except ReconcilerError as error:
-                if isinstance(error, EngineUnavailable):
-                    raise
-                outcome.problems.append(Problem(str(package.manifest_path), str(error)))
-            else:
-                outcome.plan = plan_package(intent_of(outcome.desired), outcome.observed)
-                outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
+        if outcome.desired is None:
+            continue
+        try:
+            outcome.observed = _observe(outcome, session, snapshot)
+        except EngineUnavailable:
+            raise
+        except ReconcilerError as error:
+            outcome.problems.append(Problem(str(package.manifest_path), str(error)))
+            continue
+        intent = Intent.of(outcome.desired)
+        outcome.plan = plan_package(intent, outcome.observed, reload=package.manifest_path in reload)
+        outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
     cleanup = Cleanup()
     if snapshot is not None and only is None:
         wanted = {o.package.name: (o.desired.image_hash, o.desired.container_hash) for o in outcomes if o.desired}
@@ -237,3 +254,162 @@ def reconcile(
         )
     session.stat_cache.flush()
     return Reconciliation(outcomes, workspace.problems, workspace.manifests_found, cleanup, workspace.packages)
+
+
+# -- the pipeline ------------------------------------------------------------------------
+
+
+def run(
+    paths: Sequence[str],
+    options: Options,
+    *,
+    only: set[Path] | None = None,
+    reload: frozenset[Path] = frozenset(),
+    hold: Mapping[Path, str] | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Reconciliation:
+    """Make the packages below `paths` (only those in `only`, when given) what their manifests say.
+
+    `hold` maps manifests to the container hash a caller has seen fail permanently: such a
+    package is planned but not executed while its desired hash is the same (it is marked
+    `held`). Raises a TemporaryError (no engine, a lock held too long) before changing
+    anything; failures of single actions land in the outcomes' results."""
+    manifests = only if only is not None else discover(list(paths))[0]
+    with PackageLocks(manifests, timeout=options.lock_timeout_s, command=options.holder):
+        with Session(build_slots=options.builds) as session:
+            executor = session.executor(progress, should_stop)
+            plan = _plan_for_run(paths, session, options, only, reload)
+            pulled = _pull_missing_bases(plan, executor, options)
+            if pulled:
+                plan = _plan_for_run(paths, session, options, only, reload)
+                for outcome in plan.outcomes:
+                    outcome.results = pulled.get(outcome.package.name, [])
+            runnable = [o for o in plan.outcomes if _runnable(o, hold)]
+            work = [(o.desired, [a for a in o.plan.actions if a.kind is not ActionKind.PULL]) for o in runnable]
+            for outcome, results in zip(runnable, executor.run_packages(work, jobs=options.jobs)):
+                outcome.results += results
+            if only is None and plan.cleanup.actions:
+                plan.cleanup_results = executor.run_actions(None, plan.cleanup.actions)
+            session.stat_cache.flush()
+    return plan
+
+
+def _plan_for_run(paths, session: Session, options: Options, only, reload) -> Reconciliation:
+    return reconcile(
+        paths, session, frozen=options.frozen, prune=options.prune, only=only, dev=options.dev, reload=reload
+    )
+
+
+def _pull_missing_bases(plan: Reconciliation, executor: Executor, options: Options) -> dict[str, list[ActionResult]]:
+    """Pull every base image the plan says is missing; the results by package."""
+    work = [
+        (o, [a for a in o.plan.actions if a.kind is ActionKind.PULL])
+        for o in plan.outcomes
+        if o.plan and not o.problems
+    ]
+    work = [(o, pulls) for o, pulls in work if pulls]
+    if not work:
+        return {}
+    results = executor.run_packages([(o.desired, pulls) for o, pulls in work], jobs=options.jobs)
+    return {o.package.name: r for (o, _), r in zip(work, results)}
+
+
+def _runnable(outcome: Outcome, hold: Mapping[Path, str] | None) -> bool:
+    if not outcome.plan or not outcome.plan.actions or outcome.problems:
+        return False
+    if any(r.status == "failed" for r in outcome.results):
+        return False  # its base image could not be pulled
+    held = hold or {}
+    if held.get(outcome.package.manifest_path) == outcome.desired.container_hash:
+        outcome.held = True
+        return False
+    return True
+
+
+def check(paths: Sequence[str], session: Session) -> Reconciliation:
+    """`apply --check`: whether each committed Dockerfile folder is up to date, offline.
+    Only Dockerfile-mode folders are meant to be committed, so only they are checked."""
+    reconciliation = reconcile(paths, session, frozen=True, use_engine=False)
+    reconciliation.outcomes = [o for o in reconciliation.outcomes if o.package.manifest.output.mode == "dockerfile"]
+    return reconciliation
+
+
+def status(paths: Sequence[str], session: Session) -> Reconciliation:
+    """Each package's state, with its serving container's readiness; changes nothing."""
+    reconciliation = reconcile(paths, session, frozen=True)
+    for outcome in reconciliation.outcomes:
+        serving = _serving(outcome)
+        if serving is not None and outcome.package.manifest.output.mode == "container":
+            outcome.readiness = readiness(serving)
+    return reconciliation
+
+
+def _serving(outcome: Outcome) -> ContainerState | None:
+    if outcome.observed is None:
+        return None
+    return next((c for c in outcome.observed.containers if not c.role), None)
+
+
+# -- outside the plan: down and pull ------------------------------------------------------
+
+
+@dataclass
+class Removal:
+    container: ContainerState
+    seconds: float
+    error: str = ""
+
+
+def down(packages: Sequence[Package], session: Session) -> list[Removal]:
+    """Stop (in-flight requests finish) and remove the packages' containers; images stay."""
+    names = {p.name for p in packages}
+    engine = session.engine
+    removals = []
+    for container in [c for c in Snapshot.read(engine, images=False).containers if c.package in names]:
+        started = time.perf_counter()
+        error = ""
+        try:
+            engine.stop(container.id)
+            engine.remove_container(container.id)
+        except EngineUnavailable:
+            raise
+        except ReconcilerError as failure:
+            error = str(failure)
+        removals.append(Removal(container, time.perf_counter() - started, error))
+    return removals
+
+
+@dataclass
+class Pulled:
+    remote: str
+    local: str
+    image_id: str
+    seconds: float
+
+
+def pull(package: Package, session: Session, image_hash: str | None) -> Pulled:
+    """Fetch `<registry>/<repository>:<hash12>` (the hash this machine computes, unless
+    given), check its hash label, and tag it as the local image, as Azure's package.pull()."""
+    manifest = package.manifest
+    registry = manifest.output.image.registry
+    if not registry:
+        raise PermanentError(f"{package.name} has no output.image.registry to pull from")
+    engine = session.engine
+    if image_hash is None:
+        [outcome] = desire_packages(
+            [package], session, frozen=True, snapshot=read_snapshot(session, [package], images=False)
+        )
+        if outcome.problems:
+            raise InvalidInput(outcome.problems)
+        image_hash = outcome.desired.image_hash
+    remote = image_reference(manifest.image_repository, image_hash, registry)
+    local = image_reference(manifest.image_repository, image_hash)
+    started = time.perf_counter()
+    image_id = engine.pull(remote)
+    details = engine.inspect_image(image_id)
+    pulled = image_state(details) if details else None
+    if pulled is None or not pulled.hash.startswith(image_hash):
+        raise PermanentError(f"{remote} carries hash {pulled and pulled.hash!r}, not {image_hash}")
+    engine.tag(image_id, local)
+    return Pulled(remote, local, image_id, time.perf_counter() - started)

@@ -1,10 +1,10 @@
-"""The executor: carries out a plan's actions and decides nothing.
+"""The executor: carries out a plan's typed actions and decides nothing.
 
-Packages run side by side on one bounded pool; a package's own actions run in
-order, and once one fails the rest of that package's actions are skipped with
-`upstream failed`. Other packages go on. Builds take a slot from the session's
-build semaphore (one at a time by default), held only around the build itself, so
-no pool ever waits on itself.
+One handler per action kind, in an explicit dispatch table. Packages run side by side
+on one bounded pool; a package's own actions run in order, and once one fails the rest
+of that package's actions are skipped with `upstream failed`. Other packages go on.
+Builds take a slot from a shared semaphore (one at a time by default), held only around
+the build itself, so no pool ever waits on itself.
 
 A serving container is only ever replaced by one proven ready: the new image first
 runs as a canary on an ephemeral loopback port; only when its /ready answers is the
@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from reconciler.apply import ActionResult, Outcome, Reconciliation, Session
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.desired.buildfolder import render_folder
+from reconciler.desired.digest import Digester
 from reconciler.desired.dockerfile import DEV_APP_ROOT
+from reconciler.desired.pins import WheelCache
+from reconciler.desired.state import Desired
 from reconciler.engine import labels
-from reconciler.engine.docker import EngineError
-from reconciler.engine.endpoint import score_url
-from reconciler.plan import Action
+from reconciler.engine.docker import Engine
+from reconciler.engine.endpoint import request_reload, score_url
+from reconciler.plan import Action, ActionKind
 
 Progress = Callable[[str, str], None]  # (package, line)
 
@@ -35,26 +38,77 @@ class ContainerNotReady(PermanentError):
     """A container of this image did not become ready: the same image will not either."""
 
 
+@dataclass
+class ActionResult:
+    action: Action
+    status: str  # done | failed | skipped
+    seconds: float
+    detail: str = ""
+    permanent: bool = False  # failed in a way that retrying the same inputs cannot fix
+
+    @property
+    def kind(self) -> str:
+        return self.action.kind.verb
+
+    @property
+    def target(self) -> str:
+        return self.action.target
+
+    @property
+    def cause(self) -> str:
+        return self.action.cause
+
+
 class Executor:
-    def __init__(self, session: Session, progress: Progress, should_stop: Callable[[], bool] = lambda: False):
-        self.session = session
-        self.progress = progress
+    """Runs actions against the engine and the filesystem. `engine` is called only by
+    actions that need one, so writing Dockerfile folders never connects to Docker."""
+
+    def __init__(
+        self,
+        *,
+        engine: Callable[[], Engine],
+        wheels: WheelCache,
+        digester: Digester,
+        build_slots: threading.BoundedSemaphore,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ):
+        self._engine = engine
+        self.wheels = wheels
+        self.digester = digester
+        self.build_slots = build_slots
+        self.progress = progress or (lambda package, line: None)
         self.should_stop = should_stop
+        self.handlers: dict[ActionKind, Callable[[Desired | None, Action], str]] = {
+            ActionKind.PULL: self._pull,
+            ActionKind.WRITE: self._write,
+            ActionKind.BUILD: self._build,
+            ActionKind.PUSH: self._push,
+            ActionKind.CREATE: self._create,
+            ActionKind.RECREATE: self._recreate,
+            ActionKind.START: self._start,
+            ActionKind.RELOAD: self._reload,
+            ActionKind.REMOVE_CONTAINER: self._remove_container,
+            ActionKind.REMOVE_IMAGE: self._remove_image,
+        }
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine()
 
     # -- handlers: one per action kind ------------------------------------------------
 
-    def pull(self, outcome: Outcome, action: Action) -> str:
-        image_id = self.session.engine.pull(action.target)
-        return image_id[7:19]
+    def _pull(self, desired: Desired | None, action: Action) -> str:
+        return self.engine.pull(action.image)[7:19]
 
-    def write(self, outcome: Outcome, action: Action) -> str:
-        stamp = render_folder(outcome.desired, self.session.wheels, self.session.digester)
+    def _write(self, desired: Desired, action: Action) -> str:
+        stamp = render_folder(desired, self.wheels, self.digester)
         return f"{len(stamp.files)} files"
 
-    def build(self, outcome: Outcome, action: Action) -> str:
-        package, desired = outcome.package, outcome.desired
+    def _build(self, desired: Desired, action: Action) -> str:
+        package = desired.package
         manifest = package.manifest
-        tags = [desired.image_ref, f"{manifest.image_repository}:latest"]
+        tags = [action.image, f"{manifest.image_repository}:latest"]
         if desired.registry_ref:
             tags.append(desired.registry_ref)
         image_labels = {k: v for k, v in manifest.labels.items() if not k.startswith("reconciler.")}
@@ -66,8 +120,8 @@ class Executor:
             }
         )
         environment = manifest.inference.environment
-        with self.session.build_slots:
-            built = self.session.engine.build(
+        with self.build_slots:
+            built = self.engine.build(
                 str(package.output_directory),
                 tags,
                 image_labels,
@@ -77,91 +131,45 @@ class Executor:
             )
         return f"image {built.image_id[7:19]}, {built.cached} of {built.steps} steps cached"
 
-    def push(self, outcome: Outcome, action: Action) -> str:
-        digest = self.session.engine.push(action.target)
+    def _push(self, desired: Desired | None, action: Action) -> str:
+        digest = self.engine.push(action.image)
         return f"digest {digest}" if digest else "pushed"
 
-    def _container_labels(self, outcome: Outcome, role: str = "") -> dict[str, str]:
-        container_labels = {
-            labels.MANAGED: "true",
-            labels.PACKAGE: outcome.package.name,
-            labels.IMAGE_HASH: outcome.desired.image_hash,
-            labels.CONTAINER_HASH: outcome.desired.container_hash,
-            labels.MANIFEST: str(outcome.package.manifest_path),
-        }
-        if role:
-            container_labels[labels.ROLE] = role
-        return container_labels
-
-    def _image(self, outcome: Outcome) -> str:
-        return f"{outcome.package.manifest.image_repository}:{outcome.desired.short_hash}"
-
-    def _container_options(self, outcome: Outcome) -> dict:
-        """Dev mode (watch --dev): the source folder mounted read-only, one worker, reloads on request."""
-        if not outcome.desired.dev:
-            return {}
-        return {
-            "mounts": {str(outcome.package.source_directory): DEV_APP_ROOT},
-            "environment": {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"},
-        }
-
-    def _ready_or_fail(
-        self, container_id: str, host: str, port: int, what: str, outcome: Outcome, remove: bool = True
-    ) -> None:
-        """Wait for /ready; on failure show the container's last log lines (and remove it)."""
-        engine = self.session.engine
-        why = engine.wait_ready(container_id, host, port, outcome.package.manifest.output.container.ready_timeout_s)
-        if why:
-            lines = engine.logs(container_id)
-            if remove:
-                engine.remove_container(container_id)
-            tail = "\n    ".join(lines[-20:]) or "(no output)"
-            raise ContainerNotReady(f"{what} did not become ready: {why}; its last log lines:\n    {tail}")
-
-    def _ready_at(self, outcome: Outcome) -> str:
-        container = outcome.package.manifest.output.container
-        return f"ready at {score_url(container.host, container.port)}"
-
-    def create(self, outcome: Outcome, action: Action) -> str:
-        engine = self.session.engine
-        container = outcome.package.manifest.output.container
-        name = outcome.package.manifest.container_name
+    def _create(self, desired: Desired, action: Action) -> str:
+        engine = self.engine
         container_id = engine.create_container(
-            self._image(outcome),
-            name,
-            host=container.host,
-            port=container.port,
-            labels=self._container_labels(outcome),
-            **self._container_options(outcome),
+            action.image,
+            action.container,
+            host=action.host,
+            port=action.port,
+            labels=_container_labels(desired),
+            **_dev_options(desired),
         )
         try:
             engine.start(container_id)
-        except EngineError:
+        except ReconcilerError:
             engine.remove_container(container_id)
             raise
-        self._ready_or_fail(container_id, container.host, container.port, f"container {name}", outcome)
-        return self._ready_at(outcome)
+        self._ready_or_fail(container_id, action.host, action.port, f"container {action.container}", desired)
+        return _ready_at(action)
 
-    def start(self, outcome: Outcome, action: Action) -> str:
-        container = outcome.package.manifest.output.container
-        self.session.engine.start(action.subject)
-        self._ready_or_fail(action.subject, container.host, container.port, "the container", outcome, remove=False)
-        return self._ready_at(outcome)
+    def _start(self, desired: Desired, action: Action) -> str:
+        self.engine.start(action.subject)
+        self._ready_or_fail(action.subject, action.host, action.port, "the container", desired, remove=False)
+        return _ready_at(action)
 
-    def recreate(self, outcome: Outcome, action: Action) -> str:
-        engine = self.session.engine
-        manifest = outcome.package.manifest
-        container, name, image = manifest.output.container, manifest.container_name, self._image(outcome)
-        old_id = action.subject
+    def _recreate(self, desired: Desired, action: Action) -> str:
+        engine = self.engine
+        name, old_id = action.container, action.subject
         # 1. the canary: the new image on an ephemeral loopback port
         canary = engine.create_container(
-            image,
-            f"{name}-canary-{outcome.desired.short_hash[:8]}",
+            action.image,
+            f"{name}-canary-{desired.short_hash[:8]}",
             host="127.0.0.1",
             port=0,
-            labels=self._container_labels(outcome, role="canary"),
+            labels=_container_labels(desired, role="canary"),
             restart=False,
-            **self._container_options(outcome),
+            **_dev_options(desired),
         )
         try:
             engine.start(canary)
@@ -170,48 +178,66 @@ class Executor:
                 "127.0.0.1",
                 engine.published_port(canary),
                 "the canary (the old container keeps serving)",
-                outcome,
+                desired,
             )
         finally:
             engine.remove_container(canary)
         # 2. proven: move the old one aside, put a fresh one on the real port
         engine.rename(old_id, f"{name}-previous-{int(time.time())}")
         new_id = engine.create_container(
-            image,
+            action.image,
             name,
-            host=container.host,
-            port=container.port,
-            labels=self._container_labels(outcome),
-            **self._container_options(outcome),
+            host=action.host,
+            port=action.port,
+            labels=_container_labels(desired),
+            **_dev_options(desired),
         )
         engine.stop(old_id)
         try:
             engine.start(new_id)
-            self._ready_or_fail(new_id, container.host, container.port, f"container {name}", outcome)
+            self._ready_or_fail(new_id, action.host, action.port, f"container {name}", desired)
         except ReconcilerError:
             engine.remove_container(new_id)
             engine.rename(old_id, name)
             engine.start(old_id)
             raise
         engine.remove_container(old_id)
-        return self._ready_at(outcome)
+        return _ready_at(action)
 
-    def remove(self, outcome: Outcome | None, action: Action) -> str:
-        engine = self.session.engine
-        if action.subject_kind == "image":
-            engine.remove_image(action.subject)
-        else:
-            engine.stop(action.subject)
-            engine.remove_container(action.subject)
+    def _reload(self, desired: Desired, action: Action) -> str:
+        request_reload(action.host, action.port)
+        return "reloaded (dev)"
+
+    def _remove_container(self, desired: Desired | None, action: Action) -> str:
+        self.engine.stop(action.subject)
+        self.engine.remove_container(action.subject)
         return "removed"
+
+    def _remove_image(self, desired: Desired | None, action: Action) -> str:
+        self.engine.remove_image(action.subject)
+        return "removed"
+
+    def _ready_or_fail(
+        self, container_id: str, host: str, port: int, what: str, desired: Desired, remove: bool = True
+    ) -> None:
+        """Wait for /ready; on failure show the container's last log lines (and remove it)."""
+        engine = self.engine
+        timeout = desired.package.manifest.output.container.ready_timeout_s
+        why = engine.wait_ready(container_id, host, port, timeout)
+        if why:
+            lines = engine.logs(container_id)
+            if remove:
+                engine.remove_container(container_id)
+            tail = "\n    ".join(lines[-20:]) or "(no output)"
+            raise ContainerNotReady(f"{what} did not become ready: {why}; its last log lines:\n    {tail}")
 
     # -- running ----------------------------------------------------------------------
 
-    def run_action(self, outcome: Outcome | None, action: Action) -> ActionResult:
+    def run_action(self, desired: Desired | None, action: Action) -> ActionResult:
         started = time.perf_counter()
         permanent = False
         try:
-            detail = getattr(self, action.kind)(outcome, action)
+            detail = self.handlers[action.kind](desired, action)
             status = "done"
         except ReconcilerError as error:
             detail, status, permanent = str(error), "failed", not error.temporary
@@ -219,52 +245,58 @@ class Executor:
             detail, status = f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), "failed"
         except Exception as error:  # noqa: BLE001 - a bug or an SDK surprise: this package fails, others go on
             detail, status = f"{type(error).__name__}: {error}", "failed"
-        seconds = time.perf_counter() - started
-        return ActionResult(action.kind, action.target, action.cause, status, seconds, detail, permanent)
+        return ActionResult(action, status, time.perf_counter() - started, detail, permanent)
 
-    def run_package(self, outcome: Outcome, kinds: frozenset[str] | None) -> None:
+    def run_actions(self, desired: Desired | None, actions: Sequence[Action]) -> list[ActionResult]:
+        """A package's actions in order; after a failure (or a stop) the rest are skipped."""
+        results: list[ActionResult] = []
         upstream_failed = False
-        for action in outcome.plan.actions:
-            if kinds is not None and action.kind not in kinds:
-                continue
+        for action in actions:
             if upstream_failed or self.should_stop():
-                outcome.results.append(
-                    ActionResult(
-                        action.kind,
-                        action.target,
-                        action.cause,
-                        "skipped",
-                        0.0,
-                        "upstream failed" if upstream_failed else "interrupted",
-                    )
-                )
+                why = "upstream failed" if upstream_failed else "interrupted"
+                results.append(ActionResult(action, "skipped", 0.0, why))
                 continue
-            result = self.run_action(outcome, action)
-            outcome.results.append(result)
+            result = self.run_action(desired, action)
+            results.append(result)
             upstream_failed = result.status == "failed"
+        return results
+
+    def run_packages(
+        self, work: Sequence[tuple[Desired | None, Sequence[Action]]], *, jobs: int
+    ) -> list[list[ActionResult]]:
+        """Each package's actions, packages side by side on at most `jobs` threads."""
+        if not work:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(work)))) as pool:
+            futures = [pool.submit(self.run_actions, desired, actions) for desired, actions in work]
+            return [future.result() for future in futures]
 
 
-def execute(
-    reconciliation: Reconciliation,
-    session: Session,
-    *,
-    jobs: int = 4,
-    progress: Progress | None = None,
-    kinds: frozenset[str] | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> None:
-    """Run the planned actions (only those of `kinds`, when given); results land on each outcome.
-    Once `should_stop` says so, the actions not yet started are skipped."""
-    executor = Executor(session, progress or (lambda package, line: None), should_stop)
-    pending = [o for o in reconciliation.outcomes if o.plan and o.plan.actions and not o.problems]
-    if pending:
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending)))) as pool:
-            for future in [pool.submit(executor.run_package, outcome, kinds) for outcome in pending]:
-                future.result()
-    if kinds is None:
-        for action in reconciliation.cleanup.actions:
-            reconciliation.cleanup_results.append(executor.run_action(None, action))
-    session.stat_cache.flush()
+def _container_labels(desired: Desired, role: str = "") -> dict[str, str]:
+    container_labels = {
+        labels.MANAGED: "true",
+        labels.PACKAGE: desired.package.name,
+        labels.IMAGE_HASH: desired.image_hash,
+        labels.CONTAINER_HASH: desired.container_hash,
+        labels.MANIFEST: str(desired.package.manifest_path),
+    }
+    if role:
+        container_labels[labels.ROLE] = role
+    return container_labels
+
+
+def _dev_options(desired: Desired) -> dict:
+    """Dev mode (watch --dev): the source folder mounted read-only, one worker, reloads on request."""
+    if not desired.dev:
+        return {}
+    return {
+        "mounts": {str(desired.package.source_directory): DEV_APP_ROOT},
+        "environment": {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"},
+    }
+
+
+def _ready_at(action: Action) -> str:
+    return f"ready at {score_url(action.host, action.port)}"
 
 
 def printing_progress(stream) -> Progress:

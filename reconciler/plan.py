@@ -1,7 +1,10 @@
-"""The planner: a pure function from (desired, observed) to actions, each with a cause.
+"""The planner: a pure function from (desired, observed) to typed actions, each with a cause.
 
-No I/O happens here, so plans are tested as golden strings without Docker or
-files. The executor carries out actions and decides nothing.
+No I/O happens here, so plans are tested as golden strings without Docker or files.
+After docker compose v2's plan.go: an enum of kinds, actions that carry the data the
+executor needs (image reference, container name, address, the engine object), and
+`str(action)` as the one printed form. The executor carries out actions and decides
+nothing.
 
 Per package, in order:
     pull      the base image is not on the engine (image and container modes)
@@ -11,15 +14,19 @@ Per package, in order:
     create    no serving container                      (container mode)
     recreate  the serving container runs another container hash
     start     the serving container has the right hash but is not running
+    reload    watch --dev asked for it and nothing else needs doing: new code, same container
     remove    leftovers of an interrupted replacement, duplicates, and with --prune
               orphans (labels with no manifest left) and superseded images
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from reconciler.core.paths import display_path
+from reconciler.desired.state import Desired
 from reconciler.observed.state import ContainerState, FolderState, ImageState, Observed
 
 MAX_NAMED_INPUTS = 4
@@ -39,26 +46,97 @@ class Intent:
     image: str = ""  # repository:hash12
     push_to: str = ""  # registry/repository:hash12 when pushing
     container: str = ""  # container name
-    address: str = ""  # host:port the container publishes
+    host: str = ""  # the address the container's port is published on
+    port: int = 0
+
+    @classmethod
+    def of(cls, desired: Desired) -> Intent:
+        package = desired.package
+        manifest = package.manifest
+        return cls(
+            name=package.name,
+            mode=manifest.output.mode,
+            folder=display_path(package.output_directory),
+            image_hash=desired.image_hash,
+            container_hash=desired.container_hash,
+            inputs=desired.inputs,
+            base_image=manifest.inference.environment.resolved_base_image,
+            image=desired.image_ref,
+            push_to=desired.push_ref,
+            container=manifest.container_name,
+            host=manifest.output.container.host,
+            port=manifest.output.container.port,
+        )
+
+
+class ActionKind(enum.Enum):
+    PULL = "pull"
+    WRITE = "write"
+    BUILD = "build"
+    PUSH = "push"
+    CREATE = "create"
+    RECREATE = "recreate"
+    START = "start"
+    RELOAD = "reload"
+    REMOVE_CONTAINER = "remove container"
+    REMOVE_IMAGE = "remove image"
+
+    @property
+    def verb(self) -> str:
+        """The word people and JSON documents see (both removals are `remove`)."""
+        return self.value.split()[0]
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # pull | write | build | push | create | recreate | start | remove
+    kind: ActionKind
     package: str
-    target: str
     cause: str
-    subject: str = ""  # the engine object acted on (container or image id), when there is one
-    subject_kind: str = ""  # "container" or "image"
+    image: str = ""  # pull: the base image; build, create, recreate: the local tag; push: the registry tag
+    folder: str = ""  # write: the folder, as displayed
+    container: str = ""  # the container's name
+    host: str = ""  # create, recreate, start, reload: where the container is published
+    port: int = 0
+    subject: str = ""  # the engine object acted on (the container or image id), when there is one
+
+    @property
+    def target(self) -> str:
+        kind = self.kind
+        if kind in (ActionKind.PULL, ActionKind.BUILD, ActionKind.PUSH):
+            return self.image
+        if kind is ActionKind.WRITE:
+            return self.folder
+        if kind is ActionKind.REMOVE_CONTAINER:
+            return f"container {self.container}"
+        if kind is ActionKind.REMOVE_IMAGE:
+            return f"image {self.image}"
+        return f"{self.container} on {self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.kind.verb} {self.target}  <- {self.cause}"
 
 
 def remove_container(package: str, container: ContainerState, cause: str) -> Action:
-    return Action("remove", package, f"container {container.name}", cause, container.id, "container")
+    return Action(ActionKind.REMOVE_CONTAINER, package, cause, container=container.name, subject=container.id)
 
 
 def remove_image(package: str, image: ImageState, cause: str) -> Action:
     label = ", ".join(image.tags) or image.id[7:19]
-    return Action("remove", package, f"image {label}", cause, image.id, "image")
+    return Action(ActionKind.REMOVE_IMAGE, package, cause, image=label, subject=image.id)
+
+
+def _at(intent: Intent, kind: ActionKind, cause: str, subject: str = "") -> Action:
+    """An action on the package's serving container."""
+    return Action(
+        kind,
+        intent.name,
+        cause,
+        image=intent.image,
+        container=intent.container,
+        host=intent.host,
+        port=intent.port,
+        subject=subject,
+    )
 
 
 @dataclass
@@ -116,7 +194,7 @@ def plan_folder(intent: Intent, folder: FolderState) -> PackagePlan:
         cause = _drift(folder.drift)
     else:
         return plan
-    plan.actions.append(Action("write", intent.name, intent.folder, cause))
+    plan.actions.append(Action(ActionKind.WRITE, intent.name, cause, folder=intent.folder))
     return plan
 
 
@@ -129,7 +207,9 @@ def _build_cause(intent: Intent, observed: Observed) -> str:
     return "not built yet"
 
 
-def plan_package(intent: Intent, observed: Observed) -> PackagePlan:
+def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) -> PackagePlan:
+    """The package's actions. `reload` (watch --dev after a code edit): when nothing else is
+    needed, ask the serving container to load the new code in place."""
     plan = plan_folder(intent, observed.folder)
     if plan.errors:
         return plan
@@ -140,18 +220,21 @@ def plan_package(intent: Intent, observed: Observed) -> PackagePlan:
     if intent.mode == "dockerfile":
         return plan
     if not observed.base_present:
-        plan.actions.insert(0, Action("pull", name, intent.base_image, "base image not present on the engine"))
+        plan.actions.insert(
+            0, Action(ActionKind.PULL, name, "base image not present on the engine", image=intent.base_image)
+        )
     image = next((i for i in observed.images if i.hash == intent.image_hash), None)
     build_cause = ""
     if image is None:
         build_cause = _build_cause(intent, observed)
-        plan.actions.append(Action("build", name, intent.image, build_cause))
+        plan.actions.append(Action(ActionKind.BUILD, name, build_cause, image=intent.image))
     if intent.push_to and (image is None or observed.registry_has is False):
-        plan.actions.append(
-            Action("push", name, intent.push_to, "new image" if image is None else "registry lacks the tag")
-        )
+        cause = "new image" if image is None else "registry lacks the tag"
+        plan.actions.append(Action(ActionKind.PUSH, name, cause, image=intent.push_to))
     if intent.mode == "container":
         _plan_container(intent, observed, plan, build_cause)
+        if reload and not plan.actions:
+            plan.actions.append(_at(intent, ActionKind.RELOAD, "code changed (dev)"))
     return plan
 
 
@@ -162,18 +245,17 @@ def _plan_container(intent: Intent, observed: Observed, plan: PackagePlan, build
     current = next((c for c in serving if c.container_hash == intent.container_hash), None) or (
         serving[0] if serving else None
     )
-    target = f"{intent.container} on {intent.address}"
     if current is None:
-        plan.actions.append(Action("create", name, target, "no container"))
+        plan.actions.append(_at(intent, ActionKind.CREATE, "no container"))
     elif current.container_hash != intent.container_hash:
         if current.image_hash != intent.image_hash:
             cause = f"new image ({build_cause})" if build_cause else "image changed"
         else:
             was = f"{current.name} on {current.host_ip}:{current.host_port}"
             cause = f"container settings changed (was {was})"
-        plan.actions.append(Action("recreate", name, target, cause, current.id))
+        plan.actions.append(_at(intent, ActionKind.RECREATE, cause, current.id))
     elif current.state != "running":
-        plan.actions.append(Action("start", name, target, f"container {current.state}", current.id))
+        plan.actions.append(_at(intent, ActionKind.START, f"container {current.state}", current.id))
     for other in serving:
         if other is not current:
             plan.actions.append(remove_container(name, other, "a second container for this package"))

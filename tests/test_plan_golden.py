@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from reconciler.cli.report import _action_line
 from reconciler.observed.state import FolderState
 from reconciler.plan import Intent, changed_inputs, plan_folder
 
@@ -13,12 +12,19 @@ INPUTS = {
     "package.lock": "l1",
     "inference.environment.variables": "v1",
 }
+
+
+def line(action) -> str:
+    """An action as plan prints it: `str(action)` is the one printed form."""
+    return f"  {action}"
+
+
 INTENT = Intent("demo", "dockerfile", "build/demo", "a" * 64, "b" * 64, INPUTS)
 
 
 def render(folder: FolderState) -> str:
     plan = plan_folder(INTENT, folder)
-    return "\n".join([_action_line(a) for a in plan.actions] + [f"error: {e}" for e in plan.errors])
+    return "\n".join([line(a) for a in plan.actions] + [f"error: {e}" for e in plan.errors])
 
 
 def test_missing_folder_is_written():
@@ -86,7 +92,8 @@ CONTAINER = Intent(
     base_image="python:3.11-slim",
     image="demo:aaaaaaaaaaaa",
     container="demo",
-    address="127.0.0.1:6789",
+    host="127.0.0.1",
+    port=6789,
 )
 IN_SYNC_FOLDER = FolderState("ours", H, dict(INPUTS))
 
@@ -113,7 +120,7 @@ def container(
 
 def render_package(intent, observed):
     plan = plan_package(intent, observed)
-    return "\n".join(_action_line(a) for a in plan.actions)
+    return "\n".join(line(a) for a in plan.actions)
 
 
 def test_container_mode_from_nothing():
@@ -199,7 +206,7 @@ def cleanup_lines(**overrides):
     )
     arguments.update(overrides)
     cleanup = plan_cleanup(**arguments)
-    return [_action_line(a) for a in cleanup.actions] + [f"note: {n}" for n in cleanup.notes]
+    return [line(a) for a in cleanup.actions] + [f"note: {n}" for n in cleanup.notes]
 
 
 def test_prune_removes_orphans_and_superseded_images():
@@ -230,3 +237,27 @@ def test_prune_stays_below_the_paths_given_and_spares_images_in_use():
     assert "  remove image demo:eeeeeeeeeeee  <- superseded by a newer build" not in cleanup_lines(
         container_images=in_use
     )
+
+
+def test_dev_reload_only_when_nothing_else_is_needed():
+    in_sync = Observed(IN_SYNC_FOLDER, [image()], [container()])
+    assert render_package_reload(CONTAINER, in_sync) == "  reload demo on 127.0.0.1:6789  <- code changed (dev)"
+    stopped = Observed(IN_SYNC_FOLDER, [image()], [container(state="exited")])
+    assert render_package_reload(CONTAINER, stopped) == "  start demo on 127.0.0.1:6789  <- container exited"
+    assert render_package_reload(CONTAINER, Observed(IN_SYNC_FOLDER, [image()], [])) == (
+        "  create demo on 127.0.0.1:6789  <- no container"
+    )
+
+
+def render_package_reload(intent, observed):
+    return "\n".join(line(a) for a in plan_package(intent, observed, reload=True).actions)
+
+
+def test_every_action_kind_has_a_handler():
+    import threading
+
+    from reconciler.execute import Executor
+    from reconciler.plan import ActionKind
+
+    executor = Executor(engine=None, wheels=None, digester=None, build_slots=threading.BoundedSemaphore(1))
+    assert set(executor.handlers) == set(ActionKind)

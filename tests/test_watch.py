@@ -340,3 +340,28 @@ def test_the_loop_survives_an_engine_restart(served_package, repo, docker_client
         watch.wait_for(rf"^{name}: (retry|resync): no container -> create .*, ready at", after=mark, timeout=60)
         assert watch.process.poll() is None
         assert score(port) == [6.0]
+
+
+@pytest.mark.docker
+def test_a_watch_that_pulls_its_base_image_builds_once(repo, base_image, runtime_only_lock, docker_client):
+    """The base image's ID is part of the image hash: after pulling it, the run must plan
+    again with that ID, or it builds for a hash nobody wants and builds again next time."""
+    registry = os.environ.get("RECONCILER_TEST_REGISTRY", "127.0.0.1:5000")
+    name = f"w{uuid.uuid4().hex[:10]}"
+    remote = f"{registry}/reconciler-test/pulled-base-{name}:1"
+    docker_client.images.get(base_image).tag(remote)
+    for line in docker_client.api.push(remote, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(remote)
+    package = engine_package(repo, remote, runtime_only_lock, name, mode="image")
+    try:
+        with WatchProcess(repo, cwd=repo) as watch:
+            watch.wait_for(rf"^{name}: start: .*pull .*, write .*, build \d+\.\d s$", timeout=180)
+        plan = subprocess.run(
+            [sys.executable, "-m", "reconciler", "plan", str(package)], cwd=repo, capture_output=True, text=True
+        )
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert len(docker_client.images.list(filters={"label": f"reconciler.package={name}"})) == 1
+    finally:
+        remove_package_objects(docker_client, name)
+        docker_client.images.remove(remote, force=True)

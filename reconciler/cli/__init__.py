@@ -1,5 +1,25 @@
-"""The command line: parse, call the pipeline, print. Holds no orchestration."""
+"""The `reconciler` command line: parse, call the layer below, print. Holds no orchestration.
 
-from reconciler.cli.main import main
+`parser` declares the commands and their help, `commands` runs one command each, and
+`report` renders results for people (text) and programs (JSON).
+"""
 
-__all__ = ["main"]
+from __future__ import annotations
+
+import sys
+
+from reconciler.cli.commands import COMMANDS, EXIT_ERROR
+from reconciler.cli.parser import build_parser
+from reconciler.core.errors import ReconcilerError
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[arguments.command](arguments)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ReconcilerError as error:  # refused before anything changed: no engine, a lock held, ...
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR

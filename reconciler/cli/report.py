@@ -1,4 +1,4 @@
-"""What `plan`, `apply` and `status` print: text for people, JSON for programs.
+"""What the commands print: text for people, JSON for programs.
 
 The JSON documents are a stable interface (docs/json-output.md): fields are only
 ever added, and `format` changes if one ever has to change meaning.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 
-from reconciler.apply import ActionResult, Outcome, Reconciliation
+from reconciler.apply import Outcome, Reconciliation
 from reconciler.core.paths import display_path
-from reconciler.engine.endpoint import is_ready, score_url
+from reconciler.desired.pins import Lock
+from reconciler.desired.state import Desired, container_settings, image_settings
+from reconciler.engine.endpoint import score_url
+from reconciler.execute import ActionResult
 from reconciler.plan import Action
 
 JSON_FORMAT = 1
@@ -25,7 +28,7 @@ def _header(outcome: Outcome) -> str:
 
 
 def _action_line(action: Action) -> str:
-    return f"  {action.kind} {action.target}  <- {action.cause}"
+    return f"  {action}"
 
 
 def _locked_note(outcome: Outcome, prefix: str) -> list[str]:
@@ -122,15 +125,6 @@ def apply_text(reconciliation: Reconciliation) -> str:
 # -- status -------------------------------------------------------------------------
 
 
-def _readiness(host: str | None, port: int | None) -> str:
-    if not port:
-        return "-"
-    try:
-        return "ready" if is_ready(host, port, timeout=1) else "not ready"
-    except OSError:
-        return "no answer"
-
-
 def package_status(outcome: Outcome) -> dict:
     """State of one package's artifacts, as status shows it (text and JSON)."""
     package = outcome.package
@@ -157,8 +151,7 @@ def package_status(outcome: Outcome) -> dict:
     if manifest.output.mode == "container" and serving:
         container = serving[0]
         status["container"] = f"{container.name}: {container.status}"
-        running = container.state == "running"
-        status["readiness"] = _readiness(container.host_ip, container.host_port) if running else "stopped"
+        status["readiness"] = outcome.readiness
         if container.host_port:
             status["url"] = score_url(container.host_ip, container.host_port)
     return status
@@ -194,7 +187,7 @@ def status_text(reconciliation: Reconciliation) -> str:
 
 
 def _action_json(action: Action) -> dict:
-    return {"kind": action.kind, "target": action.target, "cause": action.cause}
+    return {"kind": action.kind.verb, "target": action.target, "cause": action.cause}
 
 
 def _result_json(result: ActionResult) -> dict:
@@ -261,3 +254,43 @@ def to_json(reconciliation: Reconciliation, command: str) -> str:
         },
     }
     return json.dumps(document, indent=2) + "\n"
+
+
+# -- hash and lock --------------------------------------------------------------------
+
+
+def hash_text(desired: Desired) -> str:
+    """Every input with its digest; settings also with their value, which says more."""
+    values = image_settings(desired.package)
+    lines = [
+        desired.package.name,
+        f"  image hash      {desired.image_hash}",
+        f"  container hash  {desired.container_hash}  (image hash + {json.dumps(container_settings(desired.package))})",
+        "  inputs:",
+    ]
+    width = max(len(name) for name in desired.inputs)
+    for name, digest in desired.inputs.items():
+        shown = f"  {json.dumps(values[name])}" if name in values else ""
+        lines.append(f"    {name.ljust(width)}  {digest}{shown[:100]}")
+    return "\n".join(lines) + "\n"
+
+
+def hash_json(desired: Desired) -> dict:
+    return {
+        "name": desired.package.name,
+        "image_hash": desired.image_hash,
+        "container_hash": desired.container_hash,
+        "inputs": desired.inputs,
+    }
+
+
+def lock_changes(old: Lock | None, new: Lock) -> str:
+    """' (+numpy 2.1.0, scipy 1.13 -> 1.14)': what re-locking changed."""
+    if old is None:
+        return ""
+    before = {w.name: w.version for w in old.wheels}
+    after = {w.name: w.version for w in new.wheels}
+    changes = [f"+{n} {after[n]}" for n in sorted(after.keys() - before.keys())]
+    changes += [f"-{n} {before[n]}" for n in sorted(before.keys() - after.keys())]
+    changes += [f"{n} {before[n]} -> {after[n]}" for n in sorted(before.keys() & after.keys()) if before[n] != after[n]]
+    return " (" + ", ".join(changes) + ")" if changes else " (unchanged)"

@@ -4,6 +4,9 @@ the loopback address that matches the address it was published on."""
 from __future__ import annotations
 
 import http.client
+import json
+
+from reconciler.core.errors import PermanentError, TemporaryError
 
 
 def loopback_for(bind_address: str | None) -> str:
@@ -24,3 +27,26 @@ def is_ready(bind_address: str | None, port: int, timeout: float) -> bool:
         return connection.getresponse().status == 200
     finally:
         connection.close()
+
+
+def request_reload(bind_address: str | None, port: int, timeout: float = 60) -> None:
+    """Ask a dev container's runtime (watch --dev) to import the entry script again.
+
+    PermanentError with the runtime's own message when the new code fails (the old code
+    keeps serving); TemporaryError when nothing answers."""
+    host = loopback_for(bind_address)
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("POST", "/-/reload")
+        response = connection.getresponse()
+        body = response.read()
+    except OSError as error:
+        raise TemporaryError(f"no answer from {host}:{port}: {error}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        try:
+            message = json.loads(body)["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {response.status}"
+        raise PermanentError(message)

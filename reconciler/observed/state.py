@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from reconciler.core.errors import ReconcilerError
 from reconciler.engine import labels
 from reconciler.engine.docker import CONTAINER_PORT, Engine
+from reconciler.engine.endpoint import is_ready
 
 INSPECTS_BEFORE_LISTING = 16
 
@@ -105,6 +106,18 @@ def container_state(summary: dict) -> ContainerState:
         host_ip=host_ip,
         image_id=summary.get("ImageID", ""),
     )
+
+
+def readiness(container: ContainerState) -> str:
+    """What the container's GET /ready says, through its published port."""
+    if container.state != "running":
+        return "stopped"
+    if not container.host_port:
+        return "-"
+    try:
+        return "ready" if is_ready(container.host_ip, container.host_port, timeout=1) else "not ready"
+    except OSError:
+        return "no answer"
 
 
 @dataclass

@@ -21,7 +21,6 @@ anything else (environment, lock, models, manifest) takes the full path.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import random
@@ -29,22 +28,20 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pathspec
 
-from reconciler.apply import Outcome, Reconciliation, Session, reconcile
-from reconciler.core.package_locks import LockTimeout, PackageLocks
+from reconciler import apply
+from reconciler.apply import Options, Outcome, Reconciliation
+from reconciler.core.errors import ReconcilerError
+from reconciler.core.package_locks import LockTimeout
 from reconciler.core.paths import display_path, inside
 from reconciler.core.stamp import STAMP_NAME
 from reconciler.desired.sources import IGNORE_FILE, ignore_spec
-from reconciler.engine.docker import EngineUnavailable
-from reconciler.engine.endpoint import score_url
-from reconciler.execute import execute
-from reconciler.spec.discovery import MANIFEST_NAME, SKIPPED_FOLDERS, discover
+from reconciler.plan import ActionKind
+from reconciler.spec.discovery import MANIFEST_NAME, SKIPPED_FOLDERS
 from reconciler.spec.package import Package
 
 MAX_BACKOFF_S = 60.0
@@ -249,31 +246,28 @@ class Watcher:
     ) -> None:
         """One level-triggered run over `only` (None: every package) and its report. Packages
         without a trigger of their own are reported with `reason` and their plan's cause."""
-        manifests = only if only is not None else set(discover(self.paths)[0])
+        options = Options(prune=self.prune, dev=self.dev, lock_timeout_s=self.lock_timeout_s, holder="reconciler watch")
         try:
-            with PackageLocks(manifests, timeout=self.lock_timeout_s, command="reconciler watch"):
-                with Session() as session:
-                    reconciliation = reconcile(
-                        self.paths, session, frozen=False, prune=self.prune, only=only, dev=self.dev
-                    )
-                    execute(
-                        reconciliation,
-                        session,
-                        should_stop=self.stop.is_set,
-                        progress=(lambda name, line: self.say(f"{name}: {line}")) if self.verbose else None,
-                    )
-        except EngineUnavailable as error:
-            self._failed(None, f"error: {error}")
-            return
+            reconciliation = apply.run(
+                self.paths,
+                options,
+                only=only,
+                reload=frozenset(reload),
+                should_stop=self.stop.is_set,
+                progress=(lambda name, line: self.say(f"{name}: {line}")) if self.verbose else None,
+            )
         except LockTimeout as error:
             self._failed(None, f"waiting: {error}")
+            return
+        except ReconcilerError as error:
+            self._failed(None, f"error: {error}")
             return
         except Exception as error:  # noqa: BLE001 - an engine restarting mid-run, a disk full: say it, retry
             self._failed(None, f"error: {type(error).__name__}: {error}")
             return
         self.retry_at.pop(None, None)
         self._remember(reconciliation)
-        self._report(reconciliation, triggers, reload, reason)
+        self._report(reconciliation, triggers, reason)
 
     def _remember(self, reconciliation: Reconciliation) -> None:
         """The packages to watch from now on. One whose manifest no longer loads stays
@@ -295,9 +289,7 @@ class Watcher:
         self.retry_at[key] = (failures, time.monotonic() + delay)
         self.say(f"{message}; retrying in {delay:g} s")
 
-    def _report(
-        self, reconciliation: Reconciliation, triggers: dict[Path, str], reload: set[Path], reason: str
-    ) -> None:
+    def _report(self, reconciliation: Reconciliation, triggers: dict[Path, str], reason: str) -> None:
         problems = [str(p) for p in reconciliation.problems] + [
             str(p) for o in reconciliation.outcomes for p in o.problems
         ]
@@ -308,7 +300,7 @@ class Watcher:
         for outcome in reconciliation.outcomes:
             manifest = outcome.package.manifest_path
             trigger = triggers.get(manifest)
-            line, failed = self._outcome_line(outcome, trigger, manifest in reload, reason)
+            line, failed = self._outcome_line(outcome, trigger, reason)
             if failed:
                 self._failed(manifest, line)
             else:
@@ -318,9 +310,7 @@ class Watcher:
         for result in reconciliation.cleanup_results:
             self.say(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
 
-    def _outcome_line(
-        self, outcome: Outcome, trigger: str | None, reload: bool, reason: str
-    ) -> tuple[str | None, bool]:
+    def _outcome_line(self, outcome: Outcome, trigger: str | None, reason: str) -> tuple[str | None, bool]:
         name = outcome.package.name
         if outcome.problems:
             return None, False  # reported above; the running container (if any) keeps serving
@@ -330,41 +320,21 @@ class Watcher:
             trigger = f"{reason}: {first}" if first else None
         parts, failed, ready = [], False, ""
         for result in outcome.results:
-            if result.status == "done":
+            if result.action.kind is ActionKind.RELOAD:  # a failed reload leaves the old code serving
+                done = result.status == "done"
+                parts.append(f"reloaded {result.seconds:.2f} s (dev)" if done else f"reload FAILED: {result.detail}")
+            elif result.status == "done":
                 parts.append(f"{result.kind} {result.seconds:.1f} s")
                 if result.detail.startswith("ready at "):
                     ready = result.detail
             elif result.status == "failed":
                 parts.append(f"{result.kind} FAILED after {result.seconds:.1f} s: {result.detail}")
                 failed = True
-        if reload and not outcome.results and not failed:
-            parts.append(self._reload(outcome))
         if ready:
             parts.append(ready)
         if not parts:
             return (f"{name}: {trigger} -> in sync" if event else None), False
         return f"{name}: {trigger or reason} -> {', '.join(parts)}", failed
-
-    def _reload(self, outcome: Outcome) -> str:
-        """Ask the dev container's runtime to import the entry script again."""
-        serving = [c for c in (outcome.observed.containers if outcome.observed else ()) if not c.role]
-        if not serving or not serving[0].host_port:
-            return "no running container to reload"
-        started = time.perf_counter()
-        address = score_url(serving[0].host_ip, serving[0].host_port).removesuffix("/score")
-        request = urllib.request.Request(f"{address}/-/reload", method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                response.read()
-            return f"reloaded {time.perf_counter() - started:.2f} s (dev)"
-        except urllib.error.HTTPError as error:
-            try:
-                message = json.loads(error.read())["message"]
-            except (ValueError, KeyError):
-                message = f"HTTP {error.code}"
-            return f"reload FAILED: {message}"
-        except OSError as error:
-            return f"reload FAILED: {error}"
 
     # -- the loop ---------------------------------------------------------------------
 

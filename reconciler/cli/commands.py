@@ -1,0 +1,245 @@
+"""One function per command: take the parsed arguments, call the layer below, print, return
+the exit code. No orchestration lives here; a ReconcilerError that escapes a command is
+printed as one line by `reconciler.cli.main`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from reconciler import apply
+from reconciler.cli import report
+from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
+from reconciler.engine.docker import EngineUnavailable
+from reconciler.execute import printing_progress
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+
+
+def _exit_code(reconciliation: apply.Reconciliation, *, changes_pending: bool) -> int:
+    if reconciliation.has_errors or reconciliation.manifests_found == 0:
+        return EXIT_ERROR
+    return EXIT_CHANGES if changes_pending and reconciliation.has_changes else EXIT_OK
+
+
+def _emit(reconciliation: apply.Reconciliation, arguments: argparse.Namespace, command: str, text) -> None:
+    as_json = arguments.output == "json"
+    print(report.to_json(reconciliation, command) if as_json else text(reconciliation), end="")
+
+
+def schema(arguments: argparse.Namespace) -> int:
+    from reconciler.spec.manifest import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def validate(arguments: argparse.Namespace) -> int:
+    from reconciler.desired.pins import read_lock
+    from reconciler.spec.discovery import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    problems = list(workspace.problems)
+    for package in workspace.packages:
+        try:
+            read_lock(package)
+        except InvalidInput as error:
+            problems.extend(error.problems)
+    print_problems(problems)
+    if workspace.manifests_found == 0 and not problems:
+        print("no package.yaml found", file=sys.stderr)
+        return EXIT_ERROR
+    if problems:
+        return EXIT_ERROR
+    print(f"{len(workspace.packages)} package(s) valid")
+    return EXIT_OK
+
+
+def plan(arguments: argparse.Namespace) -> int:
+    with apply.Session() as session:
+        reconciliation = apply.reconcile(arguments.paths, session, frozen=arguments.frozen, prune=arguments.prune)
+    _emit(reconciliation, arguments, "plan", report.plan_text)
+    return _exit_code(reconciliation, changes_pending=True)
+
+
+def apply_(arguments: argparse.Namespace) -> int:
+    if arguments.check:
+        with apply.Session() as session:
+            reconciliation = apply.check(arguments.paths, session)
+        _emit(reconciliation, arguments, "apply --check", report.plan_text)
+        return _exit_code(reconciliation, changes_pending=True)
+    options = apply.Options(
+        frozen=arguments.frozen,
+        prune=arguments.prune,
+        jobs=arguments.jobs,
+        builds=arguments.builds,
+        lock_timeout_s=arguments.lock_timeout,
+    )
+    progress = printing_progress(sys.stderr if arguments.output == "json" else sys.stdout)
+    reconciliation = apply.run(arguments.paths, options, progress=progress)
+    _emit(reconciliation, arguments, "apply", report.apply_text)
+    return _exit_code(reconciliation, changes_pending=False)
+
+
+def status(arguments: argparse.Namespace) -> int:
+    with apply.Session() as session:
+        reconciliation = apply.status(arguments.paths, session)
+    _emit(reconciliation, arguments, "status", report.status_text)
+    return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
+
+
+def watch(arguments: argparse.Namespace) -> int:
+    from reconciler.watch.loop import Watcher
+
+    watcher = Watcher(
+        arguments.paths,
+        dev=arguments.dev,
+        prune=arguments.prune,
+        resync_s=arguments.resync,
+        out=sys.stdout,
+        verbose=arguments.verbose,
+    )
+    return watcher.run()
+
+
+def down(arguments: argparse.Namespace) -> int:
+    from reconciler.spec.discovery import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    print_problems(workspace.problems)
+    failed = bool(workspace.problems) or not workspace.manifests_found
+    with apply.Session() as session:
+        removals = apply.down(workspace.packages, session)
+    for removal in removals:
+        container = removal.container
+        if removal.error:
+            print(f"error: {container.package}: {removal.error}", file=sys.stderr)
+            failed = True
+        else:
+            print(f"{container.package}: removed container {container.name} in {removal.seconds:.2f} s")
+    if not removals:
+        print("no containers to remove")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _one_package(path: str, verb: str):
+    """The single package at `path`, or None after saying why not."""
+    from reconciler.spec.discovery import load_workspace
+
+    workspace = load_workspace([path])
+    print_problems(workspace.problems)
+    if workspace.problems:
+        return None
+    if len(workspace.packages) != 1:
+        print(f"error: {path} holds {len(workspace.packages)} packages; {verb} takes one", file=sys.stderr)
+        return None
+    return workspace.packages[0]
+
+
+def pull(arguments: argparse.Namespace) -> int:
+    package = _one_package(arguments.path, "pull")
+    if package is None:
+        return EXIT_ERROR
+    with apply.Session() as session:
+        try:
+            pulled = apply.pull(package, session, arguments.hash)
+        except InvalidInput as error:
+            print_problems(error.problems)
+            return EXIT_ERROR
+        except EngineUnavailable:
+            raise
+        except ReconcilerError as error:
+            print(f"error: {error}", file=sys.stderr)
+            if arguments.hash is None and package.manifest.output.image.registry:
+                print(
+                    "  (this machine's hash includes its own base image's ID; pass --hash with the builder's)",
+                    file=sys.stderr,
+                )
+            return EXIT_ERROR
+    print(
+        f"{package.name}: pulled {pulled.remote} as {pulled.local} ({pulled.image_id[7:19]}) in {pulled.seconds:.2f} s"
+    )
+    return EXIT_OK
+
+
+def hash_(arguments: argparse.Namespace) -> int:
+    from reconciler.spec.discovery import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    problems = list(workspace.problems)
+    with apply.Session() as session:
+        # image and container modes hash the base image's ID on the engine, as plan does
+        needs_engine = any(apply.uses_engine(p) for p in workspace.packages)
+        snapshot = apply.read_snapshot(session, workspace.packages, images=False) if needs_engine else None
+        outcomes = apply.desire_packages(workspace.packages, session, frozen=True, snapshot=snapshot)
+    for outcome in outcomes:
+        problems.extend(outcome.problems)
+    documents = [o.desired for o in outcomes if o.desired]
+    if arguments.output == "json":
+        print(json.dumps([report.hash_json(d) for d in documents], indent=2))
+    else:
+        print("".join(report.hash_text(d) for d in documents), end="")
+    print_problems(problems)
+    return EXIT_ERROR if problems or not workspace.manifests_found else EXIT_OK
+
+
+def serve(arguments: argparse.Namespace) -> int:
+    from reconciler.serve import serve as serve_package
+
+    package = _one_package(arguments.path, "serve")
+    if package is None:
+        return EXIT_ERROR
+    return serve_package(package, port=arguments.port or package.manifest.output.container.port, host=arguments.host)
+
+
+def lock(arguments: argparse.Namespace) -> int:
+    from reconciler.desired.pins import read_lock, resolve, write_lock
+    from reconciler.spec.discovery import load_workspace
+
+    workspace = load_workspace(arguments.paths)
+    print_problems(workspace.problems)
+    failed = bool(workspace.problems) or not workspace.manifests_found
+    with apply.Session() as session:
+        for package in workspace.packages:
+            started = time.perf_counter()
+            try:
+                try:
+                    old = read_lock(package)
+                except InvalidInput:
+                    old = None  # being rewritten is the fix for a damaged lock
+                new = resolve(package, session.wheels)
+                write_lock(package, new)
+            except InvalidInput as error:
+                print_problems(error.problems)
+                failed = True
+                continue
+            except ReconcilerError as error:
+                print(f"error: {error}", file=sys.stderr)
+                failed = True
+                continue
+            seconds = time.perf_counter() - started
+            changes = report.lock_changes(old, new)
+            print(f"{package.name}: locked {len(new.wheels)} wheels in {seconds:.1f} s{changes}")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+COMMANDS = {
+    "schema": schema,
+    "validate": validate,
+    "plan": plan,
+    "apply": apply_,
+    "status": status,
+    "watch": watch,
+    "down": down,
+    "pull": pull,
+    "hash": hash_,
+    "serve": serve,
+    "lock": lock,
+}

@@ -1,0 +1,234 @@
+"""The `reconciler` argument parser: every command, option and help text.
+
+Exit codes follow `terraform plan -detailed-exitcode`: 0 in sync (or done),
+2 changes pending, 1 errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from reconciler import __version__
+
+DESCRIPTION = """\
+GitOps for model packages. Each package.yaml (a trained model, its Azure-style
+entry script and environment, and an output mode) becomes a Dockerfile folder,
+a built image, or a running container serving POST /score. reconciler compares
+content hashes of the desired state with what exists and acts only on what changed.
+"""
+
+EPILOG = """\
+examples:
+  reconciler validate .                 check every manifest below . (fast, offline)
+  reconciler plan examples/             what would change, and why (exit 2 if anything)
+  reconciler apply examples/            make it so
+  reconciler plan --frozen .            in CI: a missing or stale package.lock is an error
+  reconciler apply --check .            exit 2 if a committed Dockerfile folder is out of date
+  reconciler hash examples/sklearn-regression   every input behind the hash
+
+exit codes: 0 in sync / done, 2 changes pending (plan, apply --check), 1 errors.
+"""
+
+
+def _add_paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=["."],
+        metavar="PATH",
+        help="package.yaml files or folders to search below (default: .); "
+        "hidden folders and reconciler's own outputs are skipped",
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default) or json for programs (fields: docs/json-output.md)",
+    )
+
+
+def _add_prune(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="also remove what no manifest wants: containers and images whose package.yaml (below "
+        "PATH) is gone, and superseded images. Never while a manifest has errors or none is found.",
+    )
+
+
+def _add_frozen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--frozen",
+        action="store_true",
+        help="never resolve dependencies: a missing or stale package.lock is an error (use in CI)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check manifests, paths and entry scripts (offline, no Docker)",
+        description="Check every package.yaml below PATH: YAML, fields, paths inside the repository, "
+        "and that each entry script defines init() and run(). Prints every problem as "
+        "file:line:column: field: message. Fast and offline: suited to a pre-commit hook.",
+    )
+    _add_paths(validate)
+
+    plan = commands.add_parser(
+        "plan",
+        help="show what apply would do, and why",
+        description="Compare each package's desired state (content hashes of its inputs) with what "
+        "exists, and print the actions apply would take, each with its cause. Resolves "
+        "package.lock first when it is missing or stale, unless --frozen. "
+        "Exit 0: in sync; 2: changes pending; 1: errors.",
+    )
+    _add_paths(plan)
+    _add_frozen(plan)
+    _add_prune(plan)
+    _add_output(plan)
+
+    apply = commands.add_parser(
+        "apply",
+        help="carry out the plan",
+        description="Plan, then act: write Dockerfile folders (atomically; folders without "
+        "reconciler's stamp are never touched). Prints each action with its cause and "
+        "duration. Exit 0 when everything succeeded, 1 otherwise.",
+    )
+    _add_paths(apply)
+    _add_frozen(apply)
+    _add_prune(apply)
+    _add_output(apply)
+    apply.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 2 if any Dockerfile folder (output.mode: dockerfile) is out of "
+        "date or edited by hand, for repositories that commit them. Implies --frozen.",
+    )
+    apply.add_argument("--jobs", "-j", type=int, default=4, metavar="N", help="packages worked on at once (default 4)")
+    apply.add_argument(
+        "--builds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="image builds at once (default 1; builds are CPU- and disk-bound)",
+    )
+    apply.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for another reconciler (a watch, another apply) working on "
+        "the same packages (default 120)",
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="show each package's state",
+        description="One line per package: mode, hash, whether its output is in sync, and for "
+        "containers their state, readiness (GET /ready) and URL. Never changes anything "
+        "and never resolves dependencies.",
+    )
+    _add_paths(status)
+    _add_output(status)
+
+    hash_ = commands.add_parser(
+        "hash",
+        help="print a package's hashes and every input behind them",
+        description="Print the image hash, the container hash, and each input with its digest "
+        "(files, the lock, settings), to answer 'why did it rebuild?'. Offline: a missing "
+        "or stale package.lock is reported, not resolved.",
+    )
+    _add_paths(hash_)
+    _add_output(hash_)
+
+    lock = commands.add_parser(
+        "lock",
+        help="resolve dependencies into package.lock",
+        description="Resolve each package's requirements (plus the serving runtime's) for its target "
+        "Python and platform with the host's pip configuration, and write package.lock "
+        "beside package.yaml: names, versions, wheel files, sha256. Wheels go to the local "
+        "wheel cache. Always resolves again, so it also upgrades within your constraints.",
+    )
+    _add_paths(lock)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run one package's scoring server on the host, without Docker",
+        description="Serve the package's entry script with the same runtime, model layout "
+        "(AZUREML_MODEL_DIR) and settings as its image, in this Python, for quick local "
+        "checks. The package's requirements must be installed in this Python; a missing "
+        "one is named before the server starts. Stops on Ctrl-C.",
+    )
+    serve.add_argument(
+        "path", nargs="?", default=".", metavar="PATH", help="the package's folder or package.yaml (default: .)"
+    )
+    serve.add_argument(
+        "--port", type=int, metavar="N", help="port to listen on (default: the manifest's output.container.port)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+
+    watch = commands.add_parser(
+        "watch",
+        help="keep the packages in sync while you edit",
+        description="Apply once, then again within moments of every change to a manifest or an "
+        "input it references (batched: a quiet period of 200 ms), and every --resync "
+        "seconds to heal what no file event announces (a container removed by hand). "
+        "One line per action with its cause and duration. Failures are retried with "
+        "backoff; Ctrl-C or SIGTERM stops it.",
+    )
+    _add_paths(watch)
+    watch.add_argument(
+        "--dev",
+        action="store_true",
+        help="containers mount their source folder read-only and reload changed code in "
+        "place (no rebuild, no restart); environment, lock, model or manifest changes "
+        "still rebuild. One worker per container.",
+    )
+    _add_prune(watch)
+    watch.add_argument(
+        "--resync",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="full reconcile every SECONDS, with jitter (default 30)",
+    )
+    watch.add_argument("--verbose", "-v", action="store_true", help="also print each build step")
+
+    down = commands.add_parser(
+        "down",
+        help="stop and remove the packages' containers (not their images)",
+        description="Stop (gracefully: in-flight requests finish) and remove the containers of the "
+        "packages below PATH. Images stay; `apply` brings the containers back.",
+    )
+    _add_paths(down)
+
+    pull = commands.add_parser(
+        "pull",
+        help="fetch a package's pushed image by hash from its registry",
+        description="Pull <registry>/<repository>:<hash12> for the package at PATH (the hash this "
+        "machine computes, or --hash), check its reconciler.hash label, and tag it "
+        "<repository>:<hash12> locally, as Azure's package.pull() does.",
+    )
+    pull.add_argument("path", metavar="PATH", help="the package's folder or package.yaml")
+    pull.add_argument("--hash", metavar="HASH", help="the image hash to pull (12 or 64 hex digits)")
+
+    commands.add_parser(
+        "schema",
+        help="print the JSON schema of package.yaml",
+        description="Print the JSON schema generated from reconciler's manifest models "
+        "(committed as schemas/package.schema.json for editors).",
+    )
+    return parser
