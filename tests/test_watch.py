@@ -365,3 +365,30 @@ def test_a_watch_that_pulls_its_base_image_builds_once(repo, base_image, runtime
     finally:
         remove_package_objects(docker_client, name)
         docker_client.images.remove(remote, force=True)
+
+
+@pytest.mark.docker
+def test_a_build_that_fails_on_its_inputs_waits_for_a_change(repo, base_image, runtime_only_lock, docker_client):
+    """A permanent failure is said once; resyncs do not rebuild it; the save that fixes it does."""
+    import io
+
+    name = f"w{uuid.uuid4().hex[:10]}"
+    broken_base = f"reconciler-test/no-python-{name}:1"
+    dockerfile = io.BytesIO(f"FROM {base_image}\nRUN rm -f /usr/bin/python3 /usr/bin/python3.11\n".encode())
+    docker_client.images.build(fileobj=dockerfile, tag=broken_base, rm=True)
+    package = engine_package(repo, broken_base, runtime_only_lock, name, mode="image")
+    try:
+        with WatchProcess(repo, cwd=repo, extra=["--resync", "1"]) as watch:
+            failed = watch.wait_for(rf"^{name}: start: .*build FAILED after ", timeout=180)
+            watch.wait_for(r"; waiting for a change to its inputs$", after=failed.start())
+            time.sleep(4)  # three or four resyncs
+            since = watch.output[failed.start() :]
+            assert since.count("build FAILED") == 1, since
+            assert "retrying" not in since, since
+            mark = len(watch.output)
+            manifest = package / "package.yaml"
+            manifest.write_text(manifest.read_text().replace(broken_base, base_image))
+            watch.wait_for(rf"^{name}: package.yaml changed -> write .*, build \d+\.\d s$", after=mark, timeout=180)
+    finally:
+        remove_package_objects(docker_client, name)
+        docker_client.images.remove(broken_base, force=True)

@@ -1,0 +1,47 @@
+"""What a watch prints: one line per package per run that did something.
+
+`sklearn-regression: score.py changed -> write 0.0 s, build 0.9 s, recreate 2.3 s, ready at ...`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.apply import Outcome
+from reconciler.plan import ActionKind
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str | None  # None: nothing worth a line (a resync that found the package in sync)
+    failed: bool = False  # an action failed (a failed dev reload does not count: the old code serves)
+    permanent: bool = False  # and the same inputs will fail the same way
+
+
+def outcome_line(outcome: Outcome, trigger: str | None, reason: str) -> Line:
+    """The package's line. `trigger` says what changed (None: the run was a `reason`,
+    such as a resync or a retry, and the plan's first cause says why it acted)."""
+    name = outcome.package.name
+    if outcome.problems or outcome.held:
+        return Line(None)  # problems are reported on their own; the running container keeps serving
+    event = trigger is not None
+    if not trigger:
+        first = outcome.plan.actions[0].cause if outcome.plan and outcome.plan.actions else None
+        trigger = f"{reason}: {first}" if first else None
+    parts, failed, permanent, ready = [], False, False, ""
+    for result in outcome.results:
+        if result.action.kind is ActionKind.RELOAD:
+            done = result.status == "done"
+            parts.append(f"reloaded {result.seconds:.2f} s (dev)" if done else f"reload FAILED: {result.detail}")
+        elif result.status == "done":
+            parts.append(f"{result.kind} {result.seconds:.1f} s")
+            if result.detail.startswith("ready at "):
+                ready = result.detail
+        elif result.status == "failed":
+            parts.append(f"{result.kind} FAILED after {result.seconds:.1f} s: {result.detail}")
+            failed, permanent = True, result.permanent
+    if ready:
+        parts.append(ready)
+    if not parts:
+        return Line(f"{name}: {trigger} -> in sync" if event else None)
+    return Line(f"{name}: {trigger or reason} -> {', '.join(parts)}", failed, permanent)
