@@ -28,9 +28,9 @@ from reconciler.core.cachedir import cache_dir
 from reconciler.core.errors import InvalidInput, PermanentError, Problem, ReconcilerError
 from reconciler.core.package_locks import PackageLocks
 from reconciler.desired.digest import Digester
-from reconciler.desired.pins import WheelCache
 from reconciler.desired.statcache import StatCache
 from reconciler.desired.state import Desired, desire, image_reference
+from reconciler.desired.wheels import WheelCache
 from reconciler.engine.docker import Engine, EngineUnavailable
 from reconciler.execute import ActionResult, Executor, Progress
 from reconciler.observed.folder import observe_folder

@@ -24,8 +24,8 @@ from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.desired.buildfolder import render_folder
 from reconciler.desired.digest import Digester
 from reconciler.desired.dockerfile import DEV_APP_ROOT
-from reconciler.desired.pins import WheelCache
 from reconciler.desired.state import Desired
+from reconciler.desired.wheels import WheelCache
 from reconciler.engine import labels
 from reconciler.engine.docker import Engine
 from reconciler.engine.endpoint import request_reload, score_url

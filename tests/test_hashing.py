@@ -10,9 +10,9 @@ import time
 import pytest
 
 from reconciler.desired.digest import Digester, read_digest
-from reconciler.desired.pins import WheelCache
 from reconciler.desired.statcache import RACY_WINDOW_NS, StatCache
 from reconciler.desired.state import desire
+from reconciler.desired.wheels import WheelCache
 from reconciler.spec.package import load_package
 
 

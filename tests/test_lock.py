@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from reconciler.desired.pins import sha256_of
+from reconciler.desired.wheels import sha256_of
 
 from .conftest import EXAMPLES, run_cli
 

@@ -13,14 +13,15 @@ from reconciler.core.stamp import Stamp
 from reconciler.desired.digest import Digester, without_mode
 from reconciler.desired.dockerfile import RUNTIME_PACKAGE
 from reconciler.desired.folder_writer import FolderWriter, write_stamped_folder
-from reconciler.desired.pins import WheelCache
 from reconciler.desired.state import Desired, runtime_files
+from reconciler.desired.wheels import WheelCache
 
 
 def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester) -> Stamp:
     """Write the package's build folder and return the stamp written into it."""
     package = desired.package
-    wheel_cache.fetch(package, desired.lock)
+    lock = desired.lock
+    wheel_cache.fetch(lock.wheels, python=lock.python, platform=lock.platform, what=f"fetch wheels for {package.name}")
 
     def fill(writer: FolderWriter) -> None:
         writer.text("Dockerfile", desired.dockerfile)

@@ -1,4 +1,4 @@
-"""Locked dependencies: `package.lock`, resolved on the host for the image's target.
+"""Pinned dependencies: `package.lock`, resolved on the host for the image's target.
 
 Containers here (and behind many corporate proxies) cannot reach PyPI, so the
 dependencies are resolved on the host with the user's own pip configuration
@@ -15,13 +15,9 @@ is stale. Hashing a package reads the lock, never the network.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,28 +26,16 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from reconciler import __version__
 from reconciler.core.atomic import write_atomic
-from reconciler.core.errors import InvalidInput, PermanentError, Problem, TemporaryError
+from reconciler.core.errors import InvalidInput, PermanentError, Problem
 from reconciler.desired.digest import value_digest
+from reconciler.desired.pip import pip_target_arguments, run_pip
+from reconciler.desired.wheels import LockedWheel, WheelCache
 from reconciler.spec.package import Package
 
 LOCK_VERSION = 1
 RUNTIME_REQUIREMENTS = Path(__file__).parent.parent / "runtime" / "requirements.txt"
 _INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(\s+|=)(?P<file>.+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-# glibc versions a manylinux wheel may need: up to Debian bookworm's 2.36, the base
-# of python:3.X-slim. A base image with an older glibc needs wheels built for it.
-_GLIBC_MINORS = range(36, 4, -1)
-_LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
-
-
-@dataclass(frozen=True)
-class LockedWheel:
-    name: str
-    version: str
-    filename: str
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -217,46 +201,7 @@ def stale_reason(package: Package, lock: Lock | None) -> str | None:
 # -- resolving ----------------------------------------------------------------------
 
 
-def platform_tags(platform: str) -> list[str]:
-    arch = PLATFORM_ARCH[platform]
-    tags: list[str] = []
-    for minor in _GLIBC_MINORS:
-        tags.append(f"manylinux_2_{minor}_{arch}")
-        if minor in _LEGACY_MANYLINUX and not (arch == "aarch64" and minor < 17):
-            tags.append(f"{_LEGACY_MANYLINUX[minor]}_{arch}")
-    return tags
-
-
-def pip_target_arguments(python: str, platform: str) -> list[str]:
-    arguments = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
-    for tag in platform_tags(platform):
-        arguments += ["--platform", tag]
-    return arguments
-
-
-# pip's words for a resolution that fails the same way every time (the inputs must change)
-_UNRESOLVABLE = ("No matching distribution", "Could not find a version", "ResolutionImpossible", "conflict")
-
-
-def run_pip(arguments: list[str], *, cwd: Path | None = None, what: str) -> None:
-    """Run the host's pip with the user's configuration; turn a failure into its ERROR lines.
-
-    A requirement that cannot be satisfied is permanent; anything else (an index that
-    does not answer, a proxy) may pass on a later try."""
-    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *arguments]
-    try:
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    except OSError as error:
-        raise TemporaryError(f"{what}: cannot run pip: {error}") from None
-    if result.returncode != 0:
-        output = (result.stderr or "") + (result.stdout or "")
-        errors = [line for line in output.splitlines() if line.startswith("ERROR")]
-        detail = "\n  ".join(errors or output.strip().splitlines()[-10:])
-        kind = PermanentError if any(word in output for word in _UNRESOLVABLE) else TemporaryError
-        raise kind(f"{what}: pip failed:\n  {detail}")
-
-
-def resolve(package: Package, wheel_cache: "WheelCache") -> Lock:
+def resolve(package: Package, wheel_cache: WheelCache) -> Lock:
     """Resolve the package's requirements for its target, fill the wheel cache, return the lock."""
     environment = package.manifest.inference.environment
     lines = requirement_lines(package)
@@ -297,63 +242,3 @@ def resolve(package: Package, wheel_cache: "WheelCache") -> Lock:
 
 def write_lock(package: Package, lock: Lock) -> None:
     write_atomic(package.lock_path, lock.to_json().encode())
-
-
-# -- the wheel cache -----------------------------------------------------------------
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class WheelCache:
-    """Wheels stored by content: `<cache>/wheels/sha256/<ab>/<sha256>/<file name>`.
-
-    Files are read-only: build folders hard-link to them, so a hand edit in a build
-    folder must not be able to change the cache.
-    """
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def path(self, wheel: LockedWheel) -> Path:
-        return self.root / "sha256" / wheel.sha256[:2] / wheel.sha256 / wheel.filename
-
-    def add(self, file: Path) -> str:
-        sha256 = sha256_of(file)
-        target = self.root / "sha256" / sha256[:2] / sha256 / file.name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{file.name}.{os.getpid()}.tmp")
-            shutil.copyfile(file, temporary)
-            os.chmod(temporary, 0o444)
-            os.replace(temporary, target)
-        return sha256
-
-    def missing(self, lock: Lock) -> list[LockedWheel]:
-        return [wheel for wheel in lock.wheels if not self.path(wheel).is_file()]
-
-    def fetch(self, package: Package, lock: Lock) -> None:
-        """Download the lock's wheels that are not cached yet (a fresh machine, a committed lock)."""
-        missing = self.missing(lock)
-        if not missing:
-            return
-        with tempfile.TemporaryDirectory(prefix="reconciler-wheels-") as scratch:
-            pins = Path(scratch) / "pins.txt"
-            pins.write_text(
-                "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in missing), encoding="utf-8"
-            )
-            download = Path(scratch) / "wheels"
-            arguments = ["download", "--quiet", "--progress-bar", "off", "--no-deps", "--dest", str(download)]
-            arguments += pip_target_arguments(lock.python, lock.platform) + ["-r", str(pins)]
-            run_pip(arguments, what=f"fetch wheels for {package.name}")
-            for file in download.iterdir():
-                self.add(file)
-        still_missing = self.missing(lock)
-        if still_missing:
-            names = ", ".join(w.filename for w in still_missing)
-            raise PermanentError(f"fetch wheels for {package.name}: pip did not provide {names}")

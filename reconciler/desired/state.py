@@ -27,8 +27,9 @@ from pathlib import Path
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
-from reconciler.desired.pins import Lock, WheelCache, read_lock, resolve, stale_reason, write_lock
+from reconciler.desired.pins import Lock, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.sources import InputFile, model_files, source_files
+from reconciler.desired.wheels import WheelCache
 from reconciler.spec.package import Package
 
 HASH_SCHEMA = 1
