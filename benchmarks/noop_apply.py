@@ -4,7 +4,10 @@
 Targets (issue 4): <= 0.35 s for one package (docker-compose 1.29: ~0.31 s here).
 docker-compose 1.29.2 is installed by this script into benchmarks/.venv-compose.
 
-    .venv/bin/python benchmarks/noop_apply.py [--runs 9] [--packages 50]
+    .venv/bin/python benchmarks/noop_apply.py [--runs 9] [--packages 50] [--compare OTHER_PYTHON]
+
+With --compare, another Python's `-m reconciler` (say the venv of an earlier checkout) is
+timed too, alternately, on the same packages.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--packages", type=int, default=50)
+    parser.add_argument("--compare", metavar="PYTHON", help="another Python with reconciler installed")
     arguments = parser.parse_args()
     header("no-op apply, container mode, whole process, median of runs")
     binary = compose()
@@ -101,8 +105,9 @@ def main() -> None:
             )
             compose_command = [binary, "-f", str(compose_file), "-p", "reconcilerbench", "up", "-d"]
             subprocess.run(compose_command, check=True, capture_output=True)
-            ours_one, compose_one, ours_all = [], [], []
-            for _ in range(arguments.runs):  # alternate, so all three see the same machine
+            ours_one, compose_one, ours_all, other_one, other_all = [], [], [], [], []
+            other = arguments.compare
+            for _ in range(arguments.runs):  # alternate, so all of them see the same machine
                 # a pause between commands: compose's `up` leaves the engine busy for a moment
                 # after it exits, which would be charged to whichever command came next
                 ours_one += time_command([PYTHON, "-m", "reconciler", "apply", str(packages[0])], 1, env=env)
@@ -111,6 +116,11 @@ def main() -> None:
                 time.sleep(1)
                 ours_all += time_command([PYTHON, "-m", "reconciler", "apply", str(repo)], 1, env=env)
                 time.sleep(1)
+                if other:
+                    other_one += time_command([other, "-m", "reconciler", "apply", str(packages[0])], 1, env=env)
+                    time.sleep(1)
+                    other_all += time_command([other, "-m", "reconciler", "apply", str(repo)], 1, env=env)
+                    time.sleep(1)
         finally:
             if compose_file.exists():
                 subprocess.run([binary, "-f", str(compose_file), "-p", "reconcilerbench", "down"], capture_output=True)
@@ -123,6 +133,15 @@ def main() -> None:
         print(
             f"{f'reconciler apply, {len(packages)} packages, no-op':<46} {median(ours_all):>9.3f} {min(ours_all):>7.3f}"
         )
+        if other:
+            print(f"# other: {other}")
+            print(f"{'other reconciler, 1 package, no-op':<46} {median(other_one):>9.3f} {min(other_one):>7.3f}")
+            print(
+                f"{f'other reconciler, {len(packages)} packages, no-op':<46} "
+                f"{median(other_all):>9.3f} {min(other_all):>7.3f}"
+            )
+            print(f"this / other (1 package): {median(ours_one) / median(other_one):.2f}")
+            print(f"this / other ({len(packages)} packages): {median(ours_all) / median(other_all):.2f}")
         print(f"reconciler / docker-compose (1 package): {median(ours_one) / median(compose_one):.2f}")
 
 
