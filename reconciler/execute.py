@@ -27,6 +27,7 @@ from reconciler.desired.dockerfile import DEV_APP_ROOT
 from reconciler.desired.state import Desired
 from reconciler.desired.wheels import WheelCache
 from reconciler.engine import labels
+from reconciler.engine.builders import Builder, choose_builder
 from reconciler.engine.docker import Engine
 from reconciler.engine.endpoint import request_reload, score_url
 from reconciler.plan import Action, ActionKind
@@ -79,6 +80,8 @@ class Executor:
         self.build_slots = build_slots
         self.progress = progress or (lambda package, line: None)
         self.should_stop = should_stop
+        self._builder: Builder | None = None
+        self._builder_lock = threading.Lock()
         self.handlers: dict[ActionKind, Callable[[Desired | None, Action], str]] = {
             ActionKind.PULL: self._pull,
             ActionKind.WRITE: self._write,
@@ -95,6 +98,15 @@ class Executor:
     @property
     def engine(self) -> Engine:
         return self._engine()
+
+    def builder(self, package: str) -> Builder:
+        """Chosen once per run, on the first build; a fallback to the legacy builder is said once."""
+        with self._builder_lock:
+            if self._builder is None:
+                self._builder = choose_builder(self.engine)
+                if self._builder.note:
+                    self.progress(package, f"note: {self._builder.note}")
+            return self._builder
 
     # -- handlers: one per action kind ------------------------------------------------
 
@@ -120,8 +132,9 @@ class Executor:
             }
         )
         environment = manifest.inference.environment
+        builder = self.builder(package.name)
         with self.build_slots:
-            built = self.engine.build(
+            built = builder.build(
                 str(package.output_directory),
                 tags,
                 image_labels,

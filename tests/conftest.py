@@ -170,3 +170,26 @@ def base_image(docker_client) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def buildkit_cli(docker_client):
+    """The docker CLI reconciler builds with by default here. In CI a missing one fails the
+    run: the suite must not silently test only the legacy fallback."""
+    from reconciler.engine.builders import find_buildkit_cli
+
+    cli, why = find_buildkit_cli()
+    if cli is None:
+        message = f"no docker CLI can build with BuildKit: {why}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return cli
+
+
+@pytest.fixture(params=["buildkit", "legacy"])
+def builder(request) -> str:
+    """Run the test with each builder (RECONCILER_BUILDER)."""
+    if request.param == "buildkit":
+        request.getfixturevalue("buildkit_cli")
+    return request.param

@@ -55,8 +55,9 @@ def score(port, body=None):
     return requests.post(f"http://127.0.0.1:{port}/score", json=body or SEED_REQUEST, timeout=10)
 
 
-def apply(*paths, cwd, extra=()):
-    return run_cli("apply", *extra, *map(str, paths), cwd=cwd, timeout=900)
+def apply(*paths, cwd, extra=(), builder=None):
+    env = {"RECONCILER_BUILDER": builder} if builder else None
+    return run_cli("apply", *extra, *map(str, paths), cwd=cwd, timeout=900, env=env)
 
 
 def ids(docker_client, name):
@@ -64,12 +65,17 @@ def ids(docker_client, name):
     return container.id, container.image.id
 
 
-def test_seed_flow_then_a_second_apply_does_nothing(docker_client, repo, base_image, unique_name, cleanup_engine):
+def test_seed_flow_then_a_second_apply_does_nothing(
+    docker_client, repo, base_image, unique_name, cleanup_engine, buildkit_cli
+):
     cleanup_engine.append(unique_name)
     package = sklearn_package(repo, base_image, unique_name)
     first = apply(package, cwd=repo, extra=["--frozen"])
     assert first.returncode == 0, first.stdout + first.stderr
-    assert f"{unique_name}: build {unique_name}:" in first.stdout and "Step 1/" in first.stdout
+    assert f"{unique_name}: build {unique_name}:" in first.stdout
+    # BuildKit is the default where the machine has it: one line per step as it ends
+    assert re.search(rf"^{unique_name}: \[dependencies 1/\d+\] FROM \S+ \(\d+\.\d+ s\)$", first.stdout, re.M)
+    assert "legacy builder" not in first.stdout
     assert re.search(
         rf"{unique_name}: create {unique_name} on 127\.0\.0\.1:\d+  done in .* \(ready at http://127\.0\.0\.1:\d+/score\)",
         first.stdout,
@@ -93,11 +99,11 @@ def test_seed_flow_then_a_second_apply_does_nothing(docker_client, repo, base_im
 
 
 def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
-    docker_client, repo, base_image, unique_name, cleanup_engine
+    docker_client, repo, base_image, unique_name, cleanup_engine, builder
 ):
     cleanup_engine.append(unique_name)
     package = sklearn_package(repo, base_image, unique_name)
-    assert apply(package, cwd=repo, extra=["--frozen"]).returncode == 0
+    assert apply(package, cwd=repo, extra=["--frozen"], builder=builder).returncode == 0
     old_container, old_image = ids(docker_client, unique_name)
     score_py = package / "score.py"
     score_py.write_text(score_py.read_text().replace("return result.tolist()", 'return {"v2": result.tolist()}'))
@@ -107,7 +113,7 @@ def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
     assert re.search(
         rf"  recreate {unique_name} on 127\.0\.0\.1:\d+  <- new image \(inputs changed: score.py\)", plan.stdout
     )
-    result = apply(package, cwd=repo)
+    result = apply(package, cwd=repo, builder=builder)
     assert result.returncode == 0, result.stdout + result.stderr
     # the dependency, runtime and model layers come from the cache; the code layer and what follows do not
     match = re.search(
@@ -117,10 +123,18 @@ def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
     )
     assert match, result.stdout
     cached, steps = map(int, match.groups())
-    step_lines = [line for line in result.stdout.splitlines() if line.startswith(f"{unique_name}: Step ")]
-    before_code = next(i for i, line in enumerate(step_lines) if 'COPY ["app/"' in line)
-    from_steps = sum(1 for line in step_lines[:before_code] if " : FROM " in line)
-    assert steps == len(step_lines) and cached == before_code - from_steps
+    if builder == "legacy":  # `Step 3/23 : COPY ...` as each step starts, in Dockerfile order
+        step_lines = [line for line in result.stdout.splitlines() if line.startswith(f"{unique_name}: Step ")]
+        before_code = next(i for i, line in enumerate(step_lines) if 'COPY ["app/"' in line)
+        from_steps = sum(1 for line in step_lines[:before_code] if " : FROM " in line)
+        assert steps == len(step_lines) and cached == before_code - from_steps
+    else:  # `[stage-1 6/7] COPY [app/, ...] (0.1 s)` as each step ends, `(cached)` when it was
+        step_lines = re.findall(rf"^{unique_name}: \[(\S+) (\d+)/\d+\] (\S+) (.*)$", result.stdout, re.M)
+        code = next(int(i) for stage, i, verb, rest in step_lines if verb == "COPY" and rest.startswith("[app/"))
+        for stage, index, verb, rest in step_lines:
+            expected = verb != "FROM" and (stage == "dependencies" or int(index) < code)
+            assert rest.endswith("(cached)") == expected, (stage, index, verb, rest)
+        assert steps == len(step_lines) and cached == sum(1 for s in step_lines if s[3].endswith("(cached)"))
     response = score(port_of(package))
     assert list(response.json()) == ["v2"]
     new_container, new_image = ids(docker_client, unique_name)
@@ -250,7 +264,7 @@ def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(
 
 
 def test_build_failure_shows_the_step_and_others_go_on(
-    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine, builder
 ):
     good, bad = f"{unique_name}-good", f"{unique_name}-bad"
     cleanup_engine.extend([good, bad])
@@ -258,10 +272,11 @@ def test_build_failure_shows_the_step_and_others_go_on(
     broken = engine_package(repo, base_image, runtime_only_lock, bad, mode="image")
     manifest = broken / "package.yaml"
     manifest.write_text(manifest.read_text().replace("pip: []}", "pip: [], system_packages: [no-such-package-xyz]}"))
-    result = apply(repo, cwd=repo)
+    result = apply(repo, cwd=repo, builder=builder)
     assert result.returncode == 1
+    step = r"Step \d+/\d+ : " if builder == "legacy" else r"\[stage-1 \d+/\d+\] "
     assert re.search(
-        rf"{bad}: build {bad}:[0-9a-f]{{12}}  FAILED after .*: build failed at Step \d+/\d+ : RUN apt-get",
+        rf"{bad}: build {bad}:[0-9a-f]{{12}}  FAILED after .*: build failed at {step}RUN apt-get",
         result.stdout,
     )
     assert re.search(rf"{good}: build {good}:[0-9a-f]{{12}}  done in", result.stdout)

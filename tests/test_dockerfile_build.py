@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -30,9 +32,19 @@ def wait_ready(url: str, container, timeout: float = 60.0) -> None:
     raise AssertionError("not ready:\n" + container.logs().decode()[-3000:])
 
 
-def build(client, folder, tag):
-    image, _ = client.images.build(path=str(folder), tag=tag, network_mode="none", rm=True, forcerm=True)
-    return image
+def build(client, folder, tag, builder="legacy"):
+    """`docker build --network none FOLDER`, by the SDK's legacy builder or the BuildKit CLI."""
+    if builder == "legacy":
+        image, _ = client.images.build(path=str(folder), tag=tag, network_mode="none", rm=True, forcerm=True)
+        return image
+    from reconciler.engine.builders import find_buildkit_cli
+
+    cli, _ = find_buildkit_cli()
+    command = [cli.path, "buildx", "build", "--load"] if cli.buildx else [cli.path, "build"]
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    result = subprocess.run(command + ["--network", "none", "-t", tag, str(folder)], env=env, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return client.images.get(tag)
 
 
 @pytest.fixture
@@ -44,10 +56,10 @@ def sklearn_example(repo, base_image):
     return package
 
 
-def test_folder_builds_offline_and_serves_the_seed_request(docker_client, sklearn_example, repo):
+def test_folder_builds_offline_and_serves_the_seed_request(docker_client, sklearn_example, repo, builder):
     assert run_cli("apply", "--frozen", str(sklearn_example), cwd=repo).returncode == 0
     folder = sklearn_example / "build" / "sklearn-regression"
-    image = build(docker_client, folder, "reconciler-test/dockerfile-mode:1")
+    image = build(docker_client, folder, f"reconciler-test/dockerfile-mode:{builder}", builder)
     config = image.attrs["Config"]
     assert config["User"] == "10001:10001" and "5001/tcp" in config["ExposedPorts"] and config["Healthcheck"]
     assert "LOG_LEVEL=info" in config["Env"]

@@ -1,7 +1,8 @@
 """The generated Dockerfile: a pure function of the package's settings.
 
 Layers go from slowest- to fastest-changing, so a code edit rebuilds one small
-layer and a model edit never reinstalls dependencies:
+layer (the last one: nothing after it makes a layer, with either builder) and a model
+edit never reinstalls dependencies:
 
     base -> system packages -> Python dependencies (from wheels/, no network)
          -> serving runtime -> each model -> application code -> settings
@@ -105,6 +106,7 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
     lines += [
         f"RUN groupadd --system --gid {APP_USER_ID} azureml \\",
         f" && useradd --system --uid {APP_USER_ID} --gid {APP_USER_ID} --no-create-home --home-dir {APP_ROOT} azureml",
+        f"WORKDIR {APP_ROOT}",
         f"COPY --from=dependencies {VENV} {VENV}",
         f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\",
         f"    VIRTUAL_ENV={VENV} PYTHONPATH={RUNTIME_ROOT} PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
@@ -122,7 +124,6 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
     for key, value in s.variables:
         lines.append(f"ENV {key}={_quote(value)}")
     lines += [
-        f"WORKDIR {APP_ROOT}",
         f"USER {APP_USER_ID}:{APP_USER_ID}",
         f"EXPOSE {CONTAINER_PORT}",
         "HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \\",
