@@ -34,7 +34,15 @@ from reconciler.desired.wheels import WheelCache
 from reconciler.engine.docker import Engine, EngineUnavailable
 from reconciler.execute import ActionResult, Executor, Progress
 from reconciler.observed.folder import observe_folder
-from reconciler.observed.state import ContainerState, Observed, Snapshot, image_state, readiness
+from reconciler.observed.state import (
+    ContainerState,
+    ImagesOnDisk,
+    Observed,
+    Snapshot,
+    image_state,
+    images_on_disk,
+    readiness,
+)
 from reconciler.plan import ActionKind, Cleanup, Intent, PackagePlan, plan_cleanup, plan_package
 from reconciler.spec.discovery import discover, load_workspace
 from reconciler.spec.package import Package
@@ -90,6 +98,7 @@ class Outcome:
     results: list[ActionResult] = field(default_factory=list)
     held: bool = False  # not executed: the caller is waiting for its inputs to change
     readiness: str | None = None  # the serving container's /ready, when status asked
+    images_on_disk: ImagesOnDisk | None = None  # when status asked
 
     @property
     def failed(self) -> bool:
@@ -336,8 +345,14 @@ def check(paths: Sequence[str], session: Session) -> Reconciliation:
 
 
 def status(paths: Sequence[str], session: Session) -> Reconciliation:
-    """Each package's state, with its serving container's readiness; changes nothing."""
+    """Each package's state, with its serving container's readiness and the disk its images
+    take; changes nothing."""
     reconciliation = reconcile(paths, session, frozen=True)
+    if any(uses_engine(o.package) for o in reconciliation.outcomes):
+        usage = session.engine.disk_usage()
+        for outcome in reconciliation.outcomes:
+            if uses_engine(outcome.package):
+                outcome.images_on_disk = images_on_disk(usage, outcome.package.name)
     for outcome in reconciliation.outcomes:
         serving = _serving(outcome)
         if serving is not None and outcome.package.manifest.output.mode == "container":

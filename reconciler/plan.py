@@ -48,6 +48,8 @@ class Intent:
     container: str = ""  # container name
     host: str = ""  # the address the container's port is published on
     port: int = 0
+    manifest: str = ""  # the manifest's path, as image labels record it
+    keep: int = 0  # images of the package kept after a build (output.image.keep); 0: no limit
 
     @classmethod
     def of(cls, desired: Desired) -> Intent:
@@ -66,6 +68,8 @@ class Intent:
             container=manifest.container_name,
             host=manifest.output.container.host,
             port=manifest.output.container.port,
+            manifest=str(package.manifest_path),
+            keep=manifest.output.image.keep,
         )
 
 
@@ -235,7 +239,31 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
         _plan_container(intent, observed, plan, build_cause)
         if reload and not plan.actions:
             plan.actions.append(_at(intent, ActionKind.RELOAD, "code changed (dev)"))
+    if image is None and intent.keep:
+        _plan_retention(intent, observed, plan)
     return plan
+
+
+def _plan_retention(intent: Intent, observed: Observed, plan: PackagePlan) -> None:
+    """After a build, keep the newest `keep` images of the package (the new one counts) and
+    remove older ones: never one a container still runs (other than the one being replaced),
+    never one reconciler did not build (tagged `repository:hash12` for its own hash, from
+    this manifest)."""
+    repository = intent.image.rpartition(":")[0]
+    replaced = {c.image_id for c in observed.containers if any(a.subject == c.id for a in plan.actions)}
+    in_use = observed.images_in_use - replaced
+    ours = [
+        image
+        for image in observed.images
+        if image.hash != intent.image_hash
+        and image.manifest == intent.manifest
+        and f"{repository}:{image.hash[:12]}" in image.tags
+    ]
+    ours.sort(key=lambda image: image.created, reverse=True)
+    cause = f"older than the newest {intent.keep} (output.image.keep)"
+    for image in ours[intent.keep - 1 :]:
+        if image.id not in in_use:
+            plan.actions.append(remove_image(intent.name, image, cause))
 
 
 def _plan_container(intent: Intent, observed: Observed, plan: PackagePlan, build_cause: str) -> None:

@@ -3,6 +3,7 @@ real registry: the seed's whole flow as one declarative, idempotent command."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -419,3 +420,43 @@ def test_hash_command_agrees_with_the_built_image(
     assert result.returncode == 0, result.stderr
     assert f"  image hash      {image.labels['reconciler.hash']}" in result.stdout
     assert re.search(r"^    inference\.environment\.base_image \(image id\) +sha256:[0-9a-f]{64}$", result.stdout, re.M)
+
+
+def test_old_images_are_bounded_but_never_one_a_container_runs(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
+    cleanup_engine.append(unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("mode: image", "mode: image\n  image: {keep: 2}"))
+
+    def edit_and_apply(n):
+        (package / "score.py").write_text((package / "score.py").read_text() + f"\n# edit {n}\n")
+        result = apply(package, cwd=repo)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def tags():
+        images = docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
+        return {image.labels["reconciler.hash"][:12] for image in images}
+
+    assert apply(package, cwd=repo).returncode == 0
+    [first] = tags()
+    by_hand = docker_client.containers.create(f"{unique_name}:{first}", name=f"{unique_name}-by-hand")
+    try:
+        seen = [first]
+        for n in range(3):
+            result = edit_and_apply(n)
+            seen.append(next(iter(tags() - set(seen))))
+        # the last apply removed the one image that was neither among the newest two nor in use
+        removed = re.findall(
+            rf"^{unique_name}: remove image (\S+)  done in .*older than the newest 2", result.stdout, re.M
+        )
+        assert removed == [f"{unique_name}:{seen[1]}"], result.stdout
+        # the newest two, and the first one, which a container started by hand still uses
+        assert tags() == {seen[3], seen[2], first}
+        status = run_cli("status", "--output", "json", str(package), cwd=repo)
+        [document] = json.loads(status.stdout)["packages"]
+        assert document["images_on_disk"]["count"] == 3 and document["images_on_disk"]["bytes"] > 100_000_000
+    finally:
+        by_hand.remove(force=True)

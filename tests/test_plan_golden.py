@@ -261,3 +261,42 @@ def test_every_action_kind_has_a_handler():
 
     executor = Executor(engine=None, wheels=None, digester=None, build_slots=threading.BoundedSemaphore(1))
     assert set(executor.handlers) == set(ActionKind)
+
+
+def test_a_build_keeps_the_newest_images_and_spares_those_in_use():
+    intent = Intent(
+        "demo",
+        "container",
+        "build/demo",
+        H,
+        C,
+        INPUTS,
+        image="demo:aaaaaaaaaaaa",
+        container="demo",
+        host="127.0.0.1",
+        port=6789,
+        manifest="/repo/demo/package.yaml",
+        keep=2,
+    )
+
+    def old(letter, created, id_):
+        return ImageState(
+            id_, "demo", letter * 64, (f"demo:{letter * 12}",), "/repo/demo/package.yaml", created=created
+        )
+
+    images = [old("c", 300, "sha256:c"), old("d", 200, "sha256:d"), old("e", 100, "sha256:e")]
+    by_hand = ImageState("sha256:f", "demo", "f" * 64, ("mine:1",), "/repo/demo/package.yaml", created=50)
+    other_checkout = ImageState("sha256:g", "demo", "9" * 64, ("demo:999999999999",), "/elsewhere/package.yaml")
+    serving = container("d" * 64, "c" * 64, id_="c1")
+    serving = ContainerState(**{**serving.__dict__, "image_id": "sha256:c"})
+    observed = Observed(
+        IN_SYNC_FOLDER,
+        images + [by_hand, other_checkout],
+        [serving],
+        images_in_use=frozenset({"sha256:c", "sha256:e", "sha256:f"}),
+    )
+    assert render_package(intent, observed) == (
+        "  build demo:aaaaaaaaaaaa  <- no image for this hash\n"
+        "  recreate demo on 127.0.0.1:6789  <- new image (no image for this hash)\n"
+        "  remove image demo:dddddddddddd  <- older than the newest 2 (output.image.keep)"
+    )

@@ -141,7 +141,10 @@ def package_status(outcome: Outcome) -> dict:
         "container": None,
         "readiness": None,
         "url": None,
+        "images_on_disk": None,
     }
+    if outcome.images_on_disk is not None:
+        status["images_on_disk"] = {"count": outcome.images_on_disk.count, "bytes": outcome.images_on_disk.bytes}
     observed = outcome.observed
     if observed is None or manifest.output.mode == "dockerfile" or outcome.desired is None:
         return status
@@ -157,8 +160,15 @@ def package_status(outcome: Outcome) -> dict:
     return status
 
 
+def _on_disk(images: dict | None) -> str:
+    if not images:
+        return "-"
+    count = images["count"]
+    return f"{count} image{'' if count == 1 else 's'}, {images['bytes'] / 1e6:.0f} MB"
+
+
 def status_text(reconciliation: Reconciliation) -> str:
-    rows = [("PACKAGE", "MODE", "HASH", "STATE", "IMAGE", "CONTAINER", "READY", "URL / OUTPUT")]
+    rows = [("PACKAGE", "MODE", "HASH", "STATE", "IMAGE", "IMAGES ON DISK", "CONTAINER", "READY", "URL / OUTPUT")]
     for outcome in reconciliation.outcomes:
         s = package_status(outcome)
         rows.append(
@@ -168,6 +178,7 @@ def status_text(reconciliation: Reconciliation) -> str:
                 (s["hash"] or "-")[:12],
                 s["state"],
                 s["image"] or "-",
+                _on_disk(s["images_on_disk"]),
                 s["container"] or "-",
                 s["readiness"] or "-",
                 s["url"] or s["output_directory"],
@@ -226,7 +237,7 @@ def _outcome_json(outcome: Outcome, command: str) -> dict:
     }
     if command == "status":
         live = package_status(outcome)
-        document.update({key: live[key] for key in ("image", "container", "readiness", "url")})
+        document.update({key: live[key] for key in ("image", "container", "readiness", "url", "images_on_disk")})
     return document
 
 

@@ -117,6 +117,11 @@ class Engine:
             details = self.api.inspect_image(reference)
         return details
 
+    def disk_usage(self) -> dict:
+        """What `docker system df -v` reports: images with their own and shared sizes."""
+        with engine_call("cannot ask the engine for its disk usage"):
+            return self.api.df()
+
     def image_id(self, reference: str) -> str | None:
         """The local image ID of `reference`, or None when the engine does not have it."""
         details = self.inspect_image(reference)

@@ -41,6 +41,7 @@ class ImageState:
     tags: tuple[str, ...]
     manifest: str = ""
     repo_digests: tuple[str, ...] = ()
+    created: int = 0  # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Observed:
     containers: Sequence[ContainerState] = ()
     base_present: bool = True
     registry_has: bool | None = None  # None: not asked (not pushing, or nothing to push yet)
+    images_in_use: frozenset[str] = frozenset()  # ids of the images any container was created from
 
 
 def image_state(summary: dict) -> ImageState:
@@ -80,7 +82,22 @@ def image_state(summary: dict) -> ImageState:
         tags=tuple(t for t in summary.get("RepoTags") or () if t != "<none>:<none>"),
         manifest=labels_.get(labels.MANIFEST, ""),
         repo_digests=tuple(summary.get("RepoDigests") or ()),
+        created=_created(summary.get("Created")),
     )
+
+
+def _created(value: object) -> int:
+    """An image's creation time: seconds in a listing, an RFC 3339 string in an inspect."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value:
+        from datetime import datetime
+
+        try:
+            return int(datetime.fromisoformat(value[:19] + "+00:00").timestamp())
+        except ValueError:
+            return 0
+    return 0
 
 
 def container_state(summary: dict) -> ContainerState:
@@ -120,6 +137,23 @@ def readiness(container: ContainerState) -> str:
         return "no answer"
 
 
+@dataclass(frozen=True)
+class ImagesOnDisk:
+    count: int
+    bytes: int  # layers shared between the images counted once (as far as the engine says)
+
+
+def images_on_disk(disk_usage: dict, package: str) -> ImagesOnDisk:
+    """The package's images and about how much disk they take: the largest whole, and of the
+    others only the layers no other image has (`docker system df -v`'s unique size)."""
+    images = [i for i in disk_usage.get("Images") or () if (i.get("Labels") or {}).get(labels.PACKAGE) == package]
+    if not images:
+        return ImagesOnDisk(0, 0)
+    sizes = sorted(((i.get("Size") or 0), max(0, i.get("SharedSize") or 0)) for i in images)
+    largest = sizes[-1][0]
+    return ImagesOnDisk(len(images), largest + sum(max(0, size - shared) for size, shared in sizes[:-1]))
+
+
 @dataclass
 class Snapshot:
     """Everything reconciler manages on one engine, read once per run."""
@@ -132,6 +166,7 @@ class Snapshot:
     base_ids: dict[str, str | None] = field(default_factory=dict)  # base image reference -> local ID
     base_failures: dict[str, str] = field(default_factory=dict)  # reference -> why it cannot be inspected
     inspects: int = 0  # images looked up by tag so far in this run
+    every_container_listed: bool = False
 
     @classmethod
     def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
@@ -151,7 +186,17 @@ class Snapshot:
 
     def _list_images(self) -> None:
         self.images = [image_state(s) for s in self.engine.images(label=labels.IMAGE_HASH)]
+        self._list_every_container()
+
+    def _list_every_container(self) -> None:
         self.container_images = {s["Id"]: s.get("ImageID", "") for s in self.engine.containers(managed_only=False)}
+        self.every_container_listed = True
+
+    def package_images(self, package: str) -> list[ImageState]:
+        """Every image of `package` (one label-filtered listing when images were not listed)."""
+        if self.images is not None:
+            return self.images_of(package)
+        return [image_state(s) for s in self.engine.images(label=f"{labels.PACKAGE}={package}")]
 
     def images_of(self, package: str) -> list[ImageState]:
         return [i for i in self.images or () if i.package == package]
@@ -196,7 +241,13 @@ class Snapshot:
         if base_image is None:
             return Observed(folder, images=images, containers=containers)
         current = self.image_with_hash(package, image_hash, image_ref)
-        if current is not None and current not in images:
+        in_use: frozenset[str] = frozenset()
+        if current is None:  # a build is coming: the package's older images may be too many
+            images = self.package_images(package)
+            if not self.every_container_listed:
+                self._list_every_container()
+            in_use = frozenset(self.container_images.values())
+        elif current not in images:
             images.append(current)
         registry_has = self.engine.registry_has(push_ref) if push_ref and current is not None else None
         return Observed(
@@ -205,4 +256,5 @@ class Snapshot:
             containers=containers,
             base_present=self.base_ids.get(base_image) is not None,
             registry_has=registry_has,
+            images_in_use=in_use,
         )

@@ -169,6 +169,13 @@ class ImageOutput(_Strict):
     repository: _pattern(REPOSITORY, description="Image repository. Default: the package name.") | None = None
     registry: _pattern(REGISTRY, description="Registry HOST:PORT to push to.") | None = None
     push: bool = Field(False, description="Push after a successful build (needs `registry`).")
+    keep: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Images of this package kept after a build, newest first; older ones are removed "
+        "unless a container runs them.",
+    )
 
     @model_validator(mode="after")
     def _push_needs_registry(self) -> ImageOutput:
