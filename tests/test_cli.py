@@ -125,7 +125,19 @@ def test_status_shows_each_package(package_dir, repo):
     result = run_cli("status", str(repo), cwd=repo)
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["PACKAGE", "MODE", "HASH", "STATE", "IMAGE", "CONTAINER", "READY", "URL", "/", "OUTPUT"]
+    assert lines[0].split() == [
+        "PACKAGE",
+        "MODE",
+        "HASH",
+        "STATE",
+        "IMAGE",
+        "DISK",
+        "CONTAINER",
+        "READY",
+        "URL",
+        "/",
+        "OUTPUT",
+    ]
     assert lines[1].startswith("demo") and "out of date: not written yet" in lines[1]
 
 

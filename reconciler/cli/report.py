@@ -168,7 +168,7 @@ def _on_disk(images: dict | None) -> str:
 
 
 def status_text(reconciliation: Reconciliation) -> str:
-    rows = [("PACKAGE", "MODE", "HASH", "STATE", "IMAGE", "IMAGES ON DISK", "CONTAINER", "READY", "URL / OUTPUT")]
+    rows = [("PACKAGE", "MODE", "HASH", "STATE", "IMAGE", "DISK", "CONTAINER", "READY", "URL / OUTPUT")]
     for outcome in reconciliation.outcomes:
         s = package_status(outcome)
         rows.append(
