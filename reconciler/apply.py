@@ -21,18 +21,20 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconciler.core.cachedir import cache_dir
 from reconciler.core.errors import InvalidInput, PermanentError, Problem, ReconcilerError
 from reconciler.core.package_locks import PackageLocks
 from reconciler.desired.digest import Digester
+from reconciler.desired.pins import BasePin, Lock, read_lock, resolve, write_lock
 from reconciler.desired.statcache import StatCache
 from reconciler.desired.state import Desired, desire, image_reference
 from reconciler.desired.wheels import WheelCache
 from reconciler.engine.docker import Engine, EngineUnavailable
 from reconciler.execute import ActionResult, Executor, Progress
+from reconciler.observed.base_image import pin_base_image
 from reconciler.observed.folder import observe_folder
 from reconciler.observed.state import (
     ContainerState,
@@ -58,12 +60,19 @@ class Session:
         self.wheels = WheelCache(self.cache_root / "wheels")
         self.build_slots = threading.BoundedSemaphore(build_slots)
         self._engine: Engine | None = None
+        self._no_engine: EngineUnavailable | None = None
 
     @property
     def engine(self) -> Engine:
-        """The Docker engine, connected on first use (EngineUnavailable if none answers)."""
+        """The Docker engine, connected on first use (EngineUnavailable if none answers, asked once)."""
+        if self._no_engine is not None:
+            raise self._no_engine
         if self._engine is None:
-            self._engine = Engine.connect()
+            try:
+                self._engine = Engine.connect()
+            except EngineUnavailable as error:
+                self._no_engine = error
+                raise
         return self._engine
 
     def executor(self, progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False) -> Executor:
@@ -179,10 +188,10 @@ def desire_packages(
         if snapshot is not None and base in snapshot.base_failures:
             outcome.problems.append(Problem(str(package.manifest_path), snapshot.base_failures[base]))
             continue
-        base_id = snapshot.base_ids.get(base) if snapshot is not None and base else None
+        pin_base = snapshot.pin_base if snapshot is not None and base else None
         try:
             outcome.desired = desire(
-                package, session.digester, session.wheels, frozen=frozen, base_image_id=base_id, dev=dev
+                package, session.digester, session.wheels, frozen=frozen, pin_base=pin_base, dev=dev
             )
         except InvalidInput as error:
             outcome.problems.extend(error.problems)
@@ -203,6 +212,7 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> O
         image_ref=desired.image_ref,
         push_ref=desired.push_ref,
         base_image=base_image(package),
+        base=desired.base,
     )
 
 
@@ -245,6 +255,7 @@ def reconcile(
             continue
         intent = Intent.of(outcome.desired)
         outcome.plan = plan_package(intent, outcome.observed, reload=package.manifest_path in reload)
+        outcome.plan.notes.extend(outcome.desired.notes)
         outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
     cleanup = Cleanup()
     if snapshot is not None and only is None:
@@ -366,7 +377,42 @@ def _serving(outcome: Outcome) -> ContainerState | None:
     return next((c for c in outcome.observed.containers if not c.role), None)
 
 
-# -- outside the plan: down and pull ------------------------------------------------------
+# -- outside the plan: lock, down and pull ----------------------------------------------
+
+
+@dataclass
+class Relocked:
+    old: Lock | None
+    new: Lock
+    seconds: float
+    base_note: str = ""  # why the base image is not pinned, when it is not
+
+
+def relock(package: Package, session: Session, *, upgrade: bool) -> Relocked:
+    """`reconciler lock`: resolve the requirements again and pin the base image. The pin is
+    asked of the registry, then the engine; an existing pin stays unless `upgrade`."""
+    started = time.perf_counter()
+    try:
+        old = read_lock(package)
+    except InvalidInput:
+        old = None  # being rewritten is the fix for a damaged lock
+    new = resolve(package, session.wheels)
+    reference = package.manifest.inference.environment.resolved_base_image
+    base = old.base if old is not None and old.base is not None and old.base.reference == reference else None
+    note = ""
+    if BasePin.from_manifest(reference) is not None:
+        base = None  # the manifest pins it itself
+    elif upgrade or base is None or base.pin is None:
+        try:
+            base = pin_base_image(session.engine, reference, ask_registry=True)
+        except EngineUnavailable as error:
+            note = f"base image {reference} not pinned: {error}"
+        else:
+            if base.pin is None:
+                note = f"base image {reference} not pinned: no registry answers for it and the engine has no copy"
+    new = replace(new, base=base)
+    write_lock(package, new)
+    return Relocked(old, new, time.perf_counter() - started, note)
 
 
 @dataclass
@@ -412,9 +458,7 @@ def pull(package: Package, session: Session, image_hash: str | None) -> Pulled:
         raise PermanentError(f"{package.name} has no output.image.registry to pull from")
     engine = session.engine
     if image_hash is None:
-        [outcome] = desire_packages(
-            [package], session, frozen=True, snapshot=read_snapshot(session, [package], images=False)
-        )
+        [outcome] = desire_packages([package], session, frozen=True)
         if outcome.problems:
             raise InvalidInput(outcome.problems)
         image_hash = outcome.desired.image_hash

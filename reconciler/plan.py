@@ -42,7 +42,8 @@ class Intent:
     image_hash: str
     container_hash: str
     inputs: Mapping[str, str]
-    base_image: str = ""
+    base_image: str = ""  # what the Dockerfile's FROM names (pinned by digest where package.lock says)
+    base_pinned_by: str = ""  # "image id" when the pin is a local image that can only be built from here
     image: str = ""  # repository:hash12
     push_to: str = ""  # registry/repository:hash12 when pushing
     container: str = ""  # container name
@@ -62,7 +63,10 @@ class Intent:
             image_hash=desired.image_hash,
             container_hash=desired.container_hash,
             inputs=desired.inputs,
-            base_image=manifest.inference.environment.resolved_base_image,
+            base_image=desired.base.from_reference
+            if desired.base
+            else manifest.inference.environment.resolved_base_image,
+            base_pinned_by=(desired.base.by or "") if desired.base else "",
             image=desired.image_ref,
             push_to=desired.push_ref,
             container=manifest.container_name,
@@ -148,6 +152,7 @@ class PackagePlan:
     intent: Intent
     actions: list[Action] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth saying, changing nothing
 
     @property
     def in_sync(self) -> bool:
@@ -223,11 +228,22 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
             plan.actions.append(remove_container(name, container, f"output.mode is {intent.mode}: no container wanted"))
     if intent.mode == "dockerfile":
         return plan
-    if not observed.base_present:
-        plan.actions.insert(
-            0, Action(ActionKind.PULL, name, "base image not present on the engine", image=intent.base_image)
-        )
+    local_pin = intent.base_pinned_by == "image id"
     image = next((i for i in observed.images if i.hash == intent.image_hash), None)
+    if not observed.base_present and local_pin and image is None:
+        plan.errors.append(
+            f"package.lock pins the base image {intent.base_image} by a local image ID that this engine does "
+            "not have (an image that was never pushed); run `reconciler lock --upgrade` to pin what is here"
+        )
+        return plan
+    if observed.base_moved and local_pin and image is None:
+        plan.errors.append(f"cannot build: {observed.base_moved} (the build would use the tag's new image)")
+        return plan
+    if observed.base_moved:
+        plan.notes.append(observed.base_moved)
+    if not observed.base_present and not local_pin:
+        pull = Action(ActionKind.PULL, name, "base image not present on the engine", image=intent.base_image)
+        plan.actions.insert(0, pull)
     build_cause = ""
     if image is None:
         build_cause = _build_cause(intent, observed)

@@ -104,10 +104,11 @@ def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
 ):
     cleanup_engine.append(unique_name)
     package = sklearn_package(repo, base_image, unique_name)
-    assert apply(package, cwd=repo, extra=["--frozen"], builder=builder).returncode == 0
+    assert apply(package, cwd=repo, builder=builder).returncode == 0  # pins the base image in package.lock
     old_container, old_image = ids(docker_client, unique_name)
     score_py = package / "score.py"
-    score_py.write_text(score_py.read_text().replace("return result.tolist()", 'return {"v2": result.tolist()}'))
+    edited = score_py.read_text().replace("return result.tolist()", 'return {"v2": result.tolist()}')
+    score_py.write_text(edited + f"\n# {unique_name}\n")  # content no earlier build had: no cache hit
     plan = run_cli("plan", str(package), cwd=repo)
     assert plan.returncode == 2
     assert re.search(rf"  build {unique_name}:[0-9a-f]{{12}}  <- inputs changed: score.py", plan.stdout)
@@ -242,15 +243,20 @@ def test_push_then_pull_back_by_hash(docker_client, repo, base_image, runtime_on
     assert run_cli("plan", str(package), cwd=repo).returncode == 0
 
 
-def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(
+def test_a_moved_base_tag_changes_nothing_until_lock_upgrade(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
+    """The hash reads the pin in package.lock, not the engine: a re-pulled tag is a note, and
+    `lock --upgrade` moves the pin (then it rebuilds). A base that was never pushed is pinned
+    by its local ID, and a build from a moved tag would not be that image: refused."""
     cleanup_engine.append(unique_name)
     alias = f"reconciler-test/base-{unique_name}:1"
     docker_client.images.get(base_image).tag(alias)
     try:
         package = engine_package(repo, alias, runtime_only_lock, unique_name, mode="image")
         assert apply(package, cwd=repo).returncode == 0
+        lock = json.loads((package / "package.lock").read_text())["base_image"]
+        assert lock == {"reference": alias, "pin": docker_client.images.get(base_image).id, "by": "image id"}
         assert run_cli("plan", str(package), cwd=repo).returncode == 0
         # "re-pull" the base: same reference, new content
         import io
@@ -258,10 +264,59 @@ def test_a_new_base_image_id_rebuilds_and_an_unchanged_one_does_not(
         dockerfile = io.BytesIO(f"FROM {base_image}\nRUN echo refreshed > /etc/refreshed\n".encode())
         refreshed, _ = docker_client.images.build(fileobj=dockerfile, tag=alias, rm=True)
         plan = run_cli("plan", str(package), cwd=repo)
-        assert plan.returncode == 2
-        assert "  build" in plan.stdout and "inference.environment.base_image (image id)" in plan.stdout
+        assert plan.returncode == 0, plan.stdout
+        assert f"note: base image {alias} now points to {refreshed.id[:19]}" in plan.stdout
+        assert "reconciler lock --upgrade" in plan.stdout
+        (package / "score.py").write_text((package / "score.py").read_text() + "\n# an edit\n")
+        refused = run_cli("plan", str(package), cwd=repo)
+        assert refused.returncode == 1 and "cannot build: base image" in refused.stdout, refused.stdout
+        upgraded = run_cli("lock", "--upgrade", str(package), cwd=repo)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert f"pinned to {refreshed.id[:19]} (image id, was " in upgraded.stdout
+        plan = run_cli("plan", str(package), cwd=repo)
+        assert plan.returncode == 2 and "  build" in plan.stdout
+        assert "inference.environment.base_image (pinned)" in plan.stdout
+        assert apply(package, cwd=repo).returncode == 0
+        assert run_cli("plan", str(package), cwd=repo).returncode == 0
     finally:
         docker_client.images.remove(alias, force=True)
+
+
+def test_a_registry_base_is_pinned_by_its_digest_and_hashes_alike_without_an_engine(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
+    if requests.get(f"http://{REGISTRY}/v2/", timeout=2).status_code != 200:
+        pytest.fail(f"no registry at {REGISTRY}") if IN_CI else pytest.skip(f"no registry at {REGISTRY}")
+    cleanup_engine.append(unique_name)
+    remote = f"{REGISTRY}/reconciler-test/base-{unique_name}:1"
+    docker_client.images.get(base_image).tag(remote)
+    for line in docker_client.api.push(remote, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(remote)
+    try:
+        package = engine_package(repo, remote, runtime_only_lock, unique_name, mode="image")
+        locked = run_cli("lock", str(package), cwd=repo)
+        assert locked.returncode == 0, locked.stderr
+        head = requests.head(
+            f"http://{REGISTRY}/v2/reconciler-test/base-{unique_name}/manifests/1",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            timeout=5,
+        )
+        digest = head.headers["Docker-Content-Digest"]
+        pin = json.loads((package / "package.lock").read_text())["base_image"]
+        assert pin == {"reference": remote, "pin": digest, "by": "registry"}
+        result = apply(package, cwd=repo)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"pull {remote}@{digest}  done" in result.stdout
+        dockerfile = (package / "build" / unique_name / "Dockerfile").read_text()
+        assert f"\nFROM {remote}@{digest}\n" in dockerfile
+        assert run_cli("plan", str(package), cwd=repo).returncode == 0
+        with_engine = run_cli("hash", str(package), cwd=repo)
+        without = run_cli("hash", str(package), cwd=repo, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+        assert with_engine.returncode == 0 and without.returncode == 0, without.stderr
+        assert with_engine.stdout == without.stdout
+    finally:
+        docker_client.images.remove(f"{remote.rpartition(':')[0]}@{digest}", force=True)
 
 
 def test_build_failure_shows_the_step_and_others_go_on(
@@ -419,7 +474,7 @@ def test_hash_command_agrees_with_the_built_image(
     result = run_cli("hash", str(package), cwd=repo)
     assert result.returncode == 0, result.stderr
     assert f"  image hash      {image.labels['reconciler.hash']}" in result.stdout
-    assert re.search(r"^    inference\.environment\.base_image \(image id\) +sha256:[0-9a-f]{64}$", result.stdout, re.M)
+    assert re.search(r"^    inference\.environment\.base_image \(pinned\) +sha256:[0-9a-f]{64}$", result.stdout, re.M)
 
 
 def test_old_images_are_bounded_but_never_one_a_container_runs(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from reconciler import apply
 from reconciler.cli import report
@@ -157,11 +156,6 @@ def pull(arguments: argparse.Namespace) -> int:
             raise
         except ReconcilerError as error:
             print(f"error: {error}", file=sys.stderr)
-            if arguments.hash is None and package.manifest.output.image.registry:
-                print(
-                    "  (this machine's hash includes its own base image's ID; pass --hash with the builder's)",
-                    file=sys.stderr,
-                )
             return EXIT_ERROR
     print(
         f"{package.name}: pulled {pulled.remote} as {pulled.local} ({pulled.image_id[7:19]}) in {pulled.seconds:.2f} s"
@@ -174,11 +168,8 @@ def hash_(arguments: argparse.Namespace) -> int:
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
-    with apply.Session() as session:
-        # image and container modes hash the base image's ID on the engine, as plan does
-        needs_engine = any(apply.uses_engine(p) for p in workspace.packages)
-        snapshot = apply.read_snapshot(session, workspace.packages, images=False) if needs_engine else None
-        outcomes = apply.desire_packages(workspace.packages, session, frozen=True, snapshot=snapshot)
+    with apply.Session() as session:  # offline: the hash reads package.lock, never the engine
+        outcomes = apply.desire_packages(workspace.packages, session, frozen=True)
     for outcome in outcomes:
         problems.extend(outcome.problems)
     documents = [o.desired for o in outcomes if o.desired]
@@ -200,7 +191,6 @@ def serve(arguments: argparse.Namespace) -> int:
 
 
 def lock(arguments: argparse.Namespace) -> int:
-    from reconciler.desired.pins import read_lock, resolve, write_lock
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
@@ -208,14 +198,8 @@ def lock(arguments: argparse.Namespace) -> int:
     failed = bool(workspace.problems) or not workspace.manifests_found
     with apply.Session() as session:
         for package in workspace.packages:
-            started = time.perf_counter()
             try:
-                try:
-                    old = read_lock(package)
-                except InvalidInput:
-                    old = None  # being rewritten is the fix for a damaged lock
-                new = resolve(package, session.wheels)
-                write_lock(package, new)
+                relocked = apply.relock(package, session, upgrade=arguments.upgrade)
             except InvalidInput as error:
                 print_problems(error.problems)
                 failed = True
@@ -224,9 +208,7 @@ def lock(arguments: argparse.Namespace) -> int:
                 print(f"error: {error}", file=sys.stderr)
                 failed = True
                 continue
-            seconds = time.perf_counter() - started
-            changes = report.lock_changes(old, new)
-            print(f"{package.name}: locked {len(new.wheels)} wheels in {seconds:.1f} s{changes}")
+            print(report.lock_text(package.name, relocked))
     return EXIT_ERROR if failed else EXIT_OK
 
 

@@ -160,9 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Resolve each package's requirements (plus the serving runtime's) for its target "
         "Python and platform with the host's pip configuration, and write package.lock "
         "beside package.yaml: names, versions, wheel files, sha256. Wheels go to the local "
-        "wheel cache. Always resolves again, so it also upgrades within your constraints.",
+        "wheel cache. Always resolves again, so it also upgrades within your constraints. "
+        "Also pins the base image: its digest in the registry when one answers, else the "
+        "digest of the engine's copy, else (an image that was never pushed) its local ID; "
+        "an existing pin is kept unless --upgrade.",
     )
     _add_paths(lock)
+    lock.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="also move the base image pin to what the tag points to now (the registry first)",
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -218,9 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     pull = commands.add_parser(
         "pull",
         help="fetch a package's pushed image by hash from its registry",
-        description="Pull <registry>/<repository>:<hash12> for the package at PATH (the hash this "
-        "machine computes, or --hash), check its reconciler.hash label, and tag it "
-        "<repository>:<hash12> locally, as Azure's package.pull() does.",
+        description="Pull <registry>/<repository>:<hash12> for the package at PATH (the hash its "
+        "committed files give, the same on every machine, or --hash), check its reconciler.hash "
+        "label, and tag it <repository>:<hash12> locally, as Azure's package.pull() does.",
     )
     pull.add_argument("path", metavar="PATH", help="the package's folder or package.yaml")
     pull.add_argument("--hash", metavar="HASH", help="the image hash to pull (12 or 64 hex digits)")

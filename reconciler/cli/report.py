@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler.apply import Outcome, Reconciliation
+from reconciler.apply import Outcome, Reconciliation, Relocked
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
 from reconciler.desired.state import Desired, container_settings, image_settings
@@ -32,11 +32,12 @@ def _action_line(action: Action) -> str:
 
 
 def _locked_note(outcome: Outcome, prefix: str) -> list[str]:
-    """A line saying the lock was resolved during this run, and why."""
+    """A line saying the lock was resolved during this run, and why; and the plan's notes."""
+    lines = [f"{prefix}note: {note}" for note in (outcome.plan.notes if outcome.plan else ())]
     if outcome.desired is None or outcome.desired.locked is None:
-        return []
+        return lines
     wheels = len(outcome.desired.lock.wheels)
-    return [f"{prefix}locked package.lock ({wheels} wheels)  <- {outcome.desired.locked}"]
+    return [f"{prefix}locked package.lock ({wheels} wheels)  <- {outcome.desired.locked}"] + lines
 
 
 def _problem_lines(reconciliation: Reconciliation) -> list[str]:
@@ -231,6 +232,7 @@ def _outcome_json(outcome: Outcome, command: str) -> dict:
         "container_hash": desired.container_hash if desired else None,
         "status": status,
         "locked": desired.locked if desired else None,
+        "notes": list(plan.notes) if plan else [],
         "actions": [_action_json(a) for a in (plan.actions if plan else [])],
         "results": [_result_json(r) for r in outcome.results],
         "problems": [p.to_json() for p in outcome.problems],
@@ -293,6 +295,18 @@ def hash_json(desired: Desired) -> dict:
         "container_hash": desired.container_hash,
         "inputs": desired.inputs,
     }
+
+
+def lock_text(name: str, relocked: Relocked) -> str:
+    new = relocked.new
+    line = f"{name}: locked {len(new.wheels)} wheels in {relocked.seconds:.1f} s{lock_changes(relocked.old, new)}"
+    old_pin = relocked.old.base.pin if relocked.old and relocked.old.base else None
+    if new.base is not None and new.base.pin:
+        moved = f", was {old_pin[:19]}" if old_pin and old_pin != new.base.pin else ""
+        line += f"; base image {new.base.reference} pinned to {new.base.pin[:19]} ({new.base.by}{moved})"
+    if relocked.base_note:
+        line += f"\nnote: {relocked.base_note}"
+    return line
 
 
 def lock_changes(old: Lock | None, new: Lock) -> str:

@@ -36,6 +36,43 @@ LOCK_VERSION = 1
 RUNTIME_REQUIREMENTS = Path(__file__).parent.parent / "runtime" / "requirements.txt"
 _INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(\s+|=)(?P<file>.+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+PINNED_BY = ("registry", "engine", "image id", "manifest")
+
+
+@dataclass(frozen=True)
+class BasePin:
+    """The base image as package.lock pins it, so the image hash reads the lock only and
+    comes out the same on every machine, with or without a Docker engine.
+
+    `by` says where the pin came from: the registry's manifest digest for the tag, the
+    engine's repo digest of its copy, the local image ID of an image that was never pushed
+    (only this machine can build it), or the manifest itself (`name@sha256:...`)."""
+
+    reference: str
+    pin: str | None  # sha256:..., None when nothing could pin it
+    by: str | None  # one of PINNED_BY; None when not pinned
+
+    @classmethod
+    def from_manifest(cls, reference: str) -> BasePin | None:
+        """The pin a reference carries itself (`name@sha256:...`), if it does."""
+        name, _, digest = reference.partition("@")
+        return cls(reference, digest, "manifest") if digest and _IMAGE_DIGEST.match(digest) else None
+
+    @property
+    def from_reference(self) -> str:
+        """What FROM names: `reference@digest` where a digest is known. A local image ID
+        cannot be named in FROM (BuildKit reads it as a repository), so it keeps the tag."""
+        if self.pin and self.by in ("registry", "engine"):
+            return f"{self.reference}@{self.pin}"
+        return self.reference
+
+    @property
+    def hash_input(self) -> str:
+        return self.pin or "not pinned"
+
+    def to_json(self) -> dict:
+        return {"reference": self.reference, "pin": self.pin, "by": self.by}
 
 
 @dataclass(frozen=True)
@@ -45,6 +82,7 @@ class Lock:
     platform: str
     requirements: tuple[str, ...]
     wheels: tuple[LockedWheel, ...]
+    base: BasePin | None = None  # None: the lock does not pin the base image (yet)
 
     @property
     def digest(self) -> str:
@@ -65,6 +103,7 @@ class Lock:
                         {"name": w.name, "version": w.version, "filename": w.filename, "sha256": w.sha256}
                         for w in self.wheels
                     ],
+                    **({"base_image": self.base.to_json()} if self.base else {}),
                 },
                 indent=2,
             )
@@ -162,11 +201,27 @@ def read_lock(package: Package) -> Lock | None:
             platform=str(data["platform"]),
             requirements=tuple(str(r) for r in data["requirements"]),
             wheels=wheels,
+            base=_read_base(data.get("base_image")),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise InvalidInput(
             [Problem(str(path), f"damaged lock ({error}); run `reconciler lock` to rewrite it")]
         ) from None
+
+
+def _read_base(entry: object) -> BasePin | None:
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise ValueError("base_image must be a mapping")
+    reference, pin, by = entry["reference"], entry.get("pin"), entry.get("by")
+    if not isinstance(reference, str) or not reference:
+        raise ValueError("base_image.reference must be an image reference")
+    if pin is not None and not (isinstance(pin, str) and _IMAGE_DIGEST.match(pin)):
+        raise ValueError("base_image.pin must be sha256:<64 hex digits>")
+    if (pin is None) != (by is None) or (by is not None and by not in PINNED_BY):
+        raise ValueError(f"base_image.by must be one of {', '.join(PINNED_BY)} when pinned")
+    return BasePin(reference, pin, by)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -195,6 +250,19 @@ def stale_reason(package: Package, lock: Lock | None) -> str | None:
         return f"platform changed ({lock.platform} -> {environment.platform})"
     if lock.inputs_digest != inputs_digest(package):
         return "requirements changed"
+    return None
+
+
+def base_stale_reason(package: Package, lock: Lock, *, can_pin: bool) -> str | None:
+    """Why the base image must be pinned (again), or None. `can_pin`: an engine is there to
+    pin it, so an earlier failed attempt is tried again."""
+    reference = package.manifest.inference.environment.resolved_base_image
+    if lock.base is None:
+        return "the base image is not pinned yet"
+    if lock.base.reference != reference:
+        return f"base image changed ({lock.base.reference} -> {reference})"
+    if lock.base.pin is None and can_pin:
+        return "the base image was not pinned"
     return None
 
 

@@ -8,8 +8,10 @@ image, each input named so that "why did it rebuild?" has an answer.
 - `Dockerfile`: the rendered Dockerfile (so a template change rebuilds, and only
   when the output really differs);
 - `inference.environment.python`, ...: each setting that reaches the image;
-- in image and container modes, the base image's ID on the engine (a re-pulled
-  base with new content rebuilds).
+- `inference.environment.base_image (pinned)`: the base image's digest (or local ID) as
+  package.lock pins it. The hash reads the lock only, so the same commit gives the same
+  hash on every machine, with or without a Docker engine; a re-pulled tag changes nothing
+  until `reconciler lock --upgrade` moves the pin.
 
 The image hash covers what is inside the image; the container hash adds how the
 container runs it (port, address, name, and the source mount of a dev container),
@@ -21,19 +23,22 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
-from reconciler.desired.pins import Lock, read_lock, resolve, stale_reason, write_lock
+from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
 from reconciler.spec.package import Package
 
-HASH_SCHEMA = 1
-BASE_IMAGE_ID = "inference.environment.base_image (image id)"
+HASH_SCHEMA = 2
+BASE_PIN = "inference.environment.base_image (pinned)"
+
+PinBase = Callable[[str], BasePin]  # a base image reference -> its pin, asked of an engine or registry
 RUNTIME_DIRECTORY = Path(__file__).parent.parent / "runtime"
 
 
@@ -49,10 +54,15 @@ class Desired:
     container_hash: str
     locked: str | None = None  # why the lock was resolved during this run, if it was
     dev: bool = False  # watch --dev: the container mounts the source folder and reloads code
+    notes: tuple[str, ...] = ()  # worth saying in a plan, changing nothing
 
     @property
     def short_hash(self) -> str:
         return self.image_hash[:12]
+
+    @property
+    def base(self) -> BasePin | None:
+        return current_base(self.package, self.lock)
 
     @property
     def image_ref(self) -> str:
@@ -76,11 +86,20 @@ def image_reference(repository: str, image_hash: str, registry: str | None = Non
     return f"{registry + '/' if registry else ''}{repository}:{image_hash[:12]}"
 
 
-def dockerfile_settings(package: Package) -> DockerfileSettings:
+def current_base(package: Package, lock: Lock | None) -> BasePin | None:
+    """The base image pin that applies to the package as its manifest stands now."""
+    reference = package.manifest.inference.environment.resolved_base_image
+    pinned = BasePin.from_manifest(reference)
+    if pinned is None and lock is not None and lock.base is not None and lock.base.reference == reference:
+        pinned = lock.base
+    return pinned
+
+
+def dockerfile_settings(package: Package, base: BasePin | None = None) -> DockerfileSettings:
     manifest = package.manifest
     environment = manifest.inference.environment
     return DockerfileSettings(
-        base_image=environment.resolved_base_image,
+        base_image=base.from_reference if base else environment.resolved_base_image,
         python=environment.python,
         system_packages=tuple(sorted(set(environment.system_packages))),
         models=tuple(ModelLayout(m.name, m.version) for m in manifest.models),
@@ -138,19 +157,33 @@ def file_input(file: InputFile, digester: Digester) -> str:
     return with_mode(digester.file(file.path, file.stat), file.executable)
 
 
-def ensure_lock(package: Package, wheel_cache: WheelCache, *, frozen: bool) -> tuple[Lock, str | None]:
-    """The package's current lock, resolving it first when it is missing or stale."""
-    lock = read_lock(package)
-    reason = stale_reason(package, lock)
-    if reason is None:
-        return lock, None
-    if frozen:
-        raise InvalidInput(
-            [Problem(str(package.lock_path), f"{reason}; run `reconciler lock` and commit package.lock (--frozen)")]
-        )
-    lock = resolve(package, wheel_cache)
-    write_lock(package, lock)
-    return lock, reason
+def ensure_lock(
+    package: Package, wheel_cache: WheelCache, *, frozen: bool, pin_base: PinBase | None = None
+) -> tuple[Lock, str | None, tuple[str, ...]]:
+    """The package's current lock (resolving it first when it is missing or stale), why it
+    was resolved, and notes. With `pin_base` (an engine is there), a base image the lock
+    does not pin yet is pinned; with `frozen` the lock is never written, and an unpinned
+    base is a note: the hash still reads the lock alone, so it is the same everywhere."""
+    old = read_lock(package)
+    lock, reason = old, stale_reason(package, old)
+    if reason is not None:
+        if frozen:
+            raise InvalidInput(
+                [Problem(str(package.lock_path), f"{reason}; run `reconciler lock` and commit package.lock (--frozen)")]
+            )
+        lock = replace(resolve(package, wheel_cache), base=old.base if old else None)
+    notes: tuple[str, ...] = ()
+    reference = package.manifest.inference.environment.resolved_base_image
+    if pin_base is not None and BasePin.from_manifest(reference) is None:
+        base_reason = base_stale_reason(package, lock, can_pin=True)
+        if base_reason is not None and frozen:
+            notes = (f"{base_reason}; `reconciler lock` pins it in package.lock (--frozen: built from the tag)",)
+        elif base_reason is not None:
+            lock = replace(lock, base=pin_base(reference))
+            reason = reason or base_reason
+    if lock != old:
+        write_lock(package, lock)
+    return lock, reason, notes
 
 
 def _check_contents(package: Package, files: tuple[InputFile, ...]) -> None:
@@ -184,20 +217,21 @@ def desire(
     wheel_cache: WheelCache,
     *,
     frozen: bool,
-    base_image_id: str | None = None,
+    pin_base: PinBase | None = None,
     dev: bool = False,
 ) -> Desired:
     """The package's desired state.
 
-    `base_image_id` is the engine's ID for the base image (image and container modes):
-    a re-pulled base with new content must rebuild. With `dev` (watch --dev), a
-    container's code is mounted from the source folder and reloaded in place, so app
-    files leave the image hash and the mount enters the container hash."""
+    `pin_base` pins a base image the lock does not pin yet (image and container modes,
+    where an engine is there to ask). With `dev` (watch --dev), a container's code is
+    mounted from the source folder and reloaded in place, so app files leave the image
+    hash and the mount enters the container hash."""
     dev = is_dev(package, dev)
-    lock, locked = ensure_lock(package, wheel_cache, frozen=frozen)
+    lock, locked, notes = ensure_lock(package, wheel_cache, frozen=frozen, pin_base=pin_base)
     files = tuple(source_files(package) + model_files(package))
     _check_contents(package, files)
-    dockerfile = render_dockerfile(dockerfile_settings(package))
+    base = current_base(package, lock)
+    dockerfile = render_dockerfile(dockerfile_settings(package, base))
     file_digests = {file.destination: file_input(file, digester) for file in files}
     inputs = {name: digest for name, digest in file_digests.items() if not (dev and name.startswith("app/"))}
     inputs["package.lock"] = lock.digest
@@ -205,12 +239,13 @@ def desire(
     inputs["Dockerfile"] = value_digest(dockerfile)
     for name, value in image_settings(package).items():
         inputs[name] = value_digest(value)
-    if package.manifest.output.mode != "dockerfile":
-        inputs[BASE_IMAGE_ID] = base_image_id or "not on the engine"
+    inputs[BASE_PIN] = base.hash_input if base else "not pinned"
     inputs = dict(sorted(inputs.items()))
     image_hash = value_digest({"hash_schema": HASH_SCHEMA, "inputs": inputs})
     container = container_settings(package)
     if dev:
         container["dev"] = {"source": str(package.source_directory)}
     container_hash = value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
-    return Desired(package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, locked, dev)
+    return Desired(
+        package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, locked, dev, notes
+    )

@@ -122,10 +122,10 @@ class Engine:
         with engine_call("cannot ask the engine for its disk usage"):
             return self.api.df()
 
-    def image_id(self, reference: str) -> str | None:
-        """The local image ID of `reference`, or None when the engine does not have it."""
-        details = self.inspect_image(reference)
-        return details["Id"] if details else None
+    def registry_digest(self, reference: str) -> str | None:
+        """The manifest digest the registry in `reference` has for it (asked through the engine)."""
+        with engine_call(f"cannot ask the registry about {reference}"):
+            return (self.api.inspect_distribution(reference).get("Descriptor") or {}).get("digest")
 
     def registry_has(self, reference: str) -> bool:
         """Whether the registry in `reference` holds that tag (asked through the engine)."""
@@ -147,9 +147,9 @@ class Engine:
     # -- images -----------------------------------------------------------------------
 
     def pull(self, reference: str) -> str:
-        repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
+        """Pull by tag or by digest (`name@sha256:...`); the local image ID."""
         with engine_call(f"cannot pull {reference}"):
-            for chunk in self.api.pull(repository, tag=tag, stream=True, decode=True):
+            for chunk in self.api.pull(reference, stream=True, decode=True):
                 if "error" in chunk:
                     raise EngineError(f"cannot pull {reference}: {chunk['error']}")
             return self.api.inspect_image(reference)["Id"]

@@ -14,9 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.core.errors import ReconcilerError
+from reconciler.desired.pins import BasePin
 from reconciler.engine import labels
 from reconciler.engine.docker import CONTAINER_PORT, Engine
 from reconciler.engine.endpoint import is_ready
+from reconciler.observed.base_image import moved_from_pin, pin_from_engine
 
 INSPECTS_BEFORE_LISTING = 16
 
@@ -67,7 +69,8 @@ class Observed:
     folder: FolderState
     images: Sequence[ImageState] = ()
     containers: Sequence[ContainerState] = ()
-    base_present: bool = True
+    base_present: bool = True  # the image the Dockerfile's FROM names is on the engine
+    base_moved: str = ""  # why the base image's tag no longer points at the pinned image
     registry_has: bool | None = None  # None: not asked (not pushing, or nothing to push yet)
     images_in_use: frozenset[str] = frozenset()  # ids of the images any container was created from
 
@@ -163,7 +166,7 @@ class Snapshot:
     containers: list[ContainerState] = field(default_factory=list)
     # every container on the engine, ours or not, with the image it was created from (with images)
     container_images: dict[str, str] = field(default_factory=dict)
-    base_ids: dict[str, str | None] = field(default_factory=dict)  # base image reference -> local ID
+    details: dict[str, dict | None] = field(default_factory=dict)  # image reference -> what the engine says
     base_failures: dict[str, str] = field(default_factory=dict)  # reference -> why it cannot be inspected
     inspects: int = 0  # images looked up by tag so far in this run
     every_container_listed: bool = False
@@ -171,18 +174,28 @@ class Snapshot:
     @classmethod
     def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
         """Our containers (one label-filtered list), our images and every container's image
-        when `images`, and the local ID of each base image (one inspect per reference)."""
+        when `images`, and each base image (one inspect per reference)."""
         snapshot = cls(engine, containers=[container_state(s) for s in engine.containers(managed_only=True)])
         if images:
             snapshot._list_images()
         for reference in sorted(set(bases)):
             try:
-                snapshot.base_ids[reference] = engine.image_id(reference)
+                snapshot.image_details(reference)
             except ReconcilerError as error:
                 if error.temporary:
                     raise
                 snapshot.base_failures[reference] = str(error)  # a reference the engine refuses
         return snapshot
+
+    def image_details(self, reference: str) -> dict | None:
+        """What the engine says of an image (by tag, digest or ID), asked once per run."""
+        if reference not in self.details:
+            self.details[reference] = self.engine.inspect_image(reference)
+        return self.details[reference]
+
+    def pin_base(self, reference: str) -> BasePin:
+        """The pin this engine's copy of a base image gives (no registry asked: a plan stays fast)."""
+        return pin_from_engine(reference, self.image_details(reference))
 
     def _list_images(self) -> None:
         self.images = [image_state(s) for s in self.engine.images(label=labels.IMAGE_HASH)]
@@ -233,13 +246,19 @@ class Snapshot:
         image_ref: str,
         push_ref: str,
         base_image: str | None,
+        base: BasePin | None,
     ) -> Observed:
-        """One package's observed state. `base_image` is None in Dockerfile mode, where the
-        engine has nothing of the package's to observe but leftover containers."""
+        """One package's observed state. `base_image` (the manifest's reference) is None in
+        Dockerfile mode, where the engine has nothing of the package's to observe but
+        leftover containers; `base` is its pin in package.lock."""
         containers = self.containers_of(package)
         images = self.images_of(package)
         if base_image is None:
             return Observed(folder, images=images, containers=containers)
+        if base is not None and base.by == "image id":
+            from_image = base.pin  # FROM names the tag, but only the pinned image will do
+        else:
+            from_image = base.from_reference if base is not None else base_image
         current = self.image_with_hash(package, image_hash, image_ref)
         in_use: frozenset[str] = frozenset()
         if current is None:  # a build is coming: the package's older images may be too many
@@ -254,7 +273,8 @@ class Snapshot:
             folder,
             images=images,
             containers=containers,
-            base_present=self.base_ids.get(base_image) is not None,
+            base_present=self.image_details(from_image) is not None,
+            base_moved=moved_from_pin(self.image_details(base_image), base),
             registry_has=registry_has,
             images_in_use=in_use,
         )
