@@ -1,10 +1,15 @@
-"""Code-only edit -> new code served, container mode, the sklearn example: the time from
-saving score.py to the first response from the new code (apply builds the code layer,
-runs a canary, replaces the container).
+"""Code-only edit -> new code served, container mode, the sklearn example with 0, 1 and 4 GiB
+of extra model files (generated, not committed), with each builder side by side.
 
-Target (issue 4): <= 5 s.
+For every model size and builder: one package (its own name and port); its first build is
+timed; then edits alternate between the builders, each edit timed from saving score.py to
+the first response from the new code (apply writes the folder, builds the code layer,
+runs a canary, replaces the container), with the build step alone from apply's output.
 
-    .venv/bin/python benchmarks/code_edit.py [--runs 5]
+Targets (issue 14): save -> served <= 5 s at every size and the 1 GiB run within 1.5x of
+the small one (BuildKit); build step <= 1 s at every size with BuildKit.
+
+    .venv/bin/python benchmarks/code_edit.py [--runs 5] [--sizes 0 1 4] [--builders buildkit legacy]
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from tests.runtime_helpers import free_port  # noqa: E402
 
 BASE = os.environ.get("RECONCILER_TEST_BASE_IMAGE", "reconciler-test/python:3.11-bookworm")
 SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
+CHUNK = 64 * 1024 * 1024
 
 
-def container_package(repo: Path, name: str, port: int) -> Path:
+def container_package(repo: Path, name: str, port: int, extra_gib: int) -> Path:
     package = repo / name
     shutil.copytree(ROOT / "examples" / "sklearn-regression", package, ignore=shutil.ignore_patterns("build"))
     manifest = package / "package.yaml"
@@ -37,64 +43,107 @@ def container_package(repo: Path, name: str, port: int) -> Path:
     text = text.replace("base_image: python:3.11-slim", f"base_image: {BASE}").replace(
         "mode: dockerfile", "mode: container"
     )
-    manifest.write_text(text.replace("container: {port: 6789}", f"container: {{port: {port}}}"))
+    text = text.replace("container: {port: 6789}", f"container: {{port: {port}}}")
+    if extra_gib:
+        weights = package / "weights" / "extra.bin"
+        weights.parent.mkdir()
+        block = os.urandom(CHUNK)
+        with open(weights, "wb") as handle:
+            for index in range(extra_gib * 1024 * 1024 * 1024 // CHUNK):
+                handle.write(index.to_bytes(8, "little") + block[8:])
+        text = text.replace(
+            "models:\n", "models:\n  - name: extra_weights\n    version: 1\n    path: weights/extra.bin\n", 1
+        )
+    manifest.write_text(text)
     return package
+
+
+def apply(package: Path, env: dict, builder: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [PYTHON, "-m", "reconciler", "apply", str(package)],
+        env={**env, "RECONCILER_BUILDER": builder},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(result.stdout + result.stderr)
+    return result
+
+
+def build_seconds(output: str) -> float:
+    return float(re.search(r": build .+?  done in ([\d.]+) s", output).group(1))
+
+
+def wait_for_edit(port: int, run: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            body = requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=5).json()
+            if isinstance(body, dict) and body.get("edit") == run:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.01)
+    raise SystemExit(f"the new code was not served within {timeout} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[0, 1, 4], metavar="GIB")
+    parser.add_argument("--builders", nargs="+", default=["buildkit", "legacy"], choices=["buildkit", "legacy"])
     arguments = parser.parse_args()
-    header("code-only edit -> new code served (container mode, sklearn example)")
-    with tempfile.TemporaryDirectory(prefix="reconciler-code-edit-") as scratch:
-        repo = Path(scratch)
-        (repo / ".git").mkdir()
-        port = free_port()
-        package = container_package(repo, "bench-code-edit", port)
-        env = {**os.environ, "RECONCILER_CACHE_DIR": str(repo / ".cache")}
-        try:
-            subprocess.run(
-                [PYTHON, "-m", "reconciler", "apply", str(package)], env=env, check=True, capture_output=True
-            )
-            score = package / "score.py"
-            original = score.read_text()
-            timings, phases = [], []
-            token = time.time_ns()  # new content every time, so no earlier image can be reused
-            for run in range(arguments.runs):
-                score.write_text(
-                    original.replace(
-                        "return result.tolist()", f'return {{"edit": {run}, "token": {token}, "p": result.tolist()}}'
-                    )
-                )
-                started = time.perf_counter()
-                result = subprocess.run(
-                    [PYTHON, "-m", "reconciler", "apply", str(package)], env=env, capture_output=True, text=True
-                )
-                if result.returncode != 0:
-                    raise SystemExit(result.stdout + result.stderr)
-                while True:
-                    body = requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=5).json()
-                    if isinstance(body, dict) and body.get("edit") == run:
-                        break
-                    time.sleep(0.01)
-                timings.append(time.perf_counter() - started)
-                phases.append(
-                    {
-                        kind: float(seconds)
-                        for kind, seconds in re.findall(
-                            r": (write|build|recreate) .+?  done in ([\d.]+) s", result.stdout
+    header("code-only edit -> new code served (container mode, sklearn example + extra model GiB)")
+    rows = []
+    for size in arguments.sizes:
+        with tempfile.TemporaryDirectory(prefix="reconciler-code-edit-") as scratch:
+            repo = Path(scratch)
+            (repo / ".git").mkdir()
+            env = {**os.environ, "RECONCILER_CACHE_DIR": str(repo / ".cache")}
+            token = time.time_ns()  # new content every time, so no earlier image or cache can be reused
+            packages = {}
+            try:
+                for builder in arguments.builders:
+                    port = free_port()
+                    package = container_package(repo, f"bench-edit-{size}g-{builder}", port, size)
+                    score = package / "score.py"
+                    score.write_text(score.read_text() + f"\n# {token} {builder}\n")
+                    first = apply(package, env, builder)
+                    packages[builder] = (package, port, score.read_text(), build_seconds(first.stdout))
+                served = {b: [] for b in arguments.builders}
+                built = {b: [] for b in arguments.builders}
+                for run in range(arguments.runs):
+                    for builder in arguments.builders:  # alternate, so both see the same machine
+                        package, port, original, _ = packages[builder]
+                        (package / "score.py").write_text(
+                            original.replace(
+                                "return result.tolist()",
+                                f'return {{"edit": {run}, "token": {token}, "p": result.tolist()}}',
+                            )
                         )
-                    }
-                )
-        finally:
-            forget_packages(repo, env)
-        print(
-            f"{'save -> new code served':<28} median {median(timings):.2f} s  (min {min(timings):.2f}, max {max(timings):.2f})"
-        )
-        for kind in ("write", "build", "recreate"):
-            values = [p[kind] for p in phases if kind in p]
-            if values:
-                print(f"  {kind:<26} median {median(values):.2f} s")
+                        started = time.perf_counter()
+                        result = apply(package, env, builder)
+                        wait_for_edit(port, run)
+                        served[builder].append(time.perf_counter() - started)
+                        built[builder].append(build_seconds(result.stdout))
+                for builder in arguments.builders:
+                    rows.append((size, builder, packages[builder][3], median(built[builder]), median(served[builder])))
+            finally:
+                forget_packages(repo, env)
+        for row in rows[-len(arguments.builders) :]:
+            print(
+                f"extra {row[0]} GiB, {row[1]:<8}  first build {row[2]:7.2f} s   "
+                f"edit: build {row[3]:6.2f} s, save -> served {row[4]:6.2f} s  (median of {arguments.runs})",
+                flush=True,
+            )
+    print()
+    print(f"{'extra model':>11}  {'builder':<8}  {'first build':>11}  {'edit: build':>11}  {'save -> served':>14}")
+    for size, builder, first, build, served in rows:
+        print(f"{size:>8} GiB  {builder:<8}  {first:>9.2f} s  {build:>9.2f} s  {served:>12.2f} s")
+    small = {b: s for size, b, _, _, s in rows if size == arguments.sizes[0]}
+    for size, builder, _, _, served in rows:
+        if size != arguments.sizes[0] and builder in small:
+            print(f"{builder}: save -> served at {size} GiB is {served / small[builder]:.2f}x the smallest")
 
 
 if __name__ == "__main__":
