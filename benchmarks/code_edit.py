@@ -54,6 +54,13 @@ def container_package(repo: Path, name: str, port: int, extra_gib: int) -> Path:
         text = text.replace(
             "models:\n", "models:\n  - name: extra_weights\n    version: 1\n    path: weights/extra.bin\n", 1
         )
+        # with two models AZUREML_MODEL_DIR is their parent, as in Azure: <name>/<version>/<file>
+        score = package / "score.py"
+        score.write_text(
+            score.read_text().replace(
+                '"sklearn_regression_model.pkl"', '"sklearn_regression_model", "1", "sklearn_regression_model.pkl"'
+            )
+        )
     manifest.write_text(text)
     return package
 
