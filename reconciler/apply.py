@@ -45,7 +45,7 @@ from reconciler.observed.state import (
     images_on_disk,
     readiness,
 )
-from reconciler.plan import ActionKind, Cleanup, Intent, PackagePlan, plan_cleanup, plan_package
+from reconciler.plan import ActionKind, Cleanup, Intent, PackagePlan, plan_cleanup, plan_manifests, plan_package
 from reconciler.spec.discovery import discover, load_workspace
 from reconciler.spec.package import Package
 
@@ -203,9 +203,12 @@ def desire_packages(
 def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> Observed:
     package, desired = outcome.package, outcome.desired
     folder = observe_folder(package.output_directory, package.name, session.digester)
+    manifests = None
+    if package.kubernetes_directory is not None:
+        manifests = observe_folder(package.kubernetes_directory, package.name, session.digester)
     if snapshot is None:
-        return Observed(folder)
-    return snapshot.observe(
+        return Observed(folder, manifests=manifests)
+    observed = snapshot.observe(
         folder,
         package.name,
         image_hash=desired.image_hash,
@@ -214,6 +217,7 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> O
         base_image=base_image(package),
         base=desired.base,
     )
+    return replace(observed, manifests=manifests)
 
 
 def reconcile(
@@ -254,7 +258,12 @@ def reconcile(
             outcome.problems.append(Problem(str(package.manifest_path), str(error)))
             continue
         intent = Intent.of(outcome.desired)
-        outcome.plan = plan_package(intent, outcome.observed, reload=package.manifest_path in reload)
+        if use_engine or intent.mode == "dockerfile":
+            outcome.plan = plan_package(intent, outcome.observed, reload=package.manifest_path in reload)
+        elif intent.mode == "kubernetes":  # offline, only what is committed can be checked
+            outcome.plan = plan_manifests(intent, outcome.observed.manifests)
+        else:
+            outcome.plan = PackagePlan(intent)
         outcome.plan.notes.extend(outcome.desired.notes)
         outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
     cleanup = Cleanup()
@@ -347,11 +356,15 @@ def _runnable(outcome: Outcome, hold: Mapping[Path, str] | None) -> bool:
     return True
 
 
+COMMITTED_MODES = ("dockerfile", "kubernetes")
+
+
 def check(paths: Sequence[str], session: Session) -> Reconciliation:
-    """`apply --check`: whether each committed Dockerfile folder is up to date, offline.
-    Only Dockerfile-mode folders are meant to be committed, so only they are checked."""
+    """`apply --check`: whether each committed folder is up to date, offline: the Dockerfile
+    folder in dockerfile mode, the Kubernetes folder in kubernetes mode. The other modes
+    commit nothing, so there is nothing to check."""
     reconciliation = reconcile(paths, session, frozen=True, use_engine=False)
-    reconciliation.outcomes = [o for o in reconciliation.outcomes if o.package.manifest.output.mode == "dockerfile"]
+    reconciliation.outcomes = [o for o in reconciliation.outcomes if o.package.manifest.output.mode in COMMITTED_MODES]
     return reconciliation
 
 

@@ -20,11 +20,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.errors import PermanentError, ReconcilerError, TemporaryError
 from reconciler.desired.buildfolder import render_folder
 from reconciler.desired.digest import Digester
 from reconciler.desired.dockerfile import DEV_APP_ROOT
-from reconciler.desired.state import Desired
+from reconciler.desired.folder_writer import FolderWriter, write_stamped_folder
+from reconciler.desired.kubernetes import render_kubernetes
+from reconciler.desired.revision import Revision, revision_of
+from reconciler.desired.state import Desired, by_digest
 from reconciler.desired.wheels import WheelCache
 from reconciler.engine import labels
 from reconciler.engine.builders import Builder, choose_builder
@@ -82,9 +85,11 @@ class Executor:
         self.should_stop = should_stop
         self._builder: Builder | None = None
         self._builder_lock = threading.Lock()
+        self._revisions: dict[str, Revision | None] = {}
         self.handlers: dict[ActionKind, Callable[[Desired | None, Action], str]] = {
             ActionKind.PULL: self._pull,
             ActionKind.WRITE: self._write,
+            ActionKind.WRITE_MANIFESTS: self._write_manifests,
             ActionKind.BUILD: self._build,
             ActionKind.PUSH: self._push,
             ActionKind.CREATE: self._create,
@@ -98,6 +103,21 @@ class Executor:
     @property
     def engine(self) -> Engine:
         return self._engine()
+
+    def revision(self, desired: Desired) -> Revision | None:
+        """The commit the package's inputs come from, asked of git once per run."""
+        key = str(desired.package.manifest_path)
+        if key not in self._revisions:
+            self._revisions[key] = revision_of(desired.package)
+        return self._revisions[key]
+
+    def _revision_json(self, desired: Desired) -> dict | None:
+        revision = self.revision(desired)
+        return revision.to_json() if revision else None
+
+    def _revision_labels(self, desired: Desired) -> dict[str, str]:
+        revision = self.revision(desired)
+        return revision.labels() if revision else {}
 
     def builder(self, package: str) -> Builder:
         """Chosen once per run, on the first build; a fallback to the legacy builder is said once."""
@@ -114,8 +134,34 @@ class Executor:
         return self.engine.pull(action.image)[7:19]
 
     def _write(self, desired: Desired, action: Action) -> str:
-        stamp = render_folder(desired, self.wheels, self.digester)
+        stamp = render_folder(desired, self.wheels, self.digester, self._revision_json(desired))
         return f"{len(stamp.files)} files"
+
+    def _write_manifests(self, desired: Desired, action: Action) -> str:
+        """Render the Kubernetes folder for the image the registry has: its digest is asked of
+        the registry, which is what the cluster will pull from."""
+        package = desired.package
+        digest = self.engine.registry_digest(desired.push_ref)
+        if not digest:
+            raise TemporaryError(f"the registry gives no digest for {desired.push_ref}")
+        files = render_kubernetes(
+            package, image_hash=desired.image_hash, image=by_digest(desired.push_ref, digest), tag=desired.push_ref
+        )
+
+        def fill(writer: FolderWriter) -> None:
+            for name, text in files.items():
+                writer.text(name, text)
+
+        write_stamped_folder(
+            package.kubernetes_directory,
+            package=package.name,
+            image_hash=desired.manifests_hash,
+            inputs=desired.manifests_inputs,
+            digester=self.digester,
+            fill=fill,
+            revision=self._revision_json(desired),
+        )
+        return f"{len(files)} files, image {digest[:19]}"
 
     def _build(self, desired: Desired, action: Action) -> str:
         package = desired.package
@@ -124,6 +170,7 @@ class Executor:
         if desired.registry_ref:
             tags.append(desired.registry_ref)
         image_labels = {k: v for k, v in manifest.labels.items() if not k.startswith("reconciler.")}
+        image_labels.update(self._revision_labels(desired))
         image_labels.update(
             {
                 labels.PACKAGE: package.name,
@@ -155,8 +202,8 @@ class Executor:
             action.container,
             host=action.host,
             port=action.port,
-            labels=_container_labels(desired),
-            **_dev_options(desired),
+            labels={**_container_labels(desired), **self._revision_labels(desired)},
+            **_run_options(desired),
         )
         try:
             engine.start(container_id)
@@ -180,9 +227,9 @@ class Executor:
             f"{name}-canary-{desired.short_hash[:8]}",
             host="127.0.0.1",
             port=0,
-            labels=_container_labels(desired, role="canary"),
+            labels={**_container_labels(desired, role="canary"), **self._revision_labels(desired)},
             restart=False,
-            **_dev_options(desired),
+            **_run_options(desired),
         )
         try:
             engine.start(canary)
@@ -202,8 +249,8 @@ class Executor:
             name,
             host=action.host,
             port=action.port,
-            labels=_container_labels(desired),
-            **_dev_options(desired),
+            labels={**_container_labels(desired), **self._revision_labels(desired)},
+            **_run_options(desired),
         )
         engine.stop(old_id)
         try:
@@ -298,14 +345,15 @@ def _container_labels(desired: Desired, role: str = "") -> dict[str, str]:
     return container_labels
 
 
-def _dev_options(desired: Desired) -> dict:
-    """Dev mode (watch --dev): the source folder mounted read-only, one worker, reloads on request."""
-    if not desired.dev:
-        return {}
-    return {
-        "mounts": {str(desired.package.source_directory): DEV_APP_ROOT},
-        "environment": {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"},
-    }
+def _run_options(desired: Desired) -> dict:
+    """How the package's containers run: resource limits (output.resources); in dev mode (watch
+    --dev) the source folder mounted read-only, one worker, reloads on request."""
+    resources = desired.package.manifest.output.resources
+    options: dict = {"cpus": resources.cpu_cores, "memory": resources.memory_bytes, "gpus": resources.gpus}
+    if desired.dev:
+        options["mounts"] = {str(desired.package.source_directory): DEV_APP_ROOT}
+        options["environment"] = {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"}
+    return options
 
 
 def _ready_at(action: Action) -> str:

@@ -51,6 +51,9 @@ class Intent:
     port: int = 0
     manifest: str = ""  # the manifest's path, as image labels record it
     keep: int = 0  # images of the package kept after a build (output.image.keep); 0: no limit
+    manifests_folder: str = ""  # kubernetes mode: the manifests folder, as displayed
+    manifests_hash: str = ""
+    manifests_inputs: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, desired: Desired) -> Intent:
@@ -74,6 +77,9 @@ class Intent:
             port=manifest.output.container.port,
             manifest=str(package.manifest_path),
             keep=manifest.output.image.keep,
+            manifests_folder=display_path(package.kubernetes_directory) if package.kubernetes_directory else "",
+            manifests_hash=desired.manifests_hash,
+            manifests_inputs=desired.manifests_inputs,
         )
 
 
@@ -81,6 +87,7 @@ class ActionKind(enum.Enum):
     PULL = "pull"
     WRITE = "write"
     BUILD = "build"
+    WRITE_MANIFESTS = "write manifests"
     PUSH = "push"
     CREATE = "create"
     RECREATE = "recreate"
@@ -112,7 +119,7 @@ class Action:
         kind = self.kind
         if kind in (ActionKind.PULL, ActionKind.BUILD, ActionKind.PUSH):
             return self.image
-        if kind is ActionKind.WRITE:
+        if kind in (ActionKind.WRITE, ActionKind.WRITE_MANIFESTS):
             return self.folder
         if kind is ActionKind.REMOVE_CONTAINER:
             return f"container {self.container}"
@@ -192,19 +199,42 @@ def _drift(drift: tuple[str, ...]) -> str:
 def plan_folder(intent: Intent, folder: FolderState) -> PackagePlan:
     """Write the Dockerfile folder when it is missing, out of date, or edited by hand."""
     plan = PackagePlan(intent)
+    cause = _folder_cause(folder, intent.image_hash, intent.inputs, plan)
+    if cause:
+        plan.actions.append(Action(ActionKind.WRITE, intent.name, cause, folder=intent.folder))
+    return plan
+
+
+def plan_manifests(intent: Intent, folder: FolderState) -> PackagePlan:
+    """Write the Kubernetes folder when it is missing, rendered for another image or other
+    settings, or edited by hand."""
+    plan = PackagePlan(intent)
+    if folder.status == "ours" and folder.image_hash != intent.manifests_hash:
+        old_image = folder.inputs.get("image", "")
+        new_image = intent.manifests_inputs.get("image", "")
+        if old_image != new_image:
+            cause = f"rendered for image {old_image[:12]}, inputs give {new_image[:12]}"
+            plan.actions.append(Action(ActionKind.WRITE_MANIFESTS, intent.name, cause, folder=intent.manifests_folder))
+            return plan
+    cause = _folder_cause(folder, intent.manifests_hash, intent.manifests_inputs, plan)
+    if cause:
+        plan.actions.append(Action(ActionKind.WRITE_MANIFESTS, intent.name, cause, folder=intent.manifests_folder))
+    return plan
+
+
+def _folder_cause(folder: FolderState, wanted_hash: str, inputs: Mapping[str, str], plan: PackagePlan) -> str:
+    """Why a stamped folder must be written ("" when it need not be); a folder that is not
+    ours is an error on the plan."""
     if folder.status in ("foreign", "damaged", "other"):
         plan.errors.append(folder.detail)
-        return plan
+        return ""
     if folder.status == "missing":
-        cause = "not written yet"
-    elif folder.image_hash != intent.image_hash:
-        cause = changed_inputs(folder.inputs, intent.inputs)
-    elif folder.drift:
-        cause = _drift(folder.drift)
-    else:
-        return plan
-    plan.actions.append(Action(ActionKind.WRITE, intent.name, cause, folder=intent.folder))
-    return plan
+        return "not written yet"
+    if folder.image_hash != wanted_hash:
+        return changed_inputs(folder.inputs, inputs)
+    if folder.drift:
+        return _drift(folder.drift)
+    return ""
 
 
 def _build_cause(intent: Intent, observed: Observed) -> str:
@@ -255,6 +285,10 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
         _plan_container(intent, observed, plan, build_cause)
         if reload and not plan.actions:
             plan.actions.append(_at(intent, ActionKind.RELOAD, "code changed (dev)"))
+    if intent.mode == "kubernetes" and observed.manifests is not None:
+        manifests = plan_manifests(intent, observed.manifests)
+        plan.actions += manifests.actions
+        plan.errors += manifests.errors
     if image is None and intent.keep:
         _plan_retention(intent, observed, plan)
     return plan

@@ -515,3 +515,22 @@ def test_old_images_are_bounded_but_never_one_a_container_runs(
         assert document["images_on_disk"]["count"] == 3 and document["images_on_disk"]["bytes"] > 100_000_000
     finally:
         by_hand.remove(force=True)
+
+
+def test_resources_limit_the_container_and_a_change_recreates_without_a_build(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
+    cleanup_engine.append(unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("mode: container", "mode: container\n  resources: {cpu: 500m}"))
+    assert apply(package, cwd=repo).returncode == 0
+    [container] = docker_client.containers.list(filters={"label": f"reconciler.package={unique_name}"})
+    assert container.attrs["HostConfig"]["NanoCpus"] == 500_000_000 and container.attrs["HostConfig"]["Memory"] == 0
+    manifest.write_text(manifest.read_text().replace("{cpu: 500m}", "{cpu: '1', memory: 256Mi}"))
+    result = apply(package, cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{unique_name}: recreate {unique_name} on" in result.stdout and "build" not in result.stdout
+    [container] = docker_client.containers.list(filters={"label": f"reconciler.package={unique_name}"})
+    assert container.attrs["HostConfig"]["NanoCpus"] == 1_000_000_000
+    assert container.attrs["HostConfig"]["Memory"] == 256 * 2**20

@@ -67,7 +67,7 @@ def test_all_errors_of_a_file_at_once_with_positions(repo):
         "9:13: inference.environment.python: must be a string; YAML read the unquoted value "
         "as the number 3.1, so put it in quotes",
         "10:5: inference.environment.system_pakages: unknown field 'system_pakages'; did you mean 'system_packages'?",
-        "12:9: output.mode: must be 'dockerfile', 'image' or 'container', got 'cont'",
+        "12:9: output.mode: must be 'dockerfile', 'image', 'container' or 'kubernetes', got 'cont'",
         "13:21: output.container.port: must be less than or equal to 65535, got 99999",
     ]
 

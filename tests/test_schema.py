@@ -58,7 +58,15 @@ INVALID = [
     _with(inference__environment__platform="windows/amd64"),
     _with(inference__server={"workers": 0}),
     _with(inference__entry_script="score.txt"),
-    _with(output__mode="kubernetes"),
+    _with(output__mode="kubernetes"),  # needs output.image.registry
+    _with(output__mode="k8s"),
+    _with(
+        output__mode="kubernetes", output__image={"registry": "r:5000"}, output__kubernetes={"autoscale": {"max": 3}}
+    ),
+    _with(output__kubernetes={"replicas": -1}),
+    _with(output__kubernetes={"namespace": "Not_A_Label"}),
+    _with(output__resources={"cpu": "lots"}),
+    _with(output__resources={"memory": "2GB"}),
     _with(output__container={"port": 70000}),
     _with(output__container={"host": "10.0.0.1"}),
     _with(output__image={"repository": "Upper/Case"}),

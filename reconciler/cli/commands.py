@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+from pathlib import Path
 
 from reconciler import apply
 from reconciler.cli import report
@@ -73,6 +76,8 @@ def apply_(arguments: argparse.Namespace) -> int:
         with apply.Session() as session:
             reconciliation = apply.check(arguments.paths, session)
         _emit(reconciliation, arguments, "apply --check", report.plan_text)
+        if reconciliation.has_changes and arguments.output == "text":
+            print("Out of date: run `reconciler apply` and commit the folders above.")
         return _exit_code(reconciliation, changes_pending=True)
     options = apply.Options(
         frozen=arguments.frozen,
@@ -106,6 +111,39 @@ def watch(arguments: argparse.Namespace) -> int:
         verbose=arguments.verbose,
     )
     return watcher.run()
+
+
+def sync(arguments: argparse.Namespace) -> int:
+    from reconciler.sync.agent import SyncAgent
+    from reconciler.sync.status import SyncStatus
+
+    state = arguments.state or default_sync_state(arguments.repository, arguments.ref)
+    if arguments.status:
+        status = SyncStatus.read(state)
+        print(status.text() if status else f"no sync status in {state} yet", end="" if status else "\n")
+        return EXIT_OK if status else EXIT_ERROR
+    agent = SyncAgent(
+        arguments.repository,
+        ref=arguments.ref,
+        path=arguments.path,
+        interval_s=arguments.interval,
+        state=state,
+        prune=arguments.prune,
+        require_signed=arguments.require_signed,
+        out=sys.stdout,
+        verbose=arguments.verbose,
+    )
+    return agent.run(once=arguments.once)
+
+
+def default_sync_state(repository: str, ref: str) -> Path:
+    """$XDG_STATE_HOME/reconciler/sync/<repository name>-<ref>-<digest of both>."""
+    import blake3
+
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", repository.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
+    digest = blake3.blake3(f"{repository}\n{ref}".encode()).hexdigest()[:10]
+    return base / "reconciler" / "sync" / f"{name}-{re.sub(r'[^A-Za-z0-9._-]+', '-', ref)}-{digest}"
 
 
 def down(arguments: argparse.Namespace) -> int:
@@ -219,6 +257,7 @@ COMMANDS = {
     "apply": apply_,
     "status": status,
     "watch": watch,
+    "sync": sync,
     "down": down,
     "pull": pull,
     "hash": hash_,

@@ -7,6 +7,8 @@ Exit codes follow `terraform plan -detailed-exitcode`: 0 in sync (or done),
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 from reconciler import __version__
 
@@ -23,7 +25,7 @@ examples:
   reconciler plan examples/             what would change, and why (exit 2 if anything)
   reconciler apply examples/            make it so
   reconciler plan --frozen .            in CI: a missing or stale package.lock is an error
-  reconciler apply --check .            exit 2 if a committed Dockerfile folder is out of date
+  reconciler apply --check .            exit 2 if a committed Dockerfile or Kubernetes folder is out of date
   reconciler hash examples/sklearn-regression   every input behind the hash
 
 exit codes: 0 in sync / done, 2 changes pending (plan, apply --check), 1 errors.
@@ -66,6 +68,14 @@ def _add_frozen(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="never resolve dependencies: a missing or stale package.lock is an error (use in CI)",
     )
+
+
+def _duration(text: str) -> float:
+    """`60`, `60s`, `5m`, `1h` -> seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 60, 60s, 5m or 1h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--check",
         action="store_true",
-        help="change nothing; exit 2 if any Dockerfile folder (output.mode: dockerfile) is out of "
-        "date or edited by hand, for repositories that commit them. Implies --frozen.",
+        help="change nothing, offline; exit 2 if a committed folder is out of date or edited by hand: "
+        "the Dockerfile folder in dockerfile mode, the Kubernetes folder in kubernetes mode. Implies --frozen.",
     )
     apply.add_argument("--jobs", "-j", type=int, default=4, metavar="N", help="packages worked on at once (default 4)")
     apply.add_argument(
@@ -214,6 +224,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="full reconcile every SECONDS, with jitter (default 30)",
     )
     watch.add_argument("--verbose", "-v", action="store_true", help="also print each build step")
+
+    sync = commands.add_parser(
+        "sync",
+        help="deploy what a branch says to this Docker host, and keep it so (a pull-based agent)",
+        description="Keep a clone of REPO in a state folder; every --interval, fetch --ref, check "
+        "out its commit and apply the packages below --path (the one apply pipeline). A round "
+        "with no new commit still heals (a container removed by hand comes back). A commit that "
+        "fails keeps what serves, is reported, and is not tried again until the ref moves; an "
+        "unreachable remote or engine is retried with backoff. SIGTERM stops it between actions.",
+        epilog="examples:\n"
+        "  reconciler sync https://git.example.com/team/models.git --ref main --path models/\n"
+        "  reconciler sync /srv/git/models.git --once          one round, exit code as apply (cron, CI)\n"
+        "  reconciler sync /srv/git/models.git --status        what it fetched, applied, and when next",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sync.add_argument("repository", metavar="REPO", help="a URL or a path git can clone")
+    sync.add_argument("--ref", default="main", help="the branch or tag to deploy (default: main)")
+    sync.add_argument("--path", default=".", help="where the packages are in the repository (default: all of it)")
+    sync.add_argument(
+        "--interval",
+        type=_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="time between rounds, with jitter: 60, 60s, 5m (default 60s)",
+    )
+    sync.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        help="the agent's folder: its clone, status file and lock "
+        "(default: $XDG_STATE_HOME/reconciler/sync/<repository>-<ref>)",
+    )
+    _add_prune(sync)
+    sync.add_argument("--once", action="store_true", help="one round, then exit 0 (applied) or 1 (errors)")
+    sync.add_argument(
+        "--require-signed",
+        action="store_true",
+        help="apply only commits whose signature git can verify with the configured keys (git verify-commit)",
+    )
+    sync.add_argument("--status", action="store_true", help="print the agent's status file and exit")
+    sync.add_argument("--verbose", "-v", action="store_true", help="also print each build step")
 
     down = commands.add_parser(
         "down",

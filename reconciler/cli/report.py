@@ -11,6 +11,7 @@ import json
 from reconciler.apply import Outcome, Reconciliation, Relocked
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
+from reconciler.desired.revision import Revision
 from reconciler.desired.state import Desired, container_settings, image_settings
 from reconciler.engine.endpoint import score_url
 from reconciler.execute import ActionResult
@@ -138,12 +139,19 @@ def package_status(outcome: Outcome) -> dict:
         if outcome.problems
         else ("out of date: " + outcome.plan.actions[0].cause if outcome.plan and outcome.plan.actions else "in sync"),
         "output_directory": display_path(package.output_directory),
+        "kubernetes_directory": display_path(package.kubernetes_directory) if package.kubernetes_directory else None,
         "image": None,
         "container": None,
         "readiness": None,
         "url": None,
         "images_on_disk": None,
+        "revision": None,
     }
+    revision = _revision(outcome)
+    if revision is not None:
+        status["revision"] = revision.to_json()
+        if status["state"] == "in sync":
+            status["state"] = f"in sync at {revision.describe()}"
     if outcome.images_on_disk is not None:
         status["images_on_disk"] = {"count": outcome.images_on_disk.count, "bytes": outcome.images_on_disk.bytes}
     observed = outcome.observed
@@ -159,6 +167,23 @@ def package_status(outcome: Outcome) -> dict:
         if container.host_port:
             status["url"] = score_url(container.host_ip, container.host_port)
     return status
+
+
+def _revision(outcome: Outcome) -> Revision | None:
+    """The commit what serves (or what was written) came from: the serving container's in
+    container mode, the image's in image mode, the folder's in the other modes."""
+    observed, desired = outcome.observed, outcome.desired
+    if observed is None or desired is None:
+        return None
+    mode = outcome.package.manifest.output.mode
+    if mode == "container":
+        serving = next((c for c in observed.containers if not c.role), None)
+        return serving.revision if serving else None
+    if mode == "image":
+        image = next((i for i in observed.images if i.hash == desired.image_hash), None)
+        return image.revision if image else None
+    folder = observed.manifests if mode == "kubernetes" else observed.folder
+    return folder.revision if folder else None
 
 
 def _on_disk(images: dict | None) -> str:
@@ -182,7 +207,7 @@ def status_text(reconciliation: Reconciliation) -> str:
                 _on_disk(s["images_on_disk"]),
                 s["container"] or "-",
                 s["readiness"] or "-",
-                s["url"] or s["output_directory"],
+                s["url"] or s["kubernetes_directory"] or s["output_directory"],
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -228,6 +253,7 @@ def _outcome_json(outcome: Outcome, command: str) -> dict:
         "manifest": display_path(package.manifest_path),
         "mode": package.manifest.output.mode,
         "output_directory": display_path(package.output_directory),
+        "kubernetes_directory": display_path(package.kubernetes_directory) if package.kubernetes_directory else None,
         "image_hash": desired.image_hash if desired else None,
         "container_hash": desired.container_hash if desired else None,
         "status": status,
@@ -239,7 +265,8 @@ def _outcome_json(outcome: Outcome, command: str) -> dict:
     }
     if command == "status":
         live = package_status(outcome)
-        document.update({key: live[key] for key in ("image", "container", "readiness", "url", "images_on_disk")})
+        keys = ("image", "container", "readiness", "url", "images_on_disk", "revision")
+        document.update({key: live[key] for key in keys})
     return document
 
 

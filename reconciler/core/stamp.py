@@ -31,6 +31,7 @@ class Stamp:
     inputs: dict[str, str]
     files: dict[str, str]
     generator: str
+    revision: dict | None = None  # the commit the inputs came from (provenance, not compared)
 
     def to_json(self) -> str:
         return (
@@ -42,6 +43,7 @@ class Stamp:
                     "image_hash": self.image_hash,
                     "inputs": self.inputs,
                     "files": self.files,
+                    **({"revision": self.revision} if self.revision else {}),
                 },
                 indent=1,
                 sort_keys=True,
@@ -69,6 +71,7 @@ def read_stamp(folder: Path) -> Stamp | None:
             inputs=dict(data["inputs"]),
             files=dict(data["files"]),
             generator=data["generator"],
+            revision=data.get("revision") if isinstance(data.get("revision"), dict) else None,
         )
         if not all(isinstance(v, str) for v in (*stamp.inputs.values(), *stamp.files.values())):
             raise ValueError("digests must be strings")

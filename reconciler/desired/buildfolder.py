@@ -17,7 +17,7 @@ from reconciler.desired.state import Desired, runtime_files
 from reconciler.desired.wheels import WheelCache
 
 
-def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester) -> Stamp:
+def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester, revision: dict | None = None) -> Stamp:
     """Write the package's build folder and return the stamp written into it."""
     package = desired.package
     lock = desired.lock
@@ -42,4 +42,5 @@ def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester)
         inputs=desired.inputs,
         digester=digester,
         fill=fill,
+        revision=revision,
     )

@@ -82,6 +82,7 @@ def write_stamped_folder(
     inputs: dict[str, str],
     digester: Digester,
     fill: Callable[[FolderWriter], None],
+    revision: dict | None = None,
 ) -> Stamp:
     """Replace `target` by a folder that `fill` writes, stamped with the hash it was written for."""
     owner = ownership(target, package)
@@ -100,6 +101,7 @@ def write_stamped_folder(
             inputs=inputs,
             files=dict(sorted(writer.files.items())),
             generator=f"reconciler {__version__}",
+            revision=revision,
         )
         (scratch / STAMP_NAME).write_text(stamp.to_json(), encoding="utf-8")
         os.chmod(scratch, 0o755)

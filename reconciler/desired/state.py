@@ -24,18 +24,20 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
+from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
 from reconciler.spec.package import Package
 
 HASH_SCHEMA = 2
+PENDING_DIGEST = "sha256:" + "0" * 64
 BASE_PIN = "inference.environment.base_image (pinned)"
 
 PinBase = Callable[[str], BasePin]  # a base image reference -> its pin, asked of an engine or registry
@@ -52,6 +54,8 @@ class Desired:
     inputs: dict[str, str]  # what the image hash covers
     image_hash: str
     container_hash: str
+    manifests_hash: str = ""  # kubernetes mode: what the manifests folder is rendered for
+    manifests_inputs: dict[str, str] = field(default_factory=dict)
     locked: str | None = None  # why the lock was resolved during this run, if it was
     dev: bool = False  # watch --dev: the container mounts the source folder and reloads code
     notes: tuple[str, ...] = ()  # worth saying in a plan, changing nothing
@@ -77,8 +81,14 @@ class Desired:
 
     @property
     def push_ref(self) -> str:
-        """The registry tag when `output.image.push` is on, else ""."""
-        return self.registry_ref if self.package.manifest.output.image.push else ""
+        """The registry tag when the image is pushed (`output.image.push`, or kubernetes mode), else ""."""
+        output = self.package.manifest.output
+        return self.registry_ref if output.image.push or output.mode == "kubernetes" else ""
+
+
+def by_digest(tag_reference: str, digest: str) -> str:
+    """`registry/repository:tag` -> `registry/repository@sha256:...`."""
+    return f"{tag_reference.rpartition(':')[0]}@{digest}"
 
 
 def image_reference(repository: str, image_hash: str, registry: str | None = None) -> str:
@@ -135,7 +145,16 @@ def container_settings(package: Package) -> dict[str, object]:
         "name": manifest.container_name,
         "host": manifest.output.container.host,
         "port": manifest.output.container.port,
+        "resources": manifest.output.resources.model_dump(exclude_defaults=True),
     }
+
+
+def manifests_inputs(package: Package, image_hash: str, push_ref: str) -> dict[str, str]:
+    """What the Kubernetes folder is rendered from: the image hash, and the rendering itself
+    with a placeholder for the digest the push will give (so every setting and every change
+    to the renderer counts, and the digest, known only after a push, does not)."""
+    files = render_kubernetes(package, image_hash=image_hash, image=by_digest(push_ref, PENDING_DIGEST), tag=push_ref)
+    return {"image": image_hash, "kubernetes manifests (rendered)": value_digest(files)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -246,6 +265,15 @@ def desire(
     if dev:
         container["dev"] = {"source": str(package.source_directory)}
     container_hash = value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
-    return Desired(
-        package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, locked, dev, notes
+    desired = Desired(package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash)
+    rendered: dict[str, str] = {}
+    if package.manifest.output.mode == "kubernetes":
+        rendered = manifests_inputs(package, image_hash, desired.push_ref)
+    return replace(
+        desired,
+        manifests_hash=value_digest({"hash_schema": HASH_SCHEMA, "inputs": rendered}) if rendered else "",
+        manifests_inputs=rendered,
+        locked=locked,
+        dev=dev,
+        notes=notes,
     )

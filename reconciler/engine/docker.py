@@ -242,18 +242,33 @@ class Engine:
         restart: bool = True,
         mounts: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
+        cpus: float | None = None,
+        memory: int | None = None,
+        gpus: int = 0,
     ) -> str:
         """Create (not start) a container publishing 5001 on host:port (port 0: any free one).
 
         Serving containers restart unless stopped (they come back after a reboot); a
         canary does not, so a failing one stays failed. `mounts` (host folder -> path in
-        the container) are read-only."""
+        the container) are read-only. `cpus`, `memory` (bytes) and `gpus` are limits."""
+        import docker
+
+        limits: dict = {}
+        if cpus:
+            limits["nano_cpus"] = int(cpus * 1e9)
+        if memory:
+            limits["mem_limit"] = memory
+        if gpus:
+            limits["device_requests"] = [
+                docker.types.DeviceRequest(driver="nvidia", count=gpus, capabilities=[["gpu"]])
+            ]
         with engine_call(f"cannot create container {name}"):
             host_config = self.api.create_host_config(
                 port_bindings={5001: (host, port or None)},
                 restart_policy={"Name": "unless-stopped" if restart else "no"},
                 init=True,
                 binds={source: {"bind": target, "mode": "ro"} for source, target in (mounts or {}).items()},
+                **limits,
             )
             created = self.api.create_container(
                 image,

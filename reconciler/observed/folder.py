@@ -8,6 +8,7 @@ from pathlib import Path
 
 from reconciler.core.stamp import STAMP_NAME, ownership
 from reconciler.desired.digest import Digester, is_executable, with_mode
+from reconciler.desired.revision import Revision
 from reconciler.observed.state import FolderState
 
 
@@ -50,4 +51,5 @@ def observe_folder(folder: Path, package_name: str, digester: Digester) -> Folde
     if owner.status != "ours":
         return FolderState(owner.status, detail=owner.detail)
     stamp = owner.stamp
-    return FolderState("ours", stamp.image_hash, stamp.inputs, tuple(folder_drift(folder, stamp.files, digester)))
+    drift = tuple(folder_drift(folder, stamp.files, digester))
+    return FolderState("ours", stamp.image_hash, stamp.inputs, drift, revision=Revision.from_json(stamp.revision))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core.errors import ReconcilerError
 from reconciler.desired.pins import BasePin
+from reconciler.desired.revision import Revision
 from reconciler.engine import labels
 from reconciler.engine.docker import CONTAINER_PORT, Engine
 from reconciler.engine.endpoint import is_ready
@@ -33,6 +34,7 @@ class FolderState:
     inputs: dict[str, str] = field(default_factory=dict)
     drift: tuple[str, ...] = ()
     detail: str = ""
+    revision: Revision | None = None  # the commit the folder was written from
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ImageState:
     manifest: str = ""
     repo_digests: tuple[str, ...] = ()
     created: int = 0  # seconds since the epoch
+    revision: Revision | None = None  # the commit it was built from
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class ContainerState:
     host_port: int | None
     host_ip: str | None
     image_id: str = ""
+    revision: Revision | None = None  # the commit its image was built from
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Observed:
     base_moved: str = ""  # why the base image's tag no longer points at the pinned image
     registry_has: bool | None = None  # None: not asked (not pushing, or nothing to push yet)
     images_in_use: frozenset[str] = frozenset()  # ids of the images any container was created from
+    manifests: FolderState | None = None  # the Kubernetes folder (kubernetes mode)
 
 
 def image_state(summary: dict) -> ImageState:
@@ -86,6 +91,7 @@ def image_state(summary: dict) -> ImageState:
         manifest=labels_.get(labels.MANIFEST, ""),
         repo_digests=tuple(summary.get("RepoDigests") or ()),
         created=_created(summary.get("Created")),
+        revision=Revision.from_labels(labels_),
     )
 
 
@@ -125,6 +131,7 @@ def container_state(summary: dict) -> ContainerState:
         host_port=port,
         host_ip=host_ip,
         image_id=summary.get("ImageID", ""),
+        revision=Revision.from_labels(labels_),
     )
 
 

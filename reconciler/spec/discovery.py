@@ -90,7 +90,8 @@ def _check_conflicts(workspace: Workspace) -> None:
     for package in workspace.packages:
         manifest = package.manifest
         claims[("name", manifest.name)].append((package, ("name",)))
-        claims[("build folder", str(package.output_directory))].append((package, ("output", "directory")))
+        for folder, loc in package.output_directories:
+            claims[("output folder", str(folder))].append((package, loc))
         if manifest.output.mode == "container":
             container = manifest.output.container
             claims[("container name", manifest.container_name)].append((package, ("output", "container", "name")))

@@ -30,6 +30,11 @@ ENV_VALUE = r"^[^\n\r\x00]*$"
 CONTAINER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 BIND_ADDRESS = r"^(127\.0\.0\.1|0\.0\.0\.0|localhost|::1|::)$"
 REQUIREMENT = r"^[A-Za-z0-9][^\n\r]*$"
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+CPU_QUANTITY = r"^([1-9][0-9]{0,5}m|[0-9]{1,4}(\.[0-9]{1,3})?)$"
+MEMORY_QUANTITY = r"^[1-9][0-9]{0,9}(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
 
 # What a person should read instead of a regular expression when a value is refused.
 PATTERN_HINTS = {
@@ -47,6 +52,11 @@ PATTERN_HINTS = {
     CONTAINER_NAME: "use letters, digits, '_', '.' and '-', starting with a letter or digit",
     BIND_ADDRESS: "use 127.0.0.1 (the default), ::1, localhost, or 0.0.0.0 to listen on every interface",
     REQUIREMENT: "use a requirement such as scikit-learn==1.5.2 (no pip options)",
+    DNS_LABEL: "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+    CPU_QUANTITY: 'use cores such as "1", "0.5" or millicores such as "500m"',
+    MEMORY_QUANTITY: "use bytes with a unit such as 512Mi or 2Gi",
+    LABEL_KEY: "use a Kubernetes label key such as team or example.com/team",
+    LABEL_VALUE: "use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
 }
 
 # Set by reconciler from the manifest; a variable cannot override them.
@@ -184,6 +194,65 @@ class ImageOutput(_Strict):
         return self
 
 
+class Resources(_Strict):
+    """What one serving container may use: limits on the container in container mode,
+    requests and limits on the pod in kubernetes mode."""
+
+    cpu: _pattern(CPU_QUANTITY, description='CPU cores, "1", "0.5" or "500m".') | None = None
+    memory: _pattern(MEMORY_QUANTITY, description="Memory, such as 512Mi or 2Gi.") | None = None
+    gpus: int = Field(0, ge=0, le=64, description="NVIDIA GPUs (kubernetes: nvidia.com/gpu limits).")
+
+    @property
+    def cpu_cores(self) -> float | None:
+        if self.cpu is None:
+            return None
+        return int(self.cpu[:-1]) / 1000 if self.cpu.endswith("m") else float(self.cpu)
+
+    @property
+    def memory_bytes(self) -> int | None:
+        if self.memory is None:
+            return None
+        units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+        for suffix, factor in units.items():
+            if self.memory.endswith(suffix):
+                return int(self.memory[: -len(suffix)]) * factor
+        return int(self.memory)
+
+
+class Autoscale(_Strict):
+    min: int = Field(1, ge=1, le=1000, description="Fewest replicas.")
+    max: int = Field(ge=1, le=1000, description="Most replicas.")
+    cpu_percent: int = Field(80, ge=1, le=1000, description="Average CPU use, in percent of the request, to aim for.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscale:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class KubernetesOutput(_Strict):
+    """kubernetes mode: a folder of manifests that Argo CD, Flux or `kubectl apply -k` deploy."""
+
+    directory: (
+        _pattern(RELATIVE_PATH, description="Manifests folder, relative to the manifest. Default: deploy/<name>.")
+        | None
+    ) = None
+    namespace: _pattern(DNS_LABEL, description="Namespace of every object. Default: none (the sync tool's).") | None = (
+        None
+    )
+    replicas: int = Field(1, ge=0, le=1000, description="Pods serving the model (without autoscale).")
+    autoscale: Autoscale | None = Field(None, description="A HorizontalPodAutoscaler on CPU instead of replicas.")
+    service_port: int = Field(80, ge=1, le=65535, description="The Service's port, forwarded to the container's 5001.")
+    image_pull_secret: _pattern(DNS_LABEL, description="A Secret (you manage it) to pull the image with.") | None = None
+    labels: dict[
+        Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(pattern=LABEL_VALUE)]
+    ] = Field(default_factory=dict, description="Labels added to every object and pod.")
+    annotations: dict[
+        Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(max_length=4096)]
+    ] = Field(default_factory=dict, description="Annotations added to every object and pod.")
+
+
 class ContainerOutput(_Strict):
     name: _pattern(CONTAINER_NAME, description="Container name. Default: the package name.") | None = None
     port: int = Field(6789, ge=1, le=65535, description="Host port published for the container's 5001.")
@@ -193,15 +262,50 @@ class ContainerOutput(_Strict):
     )
 
 
+# The rules of Output._kubernetes_needs, for editors and CI that validate with the JSON schema.
+_OUTPUT_RULES = {
+    "allOf": [
+        {
+            "if": {"properties": {"mode": {"const": "kubernetes"}}, "required": ["mode"]},
+            "then": {"properties": {"image": {"required": ["registry"]}}, "required": ["image"]},
+        },
+        {
+            "if": {
+                "properties": {
+                    "mode": {"const": "kubernetes"},
+                    "kubernetes": {"required": ["autoscale"], "properties": {"autoscale": {"type": "object"}}},
+                },
+                "required": ["mode", "kubernetes"],
+            },
+            "then": {"properties": {"resources": {"required": ["cpu"]}}, "required": ["resources"]},
+        },
+    ]
+}
+
+
 class Output(_Strict):
-    mode: Literal["dockerfile", "image", "container"] = Field(
-        "dockerfile", description="dockerfile: write a build folder; image: also build it; container: also run it."
+    model_config = ConfigDict(json_schema_extra=_OUTPUT_RULES)
+
+    mode: Literal["dockerfile", "image", "container", "kubernetes"] = Field(
+        "dockerfile",
+        description="dockerfile: write a build folder; image: also build it; container: also run it; "
+        "kubernetes: build, push, and write Kubernetes manifests that pin the pushed digest.",
     )
     directory: (
         _pattern(RELATIVE_PATH, description="Build folder, relative to the manifest. Default: build/<name>.") | None
     ) = None
     image: ImageOutput = Field(default_factory=ImageOutput)
     container: ContainerOutput = Field(default_factory=ContainerOutput)
+    kubernetes: KubernetesOutput = Field(default_factory=KubernetesOutput)
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _kubernetes_needs(self) -> Output:
+        if self.mode == "kubernetes" and not self.image.registry:
+            raise ValueError("output.mode kubernetes needs output.image.registry: the cluster pulls the image from it")
+        if self.mode == "kubernetes" and self.kubernetes.autoscale and not self.resources.cpu:
+            raise ValueError("kubernetes.autoscale scales on CPU use relative to a request: set resources.cpu")
+        return self
 
 
 class Manifest(_Strict):
@@ -242,6 +346,10 @@ class Manifest(_Strict):
     @property
     def container_name(self) -> str:
         return self.output.container.name or self.name
+
+    @property
+    def kubernetes_directory(self) -> str:
+        return self.output.kubernetes.directory or f"deploy/{self.name}"
 
 
 def json_schema() -> dict:

@@ -78,6 +78,21 @@ class Package:
     def output_directory(self) -> Path:
         return _join(self.directory, self.manifest.output_directory)
 
+    @functools.cached_property
+    def kubernetes_directory(self) -> Path | None:
+        """The folder of Kubernetes manifests (kubernetes mode only)."""
+        if self.manifest.output.mode != "kubernetes":
+            return None
+        return _join(self.directory, self.manifest.kubernetes_directory)
+
+    @property
+    def output_directories(self) -> list[tuple[Path, Loc]]:
+        """Every folder reconciler writes for this package, with the field that names it."""
+        folders = [(self.output_directory, ("output", "directory"))]
+        if self.kubernetes_directory is not None:
+            folders.append((self.kubernetes_directory, ("output", "kubernetes", "directory")))
+        return folders
+
     def problem(self, loc: Loc, message: str) -> Problem:
         """A problem pointing at the manifest field `loc`."""
         return _problem_at(self.manifest_path, self.document, loc, message)
@@ -323,22 +338,30 @@ def _filesystem_problems(package: Package) -> list[Problem]:
         problem = _path_problem(package, loc, package.requirements_file, want="file")
         if problem:
             problems.append(problem)
-    output = package.output_directory
-    output_loc = ("output", "directory")
+    for output, output_loc in package.output_directories:
+        what = "the Kubernetes folder" if output_loc[-2] == "kubernetes" else "the build folder"
+        problems.extend(_output_problems(package, output, output_loc, what))
+    folders = [folder for folder, _ in package.output_directories]
+    if len(folders) == 2 and (inside(folders[0], folders[1]) or inside(folders[1], folders[0])):
+        problems.append(
+            package.problem(("output", "kubernetes", "directory"), "the Kubernetes folder and the build folder overlap")
+        )
+    return problems
+
+
+def _output_problems(package: Package, output: Path, output_loc: Loc, what: str) -> list[Problem]:
+    """A folder reconciler writes must be inside the repository, a real folder, and hold no input."""
     if not inside(output, package.root):
-        problems.append(package.problem(output_loc, f"{display_path(output)} is outside the repository"))
-    else:
-        inputs = [package.directory, package.source_directory, *package.model_paths]
-        for path in inputs:
-            if inside(path, output):
-                problems.append(
-                    package.problem(
-                        output_loc, f"the build folder would contain the package's own input {display_path(path)}"
-                    )
-                )
-                break
-        if os.path.islink(output) or not inside(os.path.realpath(output), real_path(package.root)):
-            problems.append(package.problem(output_loc, f"{display_path(output)} is a symlink; use a real folder"))
+        return [package.problem(output_loc, f"{display_path(output)} is outside the repository")]
+    problems = []
+    for path in [package.directory, package.source_directory, *package.model_paths]:
+        if inside(path, output):
+            problems.append(
+                package.problem(output_loc, f"{what} would contain the package's own input {display_path(path)}")
+            )
+            break
+    if os.path.islink(output) or not inside(os.path.realpath(output), real_path(package.root)):
+        problems.append(package.problem(output_loc, f"{display_path(output)} is a symlink; use a real folder"))
     return problems
 
 

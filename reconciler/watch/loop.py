@@ -31,8 +31,8 @@ from reconciler.apply import Options, Reconciliation
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.package_locks import LockTimeout
 from reconciler.core.paths import display_path
+from reconciler.summary import outcome_line
 from reconciler.watch.events import FileEvents
-from reconciler.watch.report import outcome_line
 from reconciler.watch.router import ChangeSet, WatchedPackage, folders_to_watch, route
 
 MAX_BACKOFF_S = 60.0

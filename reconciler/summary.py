@@ -1,4 +1,5 @@
-"""What a watch prints: one line per package per run that did something.
+"""What the long-running loops (watch, sync) print: one line per package per run that did
+something.
 
 `sklearn-regression: score.py changed -> write 0.0 s, build 0.9 s, recreate 2.3 s, ready at ...`
 """

@@ -1,0 +1,173 @@
+"""`reconciler sync`: git push -> new code served, and revert -> old code served.
+
+A local bare repository stands in for the remote; one agent (`--interval 1s`) deploys two
+packages made from the sklearn example: one in dockerfile mode (done when the agent's folder
+carries the pushed commit), one in container mode (done when /score answers from the new
+code). Each run pushes an edit, waits, then pushes its revert and waits again; the clock
+starts when `git push` returns. The interval's wait is part of what a user waits for.
+
+    .venv/bin/python benchmarks/sync_loop.py [--runs 5] [--interval 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from common import PYTHON, ROOT, forget_packages, header, median
+
+sys.path.insert(0, str(ROOT))
+from tests.runtime_helpers import free_port  # noqa: E402
+
+BASE = os.environ.get("RECONCILER_TEST_BASE_IMAGE", "reconciler-test/python:3.11-bookworm")
+SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@b",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@b",
+}
+
+
+def git(*arguments: str, cwd: Path) -> str:
+    return subprocess.run(["git", *arguments], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout
+
+
+def package(work: Path, name: str, mode: str, port: int) -> Path:
+    folder = work / "models" / name
+    shutil.copytree(ROOT / "examples" / "sklearn-regression", folder, ignore=shutil.ignore_patterns("build"))
+    manifest = folder / "package.yaml"
+    text = manifest.read_text().replace("name: sklearn-regression", f"name: {name}")
+    text = text.replace("base_image: python:3.11-slim", f"base_image: {BASE}").replace(
+        "mode: dockerfile", f"mode: {mode}"
+    )
+    manifest.write_text(text.replace("container: {port: 6789}", f"container: {{port: {port}}}"))
+    return folder
+
+
+def wait(predicate, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (requests.RequestException, OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"not done within {timeout} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--interval", default="1")
+    arguments = parser.parse_args()
+    header(f"git push -> served, through `reconciler sync --interval {arguments.interval}`")
+    with tempfile.TemporaryDirectory(prefix="reconciler-sync-bench-") as scratch:
+        root = Path(scratch)
+        env = {**os.environ, "RECONCILER_CACHE_DIR": str(root / "cache")}
+        bare, work, state = root / "remote.git", root / "work", root / "state"
+        git("init", "--quiet", "--bare", str(bare), cwd=root)
+        git("clone", "--quiet", str(bare), str(work), cwd=root)
+        git("checkout", "--quiet", "-b", "main", cwd=work)
+        (work / ".gitignore").write_text("build/\n")
+        port = free_port()
+        folder_package = package(work, "bench-sync-folder", "dockerfile", free_port())
+        served_package = package(work, "bench-sync-served", "container", port)
+        git("add", "-A", cwd=work)
+        git("commit", "--quiet", "-m", "models", cwd=work)
+        git("push", "--quiet", "origin", "main", cwd=work)
+        log = open(root / "agent.log", "w")
+        agent = subprocess.Popen(
+            [PYTHON, "-m", "reconciler", "sync", str(bare), "--state", str(state), "--interval", arguments.interval],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        stamp = (
+            state
+            / "repository"
+            / "models"
+            / folder_package.name
+            / "build"
+            / "sklearn-regression"
+            / ".reconciler-stamp.json"
+        )
+
+        def score() -> object:
+            return requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=5).json()
+
+        try:
+            wait(lambda: isinstance(score(), list), timeout=600)
+            pushed, reverted = [], []
+            token = time.time_ns()
+            for run in range(arguments.runs):
+                for score_py in (folder_package / "score.py", served_package / "score.py"):
+                    text = score_py.read_text()
+                    score_py.write_text(
+                        text.replace(
+                            "return result.tolist()", f'return {{"edit": {run}, "t": {token}, "p": result.tolist()}}'
+                        )
+                    )
+                git("commit", "--quiet", "-am", f"edit {run}", cwd=work)
+                git("push", "--quiet", "origin", "main", cwd=work)
+                commit = git("rev-parse", "HEAD", cwd=work).strip()
+                started = time.perf_counter()
+                folder_done = served_done = None
+                while folder_done is None or served_done is None:
+                    now = time.perf_counter()
+                    if (
+                        folder_done is None
+                        and json.loads(stamp.read_text()).get("revision", {}).get("commit") == commit
+                    ):
+                        folder_done = now - started
+                    try:
+                        body = score()
+                        if served_done is None and isinstance(body, dict) and body.get("edit") == run:
+                            served_done = now - started
+                    except requests.RequestException:
+                        pass
+                    if now - started > 300:
+                        raise SystemExit("the push was not served within 300 s")
+                    time.sleep(0.02)
+                git("revert", "--no-edit", "HEAD", cwd=work)
+                git("push", "--quiet", "origin", "main", cwd=work)
+                started = time.perf_counter()
+                wait(lambda: isinstance(score(), list))
+                reverted.append(time.perf_counter() - started)
+                pushed.append((folder_done, served_done))
+            print(f"{'what':<48} {'median s':>9} {'min s':>7} {'max s':>7}")
+            rows = [
+                ("push -> folder rewritten (dockerfile mode)", [p[0] for p in pushed]),
+                ("push -> new code served (container mode)", [p[1] for p in pushed]),
+                ("revert -> old code served (container mode)", reverted),
+            ]
+            for label, values in rows:
+                print(f"{label:<48} {median(values):>9.2f} {min(values):>7.2f} {max(values):>7.2f}")
+            builds = sum(
+                1
+                for line in (root / "agent.log").read_text().splitlines()
+                if "bench-sync-served:" in line and "build" in line
+            )
+            print(
+                f"# container-mode rounds that built an image: {builds} for {arguments.runs} pushes and {arguments.runs} reverts"
+            )
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(30)
+            log.close()
+            forget_packages(state / "repository" / "models", env)
+
+
+if __name__ == "__main__":
+    main()

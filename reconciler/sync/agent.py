@@ -1,0 +1,188 @@
+"""`reconciler sync`: a pull-based agent that deploys what a branch says, like Argo CD and
+Flux do for Kubernetes, for a Docker host.
+
+Each round fetches the ref into the agent's own clone, checks out its commit, and runs the
+one apply pipeline on it. Rounds are level-triggered: with no new commit the round still
+observes and heals (a container removed by hand comes back). A commit whose manifests fail
+to load or whose apply fails leaves what is serving as it is (a failed package keeps its last
+good container), is reported with why, and is not tried again until the ref moves; temporary
+failures (a remote or an engine that does not answer) are retried with capped backoff.
+SIGTERM stops the agent between actions; one agent per state folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from reconciler import apply
+from reconciler.apply import Options, Reconciliation
+from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.package_locks import LockTimeout, PackageLocks
+from reconciler.summary import outcome_line
+from reconciler.sync.repository import Clone
+from reconciler.sync.status import Event, SyncStatus, in_seconds, now
+
+MAX_BACKOFF_S = 300.0
+
+
+class SyncAgent:
+    def __init__(
+        self,
+        url: str,
+        *,
+        ref: str,
+        path: str,
+        interval_s: float,
+        state: Path,
+        prune: bool,
+        require_signed: bool,
+        out=sys.stdout,
+        verbose: bool = False,
+    ):
+        self.clone = Clone(url, state / "repository")
+        self.ref, self.path, self.interval_s = ref, path.strip("/") or ".", interval_s
+        self.state = state
+        # frozen: the agent deploys what is committed and never writes into its checkout
+        # (a stale package.lock is that package's error; commit the lock)
+        self.options = Options(frozen=True, prune=prune, holder="reconciler sync")
+        self.require_signed = require_signed
+        self.out, self.verbose = out, verbose
+        self.stop = threading.Event()
+        self.status = SyncStatus(self.clone.shown_url, ref, self.path)
+        self.checked_out = ""  # the commit in the work tree
+        self.refused = ""  # a commit whose signature did not verify (said once)
+        self.failed_commit = ""  # the commit whose round failed permanently
+        self.waiting: dict[Path, str] = {}  # manifests that failed permanently at failed_commit
+        self.failures = 0  # temporary failures in a row
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    # -- one round ----------------------------------------------------------------------
+
+    def round(self) -> bool:
+        """Fetch, check out, apply. Whether the round ended with no error."""
+        try:
+            self.clone.ensure()
+            commit = self.clone.fetch(self.ref)
+        except ReconcilerError as error:
+            return self._failed(self.status.last_fetched.commit if self.status.last_fetched else "", error)
+        self.status.last_fetched = Event(commit, now())
+        if self.require_signed:
+            why = self.clone.verify(commit)
+            if why:
+                if commit != self.refused:
+                    self.say(f"sync: {commit[:7]} not applied: its signature does not verify: {why}")
+                    self.refused = commit
+                self.status.last_error = Event(commit, now(), f"not applied: the signature does not verify: {why}")
+                return False
+        new = commit != self.checked_out
+        if new:
+            try:
+                self.clone.checkout(commit, self.ref)
+            except ReconcilerError as error:
+                return self._failed(commit, error)
+            self.checked_out = commit
+            self.say(f"sync: {commit[:7]} ({self.ref}): {self.clone.subject(commit)}")
+        if commit != self.failed_commit:
+            self.waiting = {}  # the ref moved: everything is worth trying again
+        try:
+            reconciliation = apply.run(
+                [str(self.clone.folder / self.path)],
+                self.options,
+                hold=self.waiting,
+                should_stop=self.stop.is_set,
+                progress=(lambda name, line: self.say(f"{name}: {line}")) if self.verbose else None,
+            )
+        except ReconcilerError as error:
+            return self._failed(commit, error)
+        self.failures = 0
+        return self._report(commit, reconciliation, new)
+
+    def _report(self, commit: str, reconciliation: Reconciliation, new: bool) -> bool:
+        short = commit[:7]
+        problems = [str(p) for p in reconciliation.problems] + [
+            str(p) for o in reconciliation.outcomes for p in o.problems
+        ]
+        if new or commit != self.failed_commit:
+            for problem in problems:
+                self.say(f"error: {problem}")
+        failures = list(problems)
+        for outcome in reconciliation.outcomes:
+            line = outcome_line(outcome, short if new else None, "resync")
+            if line.text:
+                self.say(line.text)
+            if line.failed:
+                failures.append(line.text.split(" -> ", 1)[-1].splitlines()[0])
+            if line.permanent:
+                self.waiting[outcome.package.manifest_path] = outcome.desired.container_hash
+        for result in reconciliation.cleanup_results:
+            self.say(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
+        if reconciliation.manifests_found == 0:
+            failures.append(f"no package.yaml found below {self.path}")
+        if failures:
+            self.failed_commit = commit
+            self.status.last_error = Event(commit, now(), failures[0][:500])
+            if new:
+                self.say(f"sync: {short} failed; what served before keeps serving; waiting for the ref to move")
+            return False
+        self.failed_commit = ""
+        self.status.last_applied = Event(commit, now())
+        self.status.last_error = None
+        return True
+
+    def _failed(self, commit: str, error: ReconcilerError) -> bool:
+        """A round that could not run; temporary failures are retried sooner (capped backoff)."""
+        if error.temporary:
+            self.failures += 1
+        self.status.last_error = Event(commit, now(), str(error)[:500])
+        self.say(f"sync: error: {error}")
+        return False
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _next_wait(self) -> float:
+        if self.failures:
+            return min(MAX_BACKOFF_S, self.interval_s, 2.0 ** min(self.failures - 1, 8))
+        return self.interval_s * random.uniform(0.9, 1.1)
+
+    def run(self, *, once: bool) -> int:
+        """Rounds until SIGTERM/SIGINT (exit 0), or one round with --once (exit as apply)."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = PackageLocks([self.state / "agent"], timeout=0, command="reconciler sync")
+            lock.acquire()
+        except LockTimeout as error:
+            holder = str(error).split(" is being reconciled by ", 1)[-1].split(";")[0]
+            raise PermanentError(f"another sync agent uses the state folder {self.state}: {holder}") from None
+        if threading.current_thread() is threading.main_thread():
+            for stop_signal in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(stop_signal, lambda *_: self.stop.set())
+        previous = SyncStatus.read(self.state)
+        if previous is not None and (previous.repository, previous.ref, previous.path) == (
+            self.status.repository,
+            self.ref,
+            self.path,
+        ):
+            self.status = previous  # an agent that restarts carries on its record
+        self.status.agent = {"pid": os.getpid(), "host": socket.gethostname(), "since": now()}
+        try:
+            while True:
+                ok = self.round()
+                wait = self._next_wait()
+                self.status.next_round = "" if once or self.stop.is_set() else in_seconds(wait)
+                self.status.write(self.state)
+                if once:
+                    return 0 if ok else 1
+                if self.stop.wait(wait):
+                    self.say("sync: stopped")
+                    return 0
+        finally:
+            lock.release()
