@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import PYTHON, ROOT, forget_packages, header, median
+from common import PROXY_IMAGE, PYTHON, ROOT, forget_packages, header, median
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import free_port  # noqa: E402
@@ -35,7 +35,7 @@ SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4,
 CHUNK = 64 * 1024 * 1024
 
 
-def container_package(repo: Path, name: str, port: int, extra_gib: int) -> Path:
+def container_package(repo: Path, name: str, port: int, extra_gib: int = 0) -> Path:
     package = repo / name
     shutil.copytree(ROOT / "examples" / "sklearn-regression", package, ignore=shutil.ignore_patterns("build"))
     manifest = package / "package.yaml"
@@ -43,7 +43,7 @@ def container_package(repo: Path, name: str, port: int, extra_gib: int) -> Path:
     text = text.replace("base_image: python:3.11-slim", f"base_image: {BASE}").replace(
         "mode: dockerfile", "mode: container"
     )
-    text = text.replace("container: {port: 6789}", f"container: {{port: {port}}}")
+    text = text.replace("container: {port: 6789}", f"container: {{port: {port}, proxy_image: '{PROXY_IMAGE}'}}")
     if extra_gib:
         weights = package / "weights" / "extra.bin"
         weights.parent.mkdir()

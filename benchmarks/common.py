@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# Images these machines cannot pull are built by scripts/build-test-*; users get the official ones.
+BASE_IMAGE = os.environ.get("RECONCILER_TEST_BASE_IMAGE", "reconciler-test/python:3.11-bookworm")
+PROXY_IMAGE = os.environ.get("RECONCILER_TEST_PROXY_IMAGE", "reconciler-test/haproxy:bookworm")
 
 
 def machine() -> str:
@@ -63,3 +67,24 @@ def forget_packages(repo: Path, env: dict | None = None) -> None:
     for image in client.images.list(filters={"label": "reconciler.manifest"}):
         if image.labels.get("reconciler.manifest", "").startswith(str(repo)):
             client.images.remove(image.id, force=True)
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
+    output = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", output, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": latency("50%"),
+        "p99": latency("99%"),
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PYTHON, ROOT, forget_packages, header, median, time_command
+from common import PROXY_IMAGE, PYTHON, ROOT, forget_packages, header, median, time_command
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import free_port  # noqa: E402
@@ -56,7 +56,7 @@ def generate(root: Path, count: int, lock: Path) -> list[Path]:
         (package / "package.yaml").write_text(
             f"name: {name}\nmodels: [{{name: m, version: 1, path: model/model.txt}}]\n"
             f"inference: {{environment: {{base_image: '{BASE}', pip: []}}}}\n"
-            f"output: {{mode: container, container: {{port: {free_port()}}}}}\n"
+            f"output: {{mode: container, container: {{port: {free_port()}, proxy_image: '{PROXY_IMAGE}'}}}}\n"
         )
         shutil.copy(lock, package / "package.lock")
         packages.append(package)

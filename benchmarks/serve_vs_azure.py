@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, header, median
+from common import ROOT, header, median, wrk
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import RuntimeProcess  # noqa: E402
@@ -55,27 +55,6 @@ def azure_python() -> str:
             check=True,
         )
     return str(python)
-
-
-def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
-    output = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-    def latency(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", output, re.M).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": latency("50%"),
-        "p99": latency("99%"),
-        "errors": float(errors.group(1)) if errors else 0.0,
-    }
 
 
 def main() -> None:

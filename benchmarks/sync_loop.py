@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import PYTHON, ROOT, forget_packages, header, median
+from common import PROXY_IMAGE, PYTHON, ROOT, forget_packages, header, median
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import free_port  # noqa: E402
@@ -51,7 +51,9 @@ def package(work: Path, name: str, mode: str, port: int) -> Path:
     text = text.replace("base_image: python:3.11-slim", f"base_image: {BASE}").replace(
         "mode: dockerfile", f"mode: {mode}"
     )
-    manifest.write_text(text.replace("container: {port: 6789}", f"container: {{port: {port}}}"))
+    manifest.write_text(
+        text.replace("container: {port: 6789}", f"container: {{port: {port}, proxy_image: '{PROXY_IMAGE}'}}")
+    )
     return folder
 
 

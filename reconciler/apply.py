@@ -29,6 +29,7 @@ from reconciler.core.errors import InvalidInput, PermanentError, Problem, Reconc
 from reconciler.core.package_locks import PackageLocks
 from reconciler.desired.digest import Digester
 from reconciler.desired.pins import BasePin, Lock, read_lock, resolve, write_lock
+from reconciler.desired.proxy import network_name, serving_name
 from reconciler.desired.statcache import StatCache
 from reconciler.desired.state import Desired, desire, image_reference
 from reconciler.desired.wheels import WheelCache
@@ -216,8 +217,14 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> O
         push_ref=desired.push_ref,
         base_image=base_image(package),
         base=desired.base,
+        proxy_image=proxy_image(package),
     )
     return replace(observed, manifests=manifests)
+
+
+def proxy_image(package: Package) -> str | None:
+    container = package.manifest.output.container
+    return container.proxy_image if package.manifest.output.mode == "container" and container.proxy else None
 
 
 def reconcile(
@@ -378,16 +385,29 @@ def status(paths: Sequence[str], session: Session) -> Reconciliation:
             if uses_engine(outcome.package):
                 outcome.images_on_disk = images_on_disk(usage, outcome.package.name)
     for outcome in reconciliation.outcomes:
-        serving = _serving(outcome)
-        if serving is not None and outcome.package.manifest.output.mode == "container":
-            outcome.readiness = readiness(serving)
+        front = front_container(outcome)
+        if front is not None and outcome.package.manifest.output.mode == "container":
+            outcome.readiness = readiness(front)
     return reconciliation
 
 
-def _serving(outcome: Outcome) -> ContainerState | None:
+def front_container(outcome: Outcome) -> ContainerState | None:
+    """What publishes the package's port: its proxy, or the container that serves directly."""
     if outcome.observed is None:
         return None
-    return next((c for c in outcome.observed.containers if not c.role), None)
+    containers = outcome.observed.containers
+    return next((c for c in containers if c.role == "proxy"), None) or next((c for c in containers if not c.role), None)
+
+
+def serving_container(outcome: Outcome) -> ContainerState | None:
+    """The container that answers requests: the one named `<name>-serving` behind a proxy."""
+    if outcome.observed is None:
+        return None
+    name = serving_name(outcome.package)
+    containers = outcome.observed.containers
+    return next((c for c in containers if c.role == "backend" and c.name == name), None) or next(
+        (c for c in containers if not c.role), None
+    )
 
 
 # -- outside the plan: lock, down and pull ----------------------------------------------
@@ -439,7 +459,7 @@ def down(packages: Sequence[Package], session: Session) -> list[Removal]:
     """Stop (in-flight requests finish) and remove the packages' containers; images stay."""
     names = {p.name for p in packages}
     engine = session.engine
-    removals = []
+    removals: list[Removal] = []
     for container in [c for c in Snapshot.read(engine, images=False).containers if c.package in names]:
         started = time.perf_counter()
         error = ""
@@ -451,6 +471,9 @@ def down(packages: Sequence[Package], session: Session) -> list[Removal]:
         except ReconcilerError as failure:
             error = str(failure)
         removals.append(Removal(container, time.perf_counter() - started, error))
+    for package in packages:
+        if proxy_image(package) is not None:
+            engine.remove_network(network_name(package))
     return removals
 
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.core.paths import display_path
+from reconciler.desired.proxy import serving_name
 from reconciler.desired.state import Desired
 from reconciler.observed.state import ContainerState, FolderState, ImageState, Observed
 
@@ -51,6 +52,10 @@ class Intent:
     port: int = 0
     manifest: str = ""  # the manifest's path, as image labels record it
     keep: int = 0  # images of the package kept after a build (output.image.keep); 0: no limit
+    proxy: bool = False  # container mode: a reverse proxy owns the published port
+    proxy_hash: str = ""
+    proxy_image: str = ""
+    serving: str = ""  # the name of the container the proxy serves
     manifests_folder: str = ""  # kubernetes mode: the manifests folder, as displayed
     manifests_hash: str = ""
     manifests_inputs: Mapping[str, str] = field(default_factory=dict)
@@ -77,6 +82,10 @@ class Intent:
             port=manifest.output.container.port,
             manifest=str(package.manifest_path),
             keep=manifest.output.image.keep,
+            proxy=manifest.output.container.proxy,
+            proxy_hash=desired.proxy_hash,
+            proxy_image=manifest.output.container.proxy_image,
+            serving=serving_name(package),
             manifests_folder=display_path(package.kubernetes_directory) if package.kubernetes_directory else "",
             manifests_hash=desired.manifests_hash,
             manifests_inputs=desired.manifests_inputs,
@@ -95,6 +104,10 @@ class ActionKind(enum.Enum):
     RELOAD = "reload"
     REMOVE_CONTAINER = "remove container"
     REMOVE_IMAGE = "remove image"
+    CREATE_PROXY = "create proxy"  # the proxy is missing while the serving container is fine
+    RECREATE_PROXY = "recreate proxy"
+    START_PROXY = "start proxy"
+    RETIRE = "remove retired"  # a container the proxy served: reload the proxy, let it drain, then remove it
 
     @property
     def verb(self) -> str:
@@ -113,6 +126,13 @@ class Action:
     host: str = ""  # create, recreate, start, reload: where the container is published
     port: int = 0
     subject: str = ""  # the engine object acted on (the container or image id), when there is one
+    # behind a proxy (create, recreate): what the executor does, in this order
+    proxied: bool = False
+    reuse: str = ""  # a running container with the desired settings to serve, instead of creating one
+    clear: tuple[str, ...] = ()  # containers holding the published port, removed before the proxy binds it
+    proxy: str = ""  # the proxy to reload; "" when one must be created
+    replace_proxy: str = ""  # a proxy with other settings, removed before the new one is created
+    retire: tuple[str, ...] = ()  # containers the proxy no longer serves: drained, then removed
 
     @property
     def target(self) -> str:
@@ -121,8 +141,10 @@ class Action:
             return self.image
         if kind in (ActionKind.WRITE, ActionKind.WRITE_MANIFESTS):
             return self.folder
-        if kind is ActionKind.REMOVE_CONTAINER:
+        if kind in (ActionKind.REMOVE_CONTAINER, ActionKind.RETIRE):
             return f"container {self.container}"
+        if kind in (ActionKind.CREATE_PROXY, ActionKind.RECREATE_PROXY, ActionKind.START_PROXY):
+            return f"proxy {self.container} on {self.host}:{self.port}"
         if kind is ActionKind.REMOVE_IMAGE:
             return f"image {self.image}"
         return f"{self.container} on {self.host}:{self.port}"
@@ -274,6 +296,9 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
     if not observed.base_present and not local_pin:
         pull = Action(ActionKind.PULL, name, "base image not present on the engine", image=intent.base_image)
         plan.actions.insert(0, pull)
+    if intent.mode == "container" and intent.proxy and not observed.proxy_image_present:
+        pull = Action(ActionKind.PULL, name, "proxy image not present on the engine", image=intent.proxy_image)
+        plan.actions.insert(0, pull)
     build_cause = ""
     if image is None:
         build_cause = _build_cause(intent, observed)
@@ -316,21 +341,88 @@ def _plan_retention(intent: Intent, observed: Observed, plan: PackagePlan) -> No
             plan.actions.append(remove_image(intent.name, image, cause))
 
 
+def _replace_cause(intent: Intent, current: ContainerState, build_cause: str) -> str:
+    if current.image_hash != intent.image_hash:
+        return f"new image ({build_cause})" if build_cause else "image changed"
+    return "container settings changed"
+
+
 def _plan_container(intent: Intent, observed: Observed, plan: PackagePlan, build_cause: str) -> None:
+    if intent.proxy:
+        _plan_proxied(intent, observed, plan, build_cause)
+    else:
+        _plan_direct(intent, observed, plan, build_cause)
+
+
+def _plan_proxied(intent: Intent, observed: Observed, plan: PackagePlan, build_cause: str) -> None:
+    """Behind a proxy. The container named `<name>-serving` is the one the proxy serves; every
+    state an interrupted update can leave is recognised here and finished by one action."""
     name = intent.name
+    proxies = [c for c in observed.containers if c.role == "proxy"]
+    backends = [c for c in observed.containers if c.role == "backend"]
+    direct = [c for c in observed.containers if c.role == ""]  # from proxy: false; they hold the port
+    serving = next((b for b in backends if b.name == intent.serving), None)
+    proxy = proxies[0] if proxies else None
+    good_proxy = proxy if proxy is not None and proxy.proxy_hash == intent.proxy_hash else None
+    for leftover in [c for c in observed.containers if c.role == "canary"] + proxies[1:]:
+        plan.actions.append(remove_container(name, leftover, f"{leftover.role} left by an interrupted replacement"))
+    if serving is None or serving.container_hash != intent.container_hash:
+        ready = next((b for b in backends if b.container_hash == intent.container_hash and b.state == "running"), None)
+        if serving is not None:
+            cause = _replace_cause(intent, serving, build_cause)
+        elif ready is not None or backends:
+            cause = "an interrupted update"
+        else:
+            cause = "no container"
+        kind = ActionKind.CREATE if serving is None else ActionKind.RECREATE
+        plan.actions.append(
+            replace(
+                _at(intent, kind, cause, serving.id if serving else ""),
+                proxied=True,
+                reuse=ready.id if ready else "",
+                clear=tuple(c.id for c in direct),
+                proxy=good_proxy.id if good_proxy else "",
+                replace_proxy=proxy.id if proxy is not None and proxy is not good_proxy else "",
+                retire=tuple(b.id for b in backends if b is not ready and b is not serving),
+            )
+        )
+        return
+    if serving.state != "running":
+        plan.actions.append(_at(intent, ActionKind.START, f"container {serving.state}", serving.id))
+    for container in direct:
+        cause = "output.container.proxy is on: the proxy publishes the port"
+        plan.actions.append(remove_container(name, container, cause))
+    if proxy is None:
+        plan.actions.append(_at(intent, ActionKind.CREATE_PROXY, "no proxy"))
+    elif proxy is not good_proxy:
+        was = f"was on {proxy.host_ip}:{proxy.host_port}"
+        plan.actions.append(_at(intent, ActionKind.RECREATE_PROXY, f"proxy settings changed ({was})", proxy.id))
+    elif proxy.state != "running":
+        plan.actions.append(_at(intent, ActionKind.START_PROXY, f"proxy {proxy.state}", proxy.id))
+    for backend in backends:
+        if backend is not serving:
+            retired = replace(remove_container(name, backend, "left by an interrupted update"), kind=ActionKind.RETIRE)
+            plan.actions.append(replace(retired, proxy=proxy.id if proxy else ""))
+
+
+def _plan_direct(intent: Intent, observed: Observed, plan: PackagePlan, build_cause: str) -> None:
+    """No proxy: the serving container publishes the port itself (replaced after a canary)."""
+    name = intent.name
+    proxied = [c for c in observed.containers if c.role in ("proxy", "backend")]
+    for container in proxied:  # they hold the port: gone before a container can publish it
+        cause = "output.container.proxy is off: the container publishes the port itself"
+        plan.actions.append(remove_container(name, container, cause))
     serving = [c for c in observed.containers if not c.role]
-    leftovers = [c for c in observed.containers if c.role]
+    leftovers = [c for c in observed.containers if c.role == "canary"]
     current = next((c for c in serving if c.container_hash == intent.container_hash), None) or (
         serving[0] if serving else None
     )
     if current is None:
         plan.actions.append(_at(intent, ActionKind.CREATE, "no container"))
     elif current.container_hash != intent.container_hash:
-        if current.image_hash != intent.image_hash:
-            cause = f"new image ({build_cause})" if build_cause else "image changed"
-        else:
-            was = f"{current.name} on {current.host_ip}:{current.host_port}"
-            cause = f"container settings changed (was {was})"
+        cause = _replace_cause(intent, current, build_cause)
+        if current.image_hash == intent.image_hash:
+            cause += f" (was {current.name} on {current.host_ip}:{current.host_port})"
         plan.actions.append(_at(intent, ActionKind.RECREATE, cause, current.id))
     elif current.state != "running":
         plan.actions.append(_at(intent, ActionKind.START, f"container {current.state}", current.id))

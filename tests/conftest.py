@@ -17,6 +17,7 @@ EXAMPLES = ROOT / "examples"
 SKLEARN_MODEL = EXAMPLES / "sklearn-regression" / "model" / "sklearn_regression_model.pkl"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BASE_IMAGE = os.environ.get("RECONCILER_TEST_BASE_IMAGE", "reconciler-test/python:3.11-bookworm")
+PROXY_IMAGE = os.environ.get("RECONCILER_TEST_PROXY_IMAGE", "reconciler-test/haproxy:bookworm")
 
 SIMPLE_SCORE = textwrap.dedent(
     """\
@@ -142,33 +143,45 @@ def engine_package(repo, base_image, runtime_only_lock, name, *, mode="container
           environment: {{base_image: {base_image}, pip: []}}
         output:
           mode: {mode}
-          container: {{port: {port or free_port()}}}
+          container: {{port: {port or free_port()}, proxy_image: "{PROXY_IMAGE}"}}
         """,
     )
     shutil.copy(runtime_only_lock, package / "package.lock")
     return package
 
 
+def serving_container(docker_client, name: str):
+    """The container that answers package `name`'s requests: `<name>-serving` behind the
+    proxy, or the one container when it publishes the port itself."""
+    containers = docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"})
+    [container] = [c for c in containers if c.name == f"{name}-serving" or not c.labels.get("reconciler.role")]
+    return container
+
+
 def remove_package_objects(docker_client, name: str) -> None:
     """Remove every container (ours or started by hand) and image of package `name`."""
     for container in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"}):
         container.remove(force=True)
+    for network in docker_client.networks.list(names=[f"reconciler-{name}"]):
+        network.remove()
     for image in docker_client.images.list(filters={"label": f"reconciler.package={name}"}):
         docker_client.images.remove(image.id, force=True)
 
 
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
-    """The local Python 3.11 base image (scripts/build-test-base-image)."""
+    """The local Python 3.11 base image (scripts/build-test-base-image), with the proxy
+    image that container-mode packages use (scripts/build-test-proxy-image)."""
     import docker
 
-    try:
-        docker_client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        message = f"{BASE_IMAGE} is missing; run scripts/build-test-base-image"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    for image, script in ((BASE_IMAGE, "build-test-base-image"), (PROXY_IMAGE, "build-test-proxy-image")):
+        try:
+            docker_client.images.get(image)
+        except docker.errors.ImageNotFound:
+            message = f"{image} is missing; run scripts/{script}"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
     return BASE_IMAGE
 
 

@@ -12,7 +12,16 @@ import uuid
 import pytest
 import requests
 
-from .conftest import EXAMPLES, IN_CI, engine_package, remove_package_objects, run_cli, write_package
+from .conftest import (
+    EXAMPLES,
+    IN_CI,
+    PROXY_IMAGE,
+    engine_package,
+    remove_package_objects,
+    run_cli,
+    serving_container,
+    write_package,
+)
 from .runtime_helpers import free_port
 
 pytestmark = pytest.mark.docker
@@ -43,7 +52,8 @@ def sklearn_package(repo, base_image, name, *, mode="container", port=None, extr
     text = text.replace("name: sklearn-regression", f"name: {name}")
     text = text.replace("base_image: python:3.11-slim", f"base_image: {base_image}")
     text = text.replace("mode: dockerfile", f"mode: {mode}")
-    text = text.replace("container: {port: 6789}", f"container: {{port: {port or free_port()}}}{extra}")
+    port = port or free_port()
+    text = text.replace("container: {port: 6789}", f'container: {{port: {port}, proxy_image: "{PROXY_IMAGE}"}}{extra}')
     manifest.write_text(text)
     return package
 
@@ -62,8 +72,16 @@ def apply(*paths, cwd, extra=(), builder=None):
 
 
 def ids(docker_client, name):
-    [container] = docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"})
+    """The serving container and its image."""
+    container = serving_container(docker_client, name)
     return container.id, container.image.id
+
+
+def direct(package):
+    """The same package with the container publishing its port itself (no proxy)."""
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("container: {port:", "container: {proxy: false, port:"))
+    return package
 
 
 def test_seed_flow_then_a_second_apply_does_nothing(
@@ -90,8 +108,10 @@ def test_seed_flow_then_a_second_apply_does_nothing(
     assert "build" not in second.stdout and "Step" not in second.stdout
     assert ids(docker_client, unique_name) == before
     container = docker_client.containers.get(before[0])
-    binding = container.attrs["HostConfig"]["PortBindings"]["5001/tcp"][0]
-    assert binding["HostIp"] == "127.0.0.1"
+    assert container.name == f"{unique_name}-serving"
+    proxy = docker_client.containers.get(unique_name)
+    binding = proxy.attrs["HostConfig"]["PortBindings"]["8080/tcp"][0]
+    assert binding["HostIp"] == "127.0.0.1" and proxy.labels["reconciler.role"] == "proxy"
     assert container.labels["reconciler.managed"] == "true" and container.labels["reconciler.package"] == unique_name
     image = docker_client.images.get(before[1])
     full_hash = image.labels["reconciler.hash"]
@@ -146,27 +166,37 @@ def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
     assert old_layers[:-1] == new_layers[:-1] and old_layers[-1] != new_layers[-1]
 
 
+@pytest.mark.parametrize("proxied", [True, False], ids=["proxy", "direct"])
 def test_port_change_recreates_without_a_build(
-    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine, proxied
 ):
     cleanup_engine.append(unique_name)
     package = engine_package(repo, base_image, runtime_only_lock, unique_name)
+    if not proxied:
+        direct(package)
     assert apply(package, cwd=repo).returncode == 0
     old_port, new_port = port_of(package), free_port()
-    _, image = ids(docker_client, unique_name)
+    container, image = ids(docker_client, unique_name)
     manifest = package / "package.yaml"
     manifest.write_text(manifest.read_text().replace(f"port: {old_port}", f"port: {new_port}"))
     plan = run_cli("plan", str(package), cwd=repo)
     assert "  build" not in plan.stdout
-    assert (
-        f"  recreate {unique_name} on 127.0.0.1:{new_port}  <- container settings changed (was {unique_name} on "
-        f"127.0.0.1:{old_port})" in plan.stdout
-    )
+    if proxied:  # the port is the proxy's: the container that serves stays as it is
+        assert (
+            f"  recreate proxy {unique_name} on 127.0.0.1:{new_port}  <- proxy settings changed "
+            f"(was on 127.0.0.1:{old_port})" in plan.stdout
+        )
+    else:
+        assert (
+            f"  recreate {unique_name} on 127.0.0.1:{new_port}  <- container settings changed (was {unique_name} on "
+            f"127.0.0.1:{old_port})" in plan.stdout
+        )
     assert apply(package, cwd=repo).returncode == 0
     assert score(new_port, {"data": [[1, 2]]}).json() == [6.0]
     with pytest.raises(requests.ConnectionError):
         score(old_port, {"data": [[1]]})
     assert ids(docker_client, unique_name)[1] == image
+    assert (ids(docker_client, unique_name)[0] == container) is proxied
 
 
 def test_container_removed_or_stopped_by_hand_comes_back(
@@ -190,11 +220,14 @@ def test_container_removed_or_stopped_by_hand_comes_back(
     assert score(port_of(package), {"data": [[1]]}).status_code == 200
 
 
+@pytest.mark.parametrize("proxied", [True, False], ids=["proxy", "direct"])
 def test_broken_init_fails_the_canary_and_the_old_container_keeps_serving(
-    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine, proxied
 ):
     cleanup_engine.append(unique_name)
     package = engine_package(repo, base_image, runtime_only_lock, unique_name)
+    if not proxied:
+        direct(package)
     assert apply(package, cwd=repo).returncode == 0
     before = ids(docker_client, unique_name)
     (package / "score.py").write_text(
@@ -202,17 +235,20 @@ def test_broken_init_fails_the_canary_and_the_old_container_keeps_serving(
     )
     result = apply(package, cwd=repo)
     assert result.returncode == 1
-    assert (
-        "the canary (the old container keeps serving) did not become ready: the container exited with code 3"
-        in result.stdout
+    what = (
+        "the new container (what serves now keeps serving)"
+        if proxied
+        else "the canary (the old container keeps serving)"
     )
+    assert f"{what} did not become ready: the container exited with code 3" in result.stdout
     assert "RuntimeError: broken model file" in result.stdout
     assert ids(docker_client, unique_name) == before
     assert score(port_of(package), {"data": [[1, 2]]}).json() == [6.0]
     names = [
         c.name for c in docker_client.containers.list(all=True, filters={"label": f"reconciler.package={unique_name}"})
     ]
-    assert names == [unique_name], "no canary left behind"
+    expected = [unique_name, f"{unique_name}-serving"] if proxied else [unique_name]
+    assert sorted(names) == expected, "nothing left behind"
 
 
 def test_push_then_pull_back_by_hash(docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine):
@@ -404,7 +440,8 @@ def test_status_shows_container_readiness_and_url(
     import json
 
     [document] = json.loads(run_cli("status", "-o", "json", str(package), cwd=repo).stdout)["packages"]
-    assert document["readiness"] == "ready" and document["container"].startswith(f"{unique_name}: Up")
+    assert document["readiness"] == "ready" and document["container"].startswith(f"{unique_name}-serving: Up")
+    assert document["proxy"].startswith(f"{unique_name}: Up") and document["updating"] is False
 
 
 def test_unreachable_engine_is_one_clear_line_and_changes_nothing(repo, runtime_only_lock, unique_name):
@@ -525,12 +562,12 @@ def test_resources_limit_the_container_and_a_change_recreates_without_a_build(
     manifest = package / "package.yaml"
     manifest.write_text(manifest.read_text().replace("mode: container", "mode: container\n  resources: {cpu: 500m}"))
     assert apply(package, cwd=repo).returncode == 0
-    [container] = docker_client.containers.list(filters={"label": f"reconciler.package={unique_name}"})
+    container = serving_container(docker_client, unique_name)
     assert container.attrs["HostConfig"]["NanoCpus"] == 500_000_000 and container.attrs["HostConfig"]["Memory"] == 0
     manifest.write_text(manifest.read_text().replace("{cpu: 500m}", "{cpu: '1', memory: 256Mi}"))
     result = apply(package, cwd=repo)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{unique_name}: recreate {unique_name} on" in result.stdout and "build" not in result.stdout
-    [container] = docker_client.containers.list(filters={"label": f"reconciler.package={unique_name}"})
+    container = serving_container(docker_client, unique_name)
     assert container.attrs["HostConfig"]["NanoCpus"] == 1_000_000_000
     assert container.attrs["HostConfig"]["Memory"] == 256 * 2**20

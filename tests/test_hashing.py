@@ -75,13 +75,21 @@ def test_each_input_changes_the_image_hash_and_is_named(package_dir, digester, t
     assert changed_input in changed
 
 
-def test_port_changes_the_container_hash_only(package_dir, digester, tmp_path):
+@pytest.mark.parametrize("proxy", [True, False])
+def test_a_port_change_never_changes_the_image_and_moves_the_proxy_or_the_container(
+    package_dir, digester, tmp_path, proxy
+):
+    manifest = package_dir / "package.yaml"
+    base = manifest.read_text()
+    manifest.write_text(base + f"output: {{mode: container, container: {{proxy: {str(proxy).lower()}, port: 6789}}}}\n")
     before = desired_of(package_dir, digester, tmp_path)
-    with open(package_dir / "package.yaml", "a") as handle:
-        handle.write("output: {container: {port: 7000}}\n")
+    manifest.write_text(base + f"output: {{mode: container, container: {{proxy: {str(proxy).lower()}, port: 7000}}}}\n")
     after = desired_of(package_dir, digester, tmp_path)
     assert after.image_hash == before.image_hash
-    assert after.container_hash != before.container_hash
+    if proxy:  # the port is the proxy's: the container that serves stays
+        assert after.container_hash == before.container_hash and after.proxy_hash != before.proxy_hash
+    else:
+        assert after.container_hash != before.container_hash and after.proxy_hash == before.proxy_hash == ""
 
 
 def test_ignored_hidden_and_generated_files_are_left_out(package_dir, digester, tmp_path):

@@ -300,3 +300,103 @@ def test_a_build_keeps_the_newest_images_and_spares_those_in_use():
         "  recreate demo on 127.0.0.1:6789  <- new image (no image for this hash)\n"
         "  remove image demo:dddddddddddd  <- older than the newest 2 (output.image.keep)"
     )
+
+
+# -- behind the proxy: every state an interrupted update can leave, and what finishes it --
+
+PROXIED = Intent(
+    "demo",
+    "container",
+    "build/demo",
+    H,
+    C,
+    INPUTS,
+    image="demo:aaaaaaaaaaaa",
+    container="demo",
+    host="127.0.0.1",
+    port=6789,
+    proxy=True,
+    proxy_hash="p" * 64,
+    serving="demo-serving",
+)
+
+
+def proxied(name, role, container_hash=C, state="running", id_=None, proxy_hash=""):
+    return ContainerState(
+        id_ or name,
+        name,
+        "demo",
+        container_hash,
+        H,
+        state,
+        "Up",
+        "/repo/demo/package.yaml",
+        role,
+        1,
+        "127.0.0.1",
+        proxy_hash=proxy_hash,
+    )
+
+
+PROXY = proxied("demo", "proxy", proxy_hash="p" * 64)
+OLD = "d" * 64
+
+
+def plan_lines(*containers):
+    plan = plan_package(PROXIED, Observed(IN_SYNC_FOLDER, [image()], list(containers)))
+    return [f"  {a}" for a in plan.actions], plan.actions
+
+
+def test_behind_the_proxy_in_sync_and_from_nothing():
+    assert plan_lines(PROXY, proxied("demo-serving", "backend"))[0] == []
+    lines, [action] = plan_lines()
+    assert lines == ["  create demo on 127.0.0.1:6789  <- no container"]
+    assert action.proxied and not action.reuse and not action.proxy
+
+
+def test_an_update_creates_beside_the_serving_container_and_retires_it():
+    lines, [action] = plan_lines(PROXY, proxied("demo-serving", "backend", OLD, id_="old"))
+    assert lines == ["  recreate demo on 127.0.0.1:6789  <- container settings changed"]
+    assert (action.subject, action.reuse, action.proxy, action.retire) == ("old", "", "demo", ())
+
+
+def test_killed_after_the_new_container_started_it_is_used_not_started_again():
+    lines, [action] = plan_lines(
+        PROXY, proxied("demo-serving", "backend", OLD, id_="old"), proxied("demo-bbbbbbbb-1a2b", "backend", id_="new")
+    )
+    assert lines == ["  recreate demo on 127.0.0.1:6789  <- container settings changed"]
+    assert (action.subject, action.reuse) == ("old", "new")
+
+
+def test_killed_after_the_old_one_gave_up_the_name():
+    lines, [action] = plan_lines(
+        PROXY,
+        proxied("demo-retiring-1", "backend", OLD, id_="old"),
+        proxied("demo-bbbbbbbb-1a2b", "backend", id_="new"),
+    )
+    assert lines == ["  create demo on 127.0.0.1:6789  <- an interrupted update"]
+    assert (action.subject, action.reuse, action.retire) == ("", "new", ("old",))
+
+
+def test_killed_after_the_new_one_took_the_name_the_old_one_is_drained():
+    lines, _ = plan_lines(PROXY, proxied("demo-serving", "backend"), proxied("demo-retiring-1", "backend", OLD))
+    assert lines == ["  remove container demo-retiring-1  <- left by an interrupted update"]
+
+
+def test_a_stopped_proxy_or_serving_container_is_started_and_new_proxy_settings_recreate_the_proxy():
+    serving = proxied("demo-serving", "backend")
+    assert plan_lines(proxied("demo", "proxy", state="exited", proxy_hash="p" * 64), serving)[0] == [
+        "  start proxy demo on 127.0.0.1:6789  <- proxy exited"
+    ]
+    assert plan_lines(PROXY, proxied("demo-serving", "backend", state="exited"))[0] == [
+        "  start demo on 127.0.0.1:6789  <- container exited"
+    ]
+    assert plan_lines(proxied("demo", "proxy", proxy_hash="q" * 64), serving)[0] == [
+        "  recreate proxy demo on 127.0.0.1:6789  <- proxy settings changed (was on 127.0.0.1:1)"
+    ]
+
+
+def test_a_container_that_published_the_port_itself_goes_once_the_new_one_is_ready():
+    lines, [action] = plan_lines(proxied("demo", "", OLD, id_="direct"))
+    assert lines == ["  create demo on 127.0.0.1:6789  <- no container"]
+    assert action.clear == ("direct",) and action.proxy == ""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import engine_package, remove_package_objects, run_cli, write_package
+from .conftest import engine_package, remove_package_objects, run_cli, serving_container, write_package
 from .runtime_helpers import free_port
 
 GIT_ENV = {
@@ -194,7 +194,7 @@ def test_a_branch_is_deployed_bad_commits_keep_the_last_good_and_a_revert_needs_
         with SyncProcess(remote, state, "--interval", "1", "--path", "models") as agent:
             agent.wait_for(rf"^{name}: {first[:7]} -> .*create .*, ready at", timeout=180)
             assert score() == [6.0]
-            [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+            container = serving_container(docker_client, name)
             assert container.labels["org.opencontainers.image.revision"] == first
             assert container.labels["reconciler.revision"] == first[:7]
             # a broken commit: the container keeps serving, the error names the commit
@@ -230,7 +230,7 @@ def test_a_branch_is_deployed_bad_commits_keep_the_last_good_and_a_revert_needs_
             assert score() == [6.0]
             # level-triggered: a container removed by hand comes back with no new commit
             mark = len(agent.output)
-            [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+            container = serving_container(docker_client, name)
             container.remove(force=True)
             agent.wait_for(rf"^{name}: resync: no container -> create .*, ready at", after=mark, timeout=60)
             assert score() == [6.0]

@@ -19,7 +19,7 @@ import requests
 
 from reconciler.core.package_locks import PackageLocks
 
-from .conftest import engine_package, remove_package_objects, write_package
+from .conftest import engine_package, remove_package_objects, serving_container, write_package
 from .runtime_helpers import free_port
 
 
@@ -212,7 +212,7 @@ def test_edit_is_served_invalid_manifest_keeps_serving_and_resync_heals(served_p
         manifest.write_text(good)
         watch.wait_for(rf"^{name}: package.yaml changed -> in sync$", after=mark)
         mark = len(watch.output)
-        [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+        container = serving_container(docker_client, name)
         container.remove(force=True)
         watch.wait_for(rf"^{name}: resync: no container -> create .*, ready at", after=mark, timeout=60)
         assert score(port) == [7.0]
@@ -223,7 +223,7 @@ def test_dev_mode_reloads_code_without_a_rebuild(served_package, repo, docker_cl
     package, name, port = served_package
     with WatchProcess(repo, cwd=repo, extra=["--dev"]) as watch:
         watch.wait_for(rf"^{name}: start: .* -> .*create .*, ready at", timeout=180)
-        [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+        container = serving_container(docker_client, name)
         assert score(port) == [6.0]
         mark = len(watch.output)
         good_score = (package / "score.py").read_text().replace("scale * sum(row)", "scale * sum(row) * 10")
@@ -232,9 +232,7 @@ def test_dev_mode_reloads_code_without_a_rebuild(served_package, repo, docker_cl
         watch.wait_for(rf"^{name}: score.py changed -> reloaded \d+\.\d\d s \(dev\)$", after=mark, timeout=30)
         assert score(port) == [60.0]
         assert time.monotonic() - started < 5
-        assert [c.id for c in docker_client.containers.list(filters={"label": f"reconciler.package={name}"})] == [
-            container.id
-        ]
+        assert serving_container(docker_client, name).id == container.id
         mark = len(watch.output)
         (package / "score.py").write_text(
             "def init():\n    raise ValueError('half-written')\n\ndef run(raw):\n    return 0\n"
@@ -333,7 +331,7 @@ def test_the_loop_survives_an_engine_restart(served_package, repo, docker_client
             after=mark,
             timeout=30,
         )
-        [container] = docker_client.containers.list(filters={"label": f"reconciler.package={name}"})
+        container = serving_container(docker_client, name)
         container.remove(force=True)
         mark = len(watch.output)
         proxy.start()

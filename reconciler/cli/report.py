@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler.apply import Outcome, Reconciliation, Relocked
+from reconciler.apply import Outcome, Reconciliation, Relocked, front_container, serving_container
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
 from reconciler.desired.revision import Revision
@@ -146,6 +146,8 @@ def package_status(outcome: Outcome) -> dict:
         "url": None,
         "images_on_disk": None,
         "revision": None,
+        "proxy": None,
+        "updating": False,
     }
     revision = _revision(outcome)
     if revision is not None:
@@ -159,13 +161,22 @@ def package_status(outcome: Outcome) -> dict:
         return status
     image = next((i for i in observed.images if i.hash == outcome.desired.image_hash), None)
     status["image"] = image.tags[0] if image and image.tags else (image.id[7:19] if image else None)
-    serving = [c for c in observed.containers if not c.role]
-    if manifest.output.mode == "container" and serving:
-        container = serving[0]
-        status["container"] = f"{container.name}: {container.status}"
+    if manifest.output.mode != "container":
+        return status
+    serving, front = serving_container(outcome), front_container(outcome)
+    if serving is not None:
+        status["container"] = f"{serving.name}: {serving.status}"
+    if front is not None:
         status["readiness"] = outcome.readiness
-        if container.host_port:
-            status["url"] = score_url(container.host_ip, container.host_port)
+        if front.host_port:
+            status["url"] = score_url(front.host_ip, front.host_port)
+    if manifest.output.container.proxy:
+        proxy = next((c for c in observed.containers if c.role == "proxy"), None)
+        status["proxy"] = f"{proxy.name}: {proxy.status}" if proxy else None
+        others = [c for c in observed.containers if c.role in ("backend", "canary") and c is not serving]
+        status["updating"] = bool(others)
+        if others:
+            status["state"] += f" (update in progress: {', '.join(c.name for c in others)})"
     return status
 
 
@@ -265,7 +276,7 @@ def _outcome_json(outcome: Outcome, command: str) -> dict:
     }
     if command == "status":
         live = package_status(outcome)
-        keys = ("image", "container", "readiness", "url", "images_on_disk", "revision")
+        keys = ("image", "container", "readiness", "url", "images_on_disk", "revision", "proxy", "updating")
         document.update({key: live[key] for key in keys})
     return document
 

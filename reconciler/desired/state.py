@@ -32,6 +32,7 @@ from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
+from reconciler.desired.proxy import render_proxy_config
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
 from reconciler.spec.package import Package
@@ -54,6 +55,7 @@ class Desired:
     inputs: dict[str, str]  # what the image hash covers
     image_hash: str
     container_hash: str
+    proxy_hash: str = ""  # container mode with a proxy: what the proxy container is made of
     manifests_hash: str = ""  # kubernetes mode: what the manifests folder is rendered for
     manifests_inputs: dict[str, str] = field(default_factory=dict)
     locked: str | None = None  # why the lock was resolved during this run, if it was
@@ -140,12 +142,29 @@ def image_settings(package: Package) -> dict[str, object]:
 
 
 def container_settings(package: Package) -> dict[str, object]:
+    """How the serving container runs. Behind a proxy the address is the proxy's, so a port
+    change replaces the proxy and never the container that serves."""
     manifest = package.manifest
-    return {
+    settings: dict[str, object] = {
         "name": manifest.container_name,
-        "host": manifest.output.container.host,
-        "port": manifest.output.container.port,
         "resources": manifest.output.resources.model_dump(exclude_defaults=True),
+    }
+    if manifest.output.container.proxy:
+        settings["proxy"] = True
+    else:
+        settings["host"] = manifest.output.container.host
+        settings["port"] = manifest.output.container.port
+    return settings
+
+
+def proxy_settings(package: Package) -> dict[str, object]:
+    """What the proxy container is made of; a change recreates it (the serving container stays)."""
+    container = package.manifest.output.container
+    return {
+        "image": container.proxy_image,
+        "host": container.host,
+        "port": container.port,
+        "config": value_digest(render_proxy_config(package)),
     }
 
 
@@ -266,11 +285,16 @@ def desire(
         container["dev"] = {"source": str(package.source_directory)}
     container_hash = value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
     desired = Desired(package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash)
+    output = package.manifest.output
+    proxy_hash = ""
+    if output.mode == "container" and output.container.proxy:
+        proxy_hash = value_digest({"hash_schema": HASH_SCHEMA, "proxy": proxy_settings(package)})
     rendered: dict[str, str] = {}
     if package.manifest.output.mode == "kubernetes":
         rendered = manifests_inputs(package, image_hash, desired.push_ref)
     return replace(
         desired,
+        proxy_hash=proxy_hash,
         manifests_hash=value_digest({"hash_schema": HASH_SCHEMA, "inputs": rendered}) if rendered else "",
         manifests_inputs=rendered,
         locked=locked,

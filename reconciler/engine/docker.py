@@ -245,8 +245,12 @@ class Engine:
         cpus: float | None = None,
         memory: int | None = None,
         gpus: int = 0,
+        network: str | None = None,
+        command: list[str] | None = None,
+        container_port: int = 5001,
     ) -> str:
-        """Create (not start) a container publishing 5001 on host:port (port 0: any free one).
+        """Create (not start) a container publishing `container_port` (5001) on host:port (port 0:
+        any free one), on `network` when given.
 
         Serving containers restart unless stopped (they come back after a reboot); a
         canary does not, so a failing one stays failed. `mounts` (host folder -> path in
@@ -264,31 +268,63 @@ class Engine:
             ]
         with engine_call(f"cannot create container {name}"):
             host_config = self.api.create_host_config(
-                port_bindings={5001: (host, port or None)},
+                port_bindings={container_port: (host, port or None)},
                 restart_policy={"Name": "unless-stopped" if restart else "no"},
                 init=True,
                 binds={source: {"bind": target, "mode": "ro"} for source, target in (mounts or {}).items()},
+                network_mode=network,
                 **limits,
             )
             created = self.api.create_container(
                 image,
                 name=name,
                 labels=labels,
-                ports=[5001],
+                ports=[container_port],
                 host_config=host_config,
                 detach=True,
                 environment=environment or None,
+                command=command,
             )
         return created["Id"]
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """A bridge network of that name, created when missing (containers on it reach each
+        other by name; nothing else is on it)."""
+        with engine_call(f"cannot list networks named {name}"):
+            if any(n.get("Name") == name for n in self.api.networks(names=[name])):
+                return
+        with engine_call(f"cannot create network {name}"):
+            try:
+                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+            except Exception as error:  # noqa: BLE001 - created meanwhile by another reconciler: fine
+                if "already exists" not in str(error):
+                    raise
+
+    def remove_network(self, name: str) -> None:
+        with engine_call(f"cannot remove network {name}", missing_ok=True):
+            self.api.remove_network(name)
+
+    def put_file(self, container_id: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write one file into a container (created or running), making its folder."""
+        import io
+        import tarfile
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+        with engine_call(f"cannot write {path} into container {container_id[:12]}"):
+            self.api.put_archive(container_id, "/", buffer.getvalue())
 
     def start(self, container_id: str) -> None:
         with engine_call(f"cannot start container {container_id[:12]}"):
             self.api.start(container_id)
 
-    def published_port(self, container_id: str) -> int:
+    def published_port(self, container_id: str, container_port: str = CONTAINER_PORT) -> int:
         with engine_call(f"cannot inspect container {container_id[:12]}"):
             ports = self.api.inspect_container(container_id)["NetworkSettings"]["Ports"]
-        bindings = ports.get(CONTAINER_PORT) or []
+        bindings = ports.get(container_port) or []
         if not bindings:
             raise EngineError(f"container {container_id[:12]} publishes no port")
         return int(bindings[0]["HostPort"])

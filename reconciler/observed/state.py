@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core.errors import ReconcilerError
 from reconciler.desired.pins import BasePin
+from reconciler.desired.proxy import PROXY_PORT
 from reconciler.desired.revision import Revision
 from reconciler.engine import labels
 from reconciler.engine.docker import CONTAINER_PORT, Engine
@@ -59,11 +60,12 @@ class ContainerState:
     state: str  # created | running | paused | restarting | exited | dead
     status: str  # as docker says it: "Up 3 minutes (healthy)", "Exited (3) 2 seconds ago"
     manifest: str
-    role: str  # "" for the serving container, "canary" during a replacement
+    role: str  # "" (publishes the port itself), "backend" (behind a proxy), "proxy", "canary"
     host_port: int | None
     host_ip: str | None
     image_id: str = ""
     revision: Revision | None = None  # the commit its image was built from
+    proxy_hash: str = ""  # a proxy: what it was made of
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Observed:
     registry_has: bool | None = None  # None: not asked (not pushing, or nothing to push yet)
     images_in_use: frozenset[str] = frozenset()  # ids of the images any container was created from
     manifests: FolderState | None = None  # the Kubernetes folder (kubernetes mode)
+    proxy_image_present: bool = True
 
 
 def image_state(summary: dict) -> ImageState:
@@ -113,9 +116,9 @@ def container_state(summary: dict) -> ContainerState:
     """A container as the engine lists it."""
     labels_ = summary.get("Labels") or {}
     port = host_ip = None
-    private = int(CONTAINER_PORT.split("/")[0])
+    private = (int(CONTAINER_PORT.split("/")[0]), PROXY_PORT)
     for binding in summary.get("Ports") or []:
-        if binding.get("PrivatePort") == private and binding.get("PublicPort"):
+        if binding.get("PrivatePort") in private and binding.get("PublicPort"):
             port, host_ip = binding["PublicPort"], binding.get("IP")
             break
     return ContainerState(
@@ -132,6 +135,7 @@ def container_state(summary: dict) -> ContainerState:
         host_ip=host_ip,
         image_id=summary.get("ImageID", ""),
         revision=Revision.from_labels(labels_),
+        proxy_hash=labels_.get(labels.PROXY_HASH, ""),
     )
 
 
@@ -254,6 +258,7 @@ class Snapshot:
         push_ref: str,
         base_image: str | None,
         base: BasePin | None,
+        proxy_image: str | None = None,
     ) -> Observed:
         """One package's observed state. `base_image` (the manifest's reference) is None in
         Dockerfile mode, where the engine has nothing of the package's to observe but
@@ -281,6 +286,7 @@ class Snapshot:
             images=images,
             containers=containers,
             base_present=self.image_details(from_image) is not None,
+            proxy_image_present=proxy_image is None or self.image_details(proxy_image) is not None,
             base_moved=moved_from_pin(self.image_details(base_image), base),
             registry_has=registry_has,
             images_in_use=in_use,

@@ -260,6 +260,13 @@ class ContainerOutput(_Strict):
     ready_timeout_s: int = Field(
         120, ge=1, le=3600, description="How long a new container may take to become ready (init() to return)."
     )
+    proxy: bool = Field(
+        True,
+        description="A reverse proxy owns the published port: an update moves traffic to the new container once "
+        "it is ready and drains the old one, so no request is refused. false: the container publishes the port "
+        "itself, and an update has a gap of about one init().",
+    )
+    proxy_image: _pattern(IMAGE_REFERENCE, description="The reverse proxy's image (HAProxy).") = "haproxy:3.0-alpine"
 
 
 # The rules of Output._kubernetes_needs, for editors and CI that validate with the JSON schema.

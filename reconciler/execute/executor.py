@@ -6,10 +6,8 @@ of that package's actions are skipped with `upstream failed`. Other packages go 
 Builds take a slot from a shared semaphore (one at a time by default), held only around
 the build itself, so no pool ever waits on itself.
 
-A serving container is only ever replaced by one proven ready: the new image first
-runs as a canary on an ephemeral loopback port; only when its /ready answers is the
-old container stopped and a fresh one started on the real port. A canary that fails
-is removed and the old container keeps serving.
+How a serving container is replaced (behind the proxy, or directly after a canary) is
+`serving`'s.
 """
 
 from __future__ import annotations
@@ -20,10 +18,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from reconciler.core.errors import PermanentError, ReconcilerError, TemporaryError
+from reconciler.core.errors import ReconcilerError, TemporaryError
 from reconciler.desired.buildfolder import render_folder
 from reconciler.desired.digest import Digester
-from reconciler.desired.dockerfile import DEV_APP_ROOT
 from reconciler.desired.folder_writer import FolderWriter, write_stamped_folder
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.revision import Revision, revision_of
@@ -32,14 +29,11 @@ from reconciler.desired.wheels import WheelCache
 from reconciler.engine import labels
 from reconciler.engine.builders import Builder, choose_builder
 from reconciler.engine.docker import Engine
-from reconciler.engine.endpoint import request_reload, score_url
+from reconciler.engine.endpoint import request_reload
+from reconciler.execute.serving import Serving
 from reconciler.plan import Action, ActionKind
 
 Progress = Callable[[str, str], None]  # (package, line)
-
-
-class ContainerNotReady(PermanentError):
-    """A container of this image did not become ready: the same image will not either."""
 
 
 @dataclass
@@ -98,6 +92,10 @@ class Executor:
             ActionKind.RELOAD: self._reload,
             ActionKind.REMOVE_CONTAINER: self._remove_container,
             ActionKind.REMOVE_IMAGE: self._remove_image,
+            ActionKind.CREATE_PROXY: self._create_proxy,
+            ActionKind.RECREATE_PROXY: self._recreate_proxy,
+            ActionKind.START_PROXY: self._start_proxy,
+            ActionKind.RETIRE: self._retire,
         }
 
     @property
@@ -195,74 +193,32 @@ class Executor:
         digest = self.engine.push(action.image)
         return f"digest {digest}" if digest else "pushed"
 
-    def _create(self, desired: Desired, action: Action) -> str:
-        engine = self.engine
-        container_id = engine.create_container(
-            action.image,
-            action.container,
-            host=action.host,
-            port=action.port,
-            labels={**_container_labels(desired), **self._revision_labels(desired)},
-            **_run_options(desired),
-        )
-        try:
-            engine.start(container_id)
-        except ReconcilerError:
-            engine.remove_container(container_id)
-            raise
-        self._ready_or_fail(container_id, action.host, action.port, f"container {action.container}", desired)
-        return _ready_at(action)
+    def _serving(self, desired: Desired) -> Serving:
+        package = desired.package.name
+        return Serving(self.engine, desired, self._revision_labels(desired), lambda line: self.progress(package, line))
 
-    def _start(self, desired: Desired, action: Action) -> str:
-        self.engine.start(action.subject)
-        self._ready_or_fail(action.subject, action.host, action.port, "the container", desired, remove=False)
-        return _ready_at(action)
+    def _create(self, desired: Desired, action: Action) -> str:
+        serving = self._serving(desired)
+        return serving.replace_behind_proxy(action) if action.proxied else serving.create_direct(action)
 
     def _recreate(self, desired: Desired, action: Action) -> str:
-        engine = self.engine
-        name, old_id = action.container, action.subject
-        # 1. the canary: the new image on an ephemeral loopback port
-        canary = engine.create_container(
-            action.image,
-            f"{name}-canary-{desired.short_hash[:8]}",
-            host="127.0.0.1",
-            port=0,
-            labels={**_container_labels(desired, role="canary"), **self._revision_labels(desired)},
-            restart=False,
-            **_run_options(desired),
-        )
-        try:
-            engine.start(canary)
-            self._ready_or_fail(
-                canary,
-                "127.0.0.1",
-                engine.published_port(canary),
-                "the canary (the old container keeps serving)",
-                desired,
-            )
-        finally:
-            engine.remove_container(canary)
-        # 2. proven: move the old one aside, put a fresh one on the real port
-        engine.rename(old_id, f"{name}-previous-{int(time.time())}")
-        new_id = engine.create_container(
-            action.image,
-            name,
-            host=action.host,
-            port=action.port,
-            labels={**_container_labels(desired), **self._revision_labels(desired)},
-            **_run_options(desired),
-        )
-        engine.stop(old_id)
-        try:
-            engine.start(new_id)
-            self._ready_or_fail(new_id, action.host, action.port, f"container {name}", desired)
-        except ReconcilerError:
-            engine.remove_container(new_id)
-            engine.rename(old_id, name)
-            engine.start(old_id)
-            raise
-        engine.remove_container(old_id)
-        return _ready_at(action)
+        serving = self._serving(desired)
+        return serving.replace_behind_proxy(action) if action.proxied else serving.recreate_direct(action)
+
+    def _start(self, desired: Desired, action: Action) -> str:
+        return self._serving(desired).start(action)
+
+    def _create_proxy(self, desired: Desired, action: Action) -> str:
+        return self._serving(desired).create_proxy(action)
+
+    def _recreate_proxy(self, desired: Desired, action: Action) -> str:
+        return self._serving(desired).recreate_proxy(action)
+
+    def _start_proxy(self, desired: Desired, action: Action) -> str:
+        return self._serving(desired).start_proxy(action)
+
+    def _retire(self, desired: Desired, action: Action) -> str:
+        return self._serving(desired).retire(action)
 
     def _reload(self, desired: Desired, action: Action) -> str:
         request_reload(action.host, action.port)
@@ -276,20 +232,6 @@ class Executor:
     def _remove_image(self, desired: Desired | None, action: Action) -> str:
         self.engine.remove_image(action.subject)
         return "removed"
-
-    def _ready_or_fail(
-        self, container_id: str, host: str, port: int, what: str, desired: Desired, remove: bool = True
-    ) -> None:
-        """Wait for /ready; on failure show the container's last log lines (and remove it)."""
-        engine = self.engine
-        timeout = desired.package.manifest.output.container.ready_timeout_s
-        why = engine.wait_ready(container_id, host, port, timeout)
-        if why:
-            lines = engine.logs(container_id)
-            if remove:
-                engine.remove_container(container_id)
-            tail = "\n    ".join(lines[-20:]) or "(no output)"
-            raise ContainerNotReady(f"{what} did not become ready: {why}; its last log lines:\n    {tail}")
 
     # -- running ----------------------------------------------------------------------
 
@@ -330,34 +272,6 @@ class Executor:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(work)))) as pool:
             futures = [pool.submit(self.run_actions, desired, actions) for desired, actions in work]
             return [future.result() for future in futures]
-
-
-def _container_labels(desired: Desired, role: str = "") -> dict[str, str]:
-    container_labels = {
-        labels.MANAGED: "true",
-        labels.PACKAGE: desired.package.name,
-        labels.IMAGE_HASH: desired.image_hash,
-        labels.CONTAINER_HASH: desired.container_hash,
-        labels.MANIFEST: str(desired.package.manifest_path),
-    }
-    if role:
-        container_labels[labels.ROLE] = role
-    return container_labels
-
-
-def _run_options(desired: Desired) -> dict:
-    """How the package's containers run: resource limits (output.resources); in dev mode (watch
-    --dev) the source folder mounted read-only, one worker, reloads on request."""
-    resources = desired.package.manifest.output.resources
-    options: dict = {"cpus": resources.cpu_cores, "memory": resources.memory_bytes, "gpus": resources.gpus}
-    if desired.dev:
-        options["mounts"] = {str(desired.package.source_directory): DEV_APP_ROOT}
-        options["environment"] = {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"}
-    return options
-
-
-def _ready_at(action: Action) -> str:
-    return f"ready at {score_url(action.host, action.port)}"
 
 
 def printing_progress(stream) -> Progress:

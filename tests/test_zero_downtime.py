@@ -1,0 +1,202 @@
+"""Container updates behind the proxy: no refused or failed request, whatever init() costs,
+and an update interrupted at any step (kill -9, an engine restart) converges on the next
+apply. A real engine, real HTTP on loopback, the real CLI in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import engine_package, remove_package_objects, run_cli, serving_container
+
+pytestmark = pytest.mark.docker
+
+SLOW_SCORE = """\
+import os
+import time
+
+VERSION = {version}
+
+
+def init():
+    time.sleep({init_s})
+
+
+def run(raw_data):
+    return {{"version": VERSION}}
+"""
+
+STEPS = ("backend-created", "backend-ready", "old-renamed", "new-renamed", "switched", "old-stopped")
+
+
+class Probe:
+    """POST /score every 20 ms from another thread; every answer that is not a 200 is kept."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.stop = threading.Event()
+        self.answers: list[tuple[float, object]] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set():
+            try:
+                response = session.post(f"http://127.0.0.1:{self.port}/score", data="{}", timeout=30)
+                self.answers.append((time.monotonic(), response.status_code))
+            except requests.RequestException as error:
+                self.answers.append((time.monotonic(), repr(error)[:300]))
+            time.sleep(0.02)
+
+    @property
+    def failures(self) -> list:
+        return [answer for answer in self.answers if answer[1] != 200]
+
+    def __enter__(self) -> Probe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def version_served(port: int) -> int:
+    return requests.post(f"http://127.0.0.1:{port}/score", data="{}", timeout=30).json()["version"]
+
+
+def set_version(package: Path, version: int, init_s: float) -> None:
+    (package / "score.py").write_text(SLOW_SCORE.format(version=version, init_s=init_s))
+
+
+@pytest.fixture
+def served(repo, base_image, runtime_only_lock, docker_client):
+    name = f"z{uuid.uuid4().hex[:10]}"
+    package = engine_package(repo, base_image, runtime_only_lock, name)
+    port = int(re.search(r"port: (\d+)", (package / "package.yaml").read_text()).group(1))
+    yield package, name, port
+    remove_package_objects(docker_client, name)
+
+
+def containers(docker_client, name: str) -> list:
+    return docker_client.containers.list(all=True, filters={"label": f"reconciler.package={name}"})
+
+
+def assert_converged(docker_client, name: str, version: int, port: int) -> None:
+    """One proxy, one serving container with the wanted code, nothing else."""
+    names = sorted(c.name for c in containers(docker_client, name))
+    assert names == [name, f"{name}-serving"], names
+    assert all(c.status == "running" for c in containers(docker_client, name))
+    assert version_served(port) == version
+
+
+@pytest.mark.parametrize("init_s", [0, 3], ids=["instant-init", "slow-init"])
+def test_updates_under_a_steady_stream_lose_no_request(served, repo, docker_client, init_s):
+    package, name, port = served
+    set_version(package, 0, init_s)
+    assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    with Probe(port) as probe:
+        for version in (1, 2):
+            set_version(package, version, init_s)
+            result = run_cli("apply", str(package), cwd=repo)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert re.search(rf"{name}: recreate {name} on 127\.0\.0\.1:{port}  done", result.stdout)
+            assert version_served(port) == version
+        time.sleep(0.2)
+    assert len(probe.answers) > 20 and probe.failures == []
+    assert_converged(docker_client, name, 2, port)
+
+
+def test_a_new_container_that_fails_leaves_the_old_one_serving_without_a_gap(served, repo, docker_client):
+    package, name, port = served
+    set_version(package, 1, 0)
+    assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    serving = serving_container(docker_client, name).id
+    (package / "score.py").write_text("def init():\n    raise RuntimeError('broken')\n\ndef run(raw):\n    return 0\n")
+    with Probe(port) as probe:
+        result = run_cli("apply", str(package), cwd=repo)
+    assert result.returncode == 1 and "what serves now keeps serving" in result.stdout
+    assert probe.failures == [] and serving_container(docker_client, name).id == serving
+    assert_converged(docker_client, name, 1, port)
+
+
+def apply_until_paused(package: Path, repo: Path, step: str) -> subprocess.Popen:
+    """`reconciler apply` with the test hook that stops it at `step`, once it got there."""
+    log = tempfile.NamedTemporaryFile(prefix="apply-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "apply", str(package)],
+        cwd=repo,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "RECONCILER_PAUSE_AT": step, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if f"paused at {step}" in Path(log.name).read_text():
+            return process
+        assert process.poll() is None, Path(log.name).read_text()
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"apply never reached {step}:\n{Path(log.name).read_text()}")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_9_at_any_step_converges_on_the_next_apply_and_the_service_answers_throughout(
+    served, repo, docker_client, step
+):
+    package, name, port = served
+    set_version(package, 1, 0)
+    assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    set_version(package, 2, 0)
+    with Probe(port) as probe:
+        process = apply_until_paused(package, repo, step)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        plan = run_cli("plan", str(package), cwd=repo)
+        assert plan.returncode == 2, plan.stdout  # something is left to finish
+        result = run_cli("apply", str(package), cwd=repo)
+        assert result.returncode == 0, result.stdout + result.stderr
+        time.sleep(0.2)
+    assert probe.failures == [], probe.failures[:5]
+    assert_converged(docker_client, name, 2, port)
+    assert run_cli("plan", str(package), cwd=repo).returncode == 0
+
+
+def restart_engine() -> None:
+    """Stop dockerd as a crash or an upgrade would (its containers stop with it) and start it
+    again with scripts/ensure-docker."""
+    subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=False)
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "dockerd did not stop"
+        time.sleep(0.2)
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([str(root / "scripts" / "ensure-docker")], check=True, timeout=120)
+
+
+def test_an_engine_restart_in_the_middle_of_an_update_converges(served, repo, docker_client):
+    if os.geteuid() != 0 or subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode != 0:
+        pytest.skip("restarting the engine needs a local dockerd this test may stop (root)")
+    package, name, port = served
+    set_version(package, 1, 0)
+    assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    set_version(package, 2, 0)
+    process = apply_until_paused(package, repo, "new-renamed")
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    restart_engine()
+    result = run_cli("apply", str(package), cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_converged(docker_client, name, 2, port)
+    assert run_cli("plan", str(package), cwd=repo).returncode == 0
