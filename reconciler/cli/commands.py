@@ -45,15 +45,17 @@ def schema(arguments: argparse.Namespace) -> int:
 
 def validate(arguments: argparse.Namespace) -> int:
     from reconciler.desired.pins import read_lock
+    from reconciler.desired.requirements import read_requirements
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
     for package in workspace.packages:
-        try:
-            read_lock(package)
-        except InvalidInput as error:
-            problems.extend(error.problems)
+        for check in (read_requirements, read_lock):
+            try:
+                check(package)
+            except InvalidInput as error:
+                problems.extend(error.problems)
     print_problems(problems)
     if workspace.manifests_found == 0 and not problems:
         print("no package.yaml found", file=sys.stderr)

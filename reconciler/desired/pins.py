@@ -29,12 +29,13 @@ from reconciler.core.atomic import write_atomic
 from reconciler.core.errors import InvalidInput, PermanentError, Problem
 from reconciler.desired.digest import value_digest
 from reconciler.desired.pip import pip_target_arguments, run_pip
+from reconciler.desired.requirements import read_requirements
+from reconciler.desired.revision import without_credentials
 from reconciler.desired.wheels import LockedWheel, WheelCache
 from reconciler.spec.package import Package
 
 LOCK_VERSION = 1
 RUNTIME_REQUIREMENTS = Path(__file__).parent.parent / "runtime" / "requirements.txt"
-_INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(\s+|=)(?P<file>.+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 PINNED_BY = ("registry", "engine", "image id", "manifest")
@@ -118,35 +119,10 @@ class Lock:
 # -- what a lock is resolved from ----------------------------------------------------
 
 
-def _file_lines(path: Path, package: Package, seen: set[Path]) -> list[str]:
-    """Requirement lines of a file and of the files it includes, comments dropped."""
-    if path in seen:
-        return []
-    seen.add(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput(
-            [package.problem(("inference", "environment", "requirements"), f"cannot read {path}: {error}")]
-        ) from None
-    lines: list[str] = []
-    for raw in text.replace("\\\n", " ").splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if not line:
-            continue
-        lines.append(line)
-        include = _INCLUDE.match(line)
-        if include:
-            lines.extend(_file_lines(path.parent / include.group("file").strip(), package, seen))
-    return lines
-
-
 def requirement_lines(package: Package) -> list[str]:
-    """The package's own requirements, as written (inline list or file)."""
-    environment = package.manifest.inference.environment
-    if package.requirements_file:
-        return _file_lines(package.requirements_file, package, set())
-    return list(environment.pip or [])
+    """The package's own requirements as written (inline list, or files with their includes),
+    checked: what a lock is resolved from."""
+    return list(read_requirements(package).lines)
 
 
 @functools.lru_cache(maxsize=1)
@@ -168,6 +144,7 @@ def inputs_digest(package: Package) -> str:
             "platform": environment.platform,
             "requirements": requirement_lines(package),
             "runtime": list(runtime_requirement_lines()),
+            **({"index_url": without_credentials(environment.index_url)} if environment.index_url else {}),
         }
     )
 
@@ -272,22 +249,22 @@ def base_stale_reason(package: Package, lock: Lock, *, can_pin: bool) -> str | N
 def resolve(package: Package, wheel_cache: WheelCache) -> Lock:
     """Resolve the package's requirements for its target, fill the wheel cache, return the lock."""
     environment = package.manifest.inference.environment
-    lines = requirement_lines(package)
+    parsed = read_requirements(package)
+    lines = list(parsed.lines)
     with tempfile.TemporaryDirectory(prefix="reconciler-lock-") as scratch:
         scratch_path = Path(scratch)
-        requirement_files = [RUNTIME_REQUIREMENTS]
-        if package.requirements_file:
-            requirement_files.insert(0, package.requirements_file)
-        elif lines:
-            inline = scratch_path / "requirements.txt"
-            inline.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-            requirement_files.insert(0, inline)
+        # pip reads only what reconciler writes: requirements and constraints, no options
+        requirements = scratch_path / "requirements.txt"
+        requirements.write_text("".join(r + "\n" for r in parsed.requirements), encoding="utf-8")
+        constraints = scratch_path / "constraints.txt"
+        constraints.write_text("".join(c + "\n" for c in parsed.constraints), encoding="utf-8")
         download = scratch_path / "wheels"
         arguments = ["download", "--quiet", "--progress-bar", "off", "--dest", str(download)]
         arguments += pip_target_arguments(environment.python, environment.platform)
-        for file in requirement_files:
-            arguments += ["-r", str(file)]
-        run_pip(arguments, cwd=package.directory, what=f"lock {package.name}")
+        if environment.index_url:
+            arguments += ["--index-url", environment.index_url]
+        arguments += ["-r", str(requirements), "-c", str(constraints), "-r", str(RUNTIME_REQUIREMENTS)]
+        run_pip(arguments, cwd=scratch_path, what=f"lock {package.name}")
         wheels = []
         for file in sorted(download.iterdir()):
             if not file.name.endswith(".whl"):

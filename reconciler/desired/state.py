@@ -33,6 +33,7 @@ from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, rende
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.proxy import render_proxy_config
+from reconciler.desired.revision import without_credentials
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
 from reconciler.spec.package import Package
@@ -266,6 +267,9 @@ def desire(
     hash and the mount enters the container hash."""
     dev = is_dev(package, dev)
     lock, locked, notes = ensure_lock(package, wheel_cache, frozen=frozen, pin_base=pin_base)
+    index_url = package.manifest.inference.environment.index_url
+    if index_url:
+        notes += (f"dependencies resolve from {without_credentials(index_url)} (environment.index_url)",)
     files = tuple(source_files(package) + model_files(package))
     _check_contents(package, files)
     base = current_base(package, lock)

@@ -31,6 +31,7 @@ CONTAINER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 BIND_ADDRESS = r"^(127\.0\.0\.1|0\.0\.0\.0|localhost|::1|::)$"
 REQUIREMENT = r"^[A-Za-z0-9][^\n\r]*$"
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+INDEX_URL = r"^https?://[^\s]+$"
 CPU_QUANTITY = r"^([1-9][0-9]{0,5}m|[0-9]{1,4}(\.[0-9]{1,3})?)$"
 MEMORY_QUANTITY = r"^[1-9][0-9]{0,9}(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -53,6 +54,7 @@ PATTERN_HINTS = {
     BIND_ADDRESS: "use 127.0.0.1 (the default), ::1, localhost, or 0.0.0.0 to listen on every interface",
     REQUIREMENT: "use a requirement such as scikit-learn==1.5.2 (no pip options)",
     DNS_LABEL: "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+    INDEX_URL: "use an http(s) URL such as https://pypi.example.com/simple",
     CPU_QUANTITY: 'use cores such as "1", "0.5" or millicores such as "500m"',
     MEMORY_QUANTITY: "use bytes with a unit such as 512Mi or 2Gi",
     LABEL_KEY: "use a Kubernetes label key such as team or example.com/team",
@@ -121,6 +123,9 @@ class Environment(_Strict):
     pip: list[PipRequirement] | None = Field(
         None, description="Requirements written inline; use this or `requirements`, not both."
     )
+    index_url: (
+        _pattern(INDEX_URL, description="A package index to resolve from instead of pip's own configuration.") | None
+    ) = None
     system_packages: list[_pattern(DEBIAN_PACKAGE)] = Field(
         default_factory=list, description="Debian packages installed with apt-get (needs network at build)."
     )
