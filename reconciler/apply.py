@@ -212,6 +212,7 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> O
     observed = snapshot.observe(
         folder,
         package.name,
+        owner=package.owner,
         image_hash=desired.image_hash,
         image_ref=desired.image_ref,
         push_ref=desired.push_ref,
@@ -275,16 +276,15 @@ def reconcile(
         outcome.problems.extend(Problem(str(package.manifest_path), e) for e in outcome.plan.errors)
     cleanup = Cleanup()
     if snapshot is not None and only is None:
-        wanted = {o.package.name: (o.desired.image_hash, o.desired.container_hash) for o in outcomes if o.desired}
+        wanted = {o.package.owner: (o.desired.image_hash, o.desired.container_hash) for o in outcomes if o.desired}
         # a package whose desired state could not be computed still owns its objects
-        wanted.update({o.package.name: ("", "") for o in outcomes if o.desired is None})
+        wanted.update({o.package.owner: ("", "") for o in outcomes if o.desired is None})
         cleanup = plan_cleanup(
             snapshot.images or [],
             snapshot.containers,
             wanted,
-            {i.id: i.manifest for i in snapshot.images or []},
             snapshot.container_images,
-            [os.path.abspath(p) for p in paths],
+            [os.path.realpath(p) for p in paths],
             prune=prune,
             complete=workspace.complete and all(not o.problems for o in outcomes),
         )
@@ -457,10 +457,10 @@ class Removal:
 
 def down(packages: Sequence[Package], session: Session) -> list[Removal]:
     """Stop (in-flight requests finish) and remove the packages' containers; images stay."""
-    names = {p.name for p in packages}
+    owners = {p.owner for p in packages}
     engine = session.engine
     removals: list[Removal] = []
-    for container in [c for c in Snapshot.read(engine, images=False).containers if c.package in names]:
+    for container in [c for c in Snapshot.read(engine, images=False).containers if c.manifest in owners]:
         started = time.perf_counter()
         error = ""
         try:
@@ -471,9 +471,15 @@ def down(packages: Sequence[Package], session: Session) -> list[Removal]:
         except ReconcilerError as failure:
             error = str(failure)
         removals.append(Removal(container, time.perf_counter() - started, error))
+    emptied = {r.container.manifest for r in removals if not r.error}
     for package in packages:
-        if proxy_image(package) is not None:
-            engine.remove_network(network_name(package))
+        if proxy_image(package) is not None and package.owner in emptied:
+            try:
+                engine.remove_network(network_name(package))
+            except EngineUnavailable:
+                raise
+            except ReconcilerError:
+                pass  # something else still uses it: it stays
     return removals
 
 

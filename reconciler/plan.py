@@ -50,7 +50,7 @@ class Intent:
     container: str = ""  # container name
     host: str = ""  # the address the container's port is published on
     port: int = 0
-    manifest: str = ""  # the manifest's path, as image labels record it
+    manifest: str = ""  # the package's owner: its manifest's real path, as labels record it
     keep: int = 0  # images of the package kept after a build (output.image.keep); 0: no limit
     proxy: bool = False  # container mode: a reverse proxy owns the published port
     proxy_hash: str = ""
@@ -80,7 +80,7 @@ class Intent:
             container=manifest.container_name,
             host=manifest.output.container.host,
             port=manifest.output.container.port,
-            manifest=str(package.manifest_path),
+            manifest=package.owner,
             keep=manifest.output.image.keep,
             proxy=manifest.output.container.proxy,
             proxy_hash=desired.proxy_hash,
@@ -280,6 +280,13 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
             plan.actions.append(remove_container(name, container, f"output.mode is {intent.mode}: no container wanted"))
     if intent.mode == "dockerfile":
         return plan
+    if intent.mode == "container" and observed.foreign:
+        other = observed.foreign[0]
+        plan.errors.append(
+            f"container {other.name} belongs to a package {intent.name} in another checkout ({other.manifest}); "
+            "reconciler will not take it over: run `reconciler down` there, or rename this package"
+        )
+        return plan
     local_pin = intent.base_pinned_by == "image id"
     image = next((i for i in observed.images if i.hash == intent.image_hash), None)
     if not observed.base_present and local_pin and image is None:
@@ -448,8 +455,7 @@ def _in_scope(manifest: str, scope: Sequence[str]) -> bool:
 def plan_cleanup(
     images: Sequence[ImageState],
     containers: Sequence[ContainerState],
-    wanted: Mapping[str, tuple[str, str]],  # package -> (image hash, container hash) of loaded packages
-    image_manifests: Mapping[str, str],  # image id -> manifest path label
+    wanted: Mapping[str, tuple[str, str]],  # owner (manifest real path) -> (image hash, container hash)
     container_images: Mapping[str, str],  # every container on the engine (ours or not) -> its image id
     scope: Sequence[str],
     *,
@@ -466,17 +472,17 @@ def plan_cleanup(
     orphans: list[Action] = []
     superseded: list[Action] = []
     for container in containers:
-        if container.package not in wanted and _in_scope(container.manifest, scope):
+        if container.manifest not in wanted and _in_scope(container.manifest, scope):
             orphans.append(remove_container(container.package, container, "orphan: its manifest is gone"))
     leaving = {action.subject for action in orphans}
     in_use = {image for container, image in container_images.items() if container not in leaving}
     for image in images:
         if image.id in in_use:
             continue  # someone runs it, perhaps by hand: not ours to take away
-        if image.package not in wanted:
-            if _in_scope(image_manifests.get(image.id, ""), scope):
+        if image.manifest not in wanted:
+            if _in_scope(image.manifest, scope):
                 orphans.append(remove_image(image.package, image, "orphan: its manifest is gone"))
-        elif image.hash != wanted[image.package][0]:
+        elif image.hash != wanted[image.manifest][0]:
             superseded.append(remove_image(image.package, image, "superseded by a newer build"))
     if prune and complete:
         cleanup.actions = orphans + superseded

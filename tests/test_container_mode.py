@@ -571,3 +571,24 @@ def test_resources_limit_the_container_and_a_change_recreates_without_a_build(
     container = serving_container(docker_client, unique_name)
     assert container.attrs["HostConfig"]["NanoCpus"] == 1_000_000_000
     assert container.attrs["HostConfig"]["Memory"] == 256 * 2**20
+
+
+def test_a_same_named_package_in_another_checkout_is_a_conflict_never_a_takeover(
+    docker_client, repo, tmp_path_factory, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
+    cleanup_engine.append(unique_name)
+    first = engine_package(repo, base_image, runtime_only_lock, unique_name)
+    assert apply(first, cwd=repo).returncode == 0
+    serving, image = ids(docker_client, unique_name)
+    other = tmp_path_factory.mktemp("second-checkout")
+    (other / ".git").mkdir()
+    second = engine_package(other, base_image, runtime_only_lock, unique_name)
+    (second / "score.py").write_text((second / "score.py").read_text() + "\n# another checkout\n")
+    result = apply(second, cwd=other, extra=["--prune"])
+    assert result.returncode == 1
+    assert f"belongs to a package {unique_name} in another checkout ({first / 'package.yaml'})" in result.stdout
+    assert ids(docker_client, unique_name) == (serving, image), "the first checkout's container is untouched"
+    assert score(port_of(first), {"data": [[1, 2]]}).json() == [6.0]
+    assert "remove" not in result.stdout
+    assert run_cli("down", str(second), cwd=other).stdout.strip() == "no containers to remove"
+    assert ids(docker_client, unique_name) == (serving, image)

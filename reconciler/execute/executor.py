@@ -173,7 +173,7 @@ class Executor:
             {
                 labels.PACKAGE: package.name,
                 labels.IMAGE_HASH: desired.image_hash,
-                labels.MANIFEST: str(package.manifest_path),
+                labels.MANIFEST: package.owner,
             }
         )
         environment = manifest.inference.environment

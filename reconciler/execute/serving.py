@@ -60,7 +60,7 @@ def container_labels(desired: Desired, role: str = "") -> dict[str, str]:
         labels.PACKAGE: desired.package.name,
         labels.IMAGE_HASH: desired.image_hash,
         labels.CONTAINER_HASH: desired.container_hash,
-        labels.MANIFEST: str(desired.package.manifest_path),
+        labels.MANIFEST: desired.package.owner,
     }
     if role:
         container_labels_[labels.ROLE] = role

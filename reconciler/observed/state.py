@@ -81,6 +81,7 @@ class Observed:
     images_in_use: frozenset[str] = frozenset()  # ids of the images any container was created from
     manifests: FolderState | None = None  # the Kubernetes folder (kubernetes mode)
     proxy_image_present: bool = True
+    foreign: tuple[ContainerState, ...] = ()  # containers of a same-named package from another checkout
 
 
 def image_state(summary: dict) -> ImageState:
@@ -225,14 +226,15 @@ class Snapshot:
     def images_of(self, package: str) -> list[ImageState]:
         return [i for i in self.images or () if i.package == package]
 
-    def containers_of(self, package: str) -> list[ContainerState]:
-        return [c for c in self.containers if c.package == package]
+    def containers_of(self, owner: str) -> list[ContainerState]:
+        """The containers of the package whose manifest is `owner` (its real path)."""
+        return [c for c in self.containers if c.manifest == owner]
 
     def image_with_hash(self, package: str, image_hash: str, reference: str) -> ImageState | None:
         """The image carrying `image_hash`, if the engine has it: from a serving container
         already running it, else by one inspect of its tag, else from the listing."""
         running = next(
-            (c for c in self.containers_of(package) if c.image_hash == image_hash and c.image_id),
+            (c for c in self.containers if c.package == package and c.image_hash == image_hash and c.image_id),
             None,
         )
         if running is not None and self.images is None:
@@ -253,6 +255,7 @@ class Snapshot:
         folder: FolderState,
         package: str,
         *,
+        owner: str,
         image_hash: str,
         image_ref: str,
         push_ref: str,
@@ -262,11 +265,13 @@ class Snapshot:
     ) -> Observed:
         """One package's observed state. `base_image` (the manifest's reference) is None in
         Dockerfile mode, where the engine has nothing of the package's to observe but
-        leftover containers; `base` is its pin in package.lock."""
-        containers = self.containers_of(package)
+        leftover containers; `base` is its pin in package.lock. A container of a package of
+        the same name from another checkout (another `owner`) is reported, never taken over."""
+        containers = self.containers_of(owner)
+        foreign = tuple(c for c in self.containers if c.package == package and c.manifest != owner)
         images = self.images_of(package)
         if base_image is None:
-            return Observed(folder, images=images, containers=containers)
+            return Observed(folder, images=images, containers=containers, foreign=foreign)
         if base is not None and base.by == "image id":
             from_image = base.pin  # FROM names the tag, but only the pinned image will do
         else:
@@ -290,4 +295,5 @@ class Snapshot:
             base_moved=moved_from_pin(self.image_details(base_image), base),
             registry_has=registry_has,
             images_in_use=in_use,
+            foreign=foreign,
         )

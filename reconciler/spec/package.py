@@ -43,6 +43,12 @@ class Package:
     def name(self) -> str:
         return self.manifest.name
 
+    @functools.cached_property
+    def owner(self) -> str:
+        """Who the package's images and containers belong to: its manifest's real path. Two
+        checkouts never share it, and a symlinked route to the same package does."""
+        return os.path.realpath(self.manifest_path)
+
     @property
     def directory(self) -> Path:
         return self.manifest_path.parent
