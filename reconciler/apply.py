@@ -228,6 +228,20 @@ def proxy_image(package: Package) -> str | None:
     return container.proxy_image if package.manifest.output.mode == "container" and container.proxy else None
 
 
+def _recheck_inputs(outcome: Outcome, session: Session) -> bool:
+    """Before an input that the stat cache vouched for counts as changed, read it again: a
+    cache row can be wrong (a cache is a hint, never the truth)."""
+    folder, desired = outcome.observed.folder, outcome.desired
+    if folder.status != "ours" or folder.image_hash == desired.image_hash:
+        return False
+    suspects = [
+        file.path
+        for file in desired.files
+        if desired.file_digests[file.destination] != folder.inputs.get(file.destination)
+    ]
+    return session.digester.recheck(suspects)
+
+
 def reconcile(
     paths: Sequence[str],
     session: Session,
@@ -265,6 +279,9 @@ def reconcile(
         except ReconcilerError as error:
             outcome.problems.append(Problem(str(package.manifest_path), str(error)))
             continue
+        if _recheck_inputs(outcome, session):  # the stat cache was wrong about an input: hash again
+            outcome.desired = desire_packages([package], session, frozen=frozen, dev=dev, snapshot=snapshot)[0].desired
+            outcome.observed = _observe(outcome, session, snapshot)
         intent = Intent.of(outcome.desired)
         if use_engine or intent.mode == "dockerfile":
             outcome.plan = plan_package(intent, outcome.observed, reload=package.manifest_path in reload)

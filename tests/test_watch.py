@@ -127,7 +127,7 @@ def test_new_and_deleted_packages(package_dir, repo, runtime_only_lock):
         mark = len(watch.output)
         shutil.rmtree(repo / "second")
         watch.wait_for(
-            r"^second: second/package.yaml deleted; its container is left running \(watch --prune removes it\)",
+            r"^second: second/package.yaml deleted; its build folder stays$",  # a Dockerfile-mode package
             after=mark,
         )
 
@@ -390,3 +390,15 @@ def test_a_build_that_fails_on_its_inputs_waits_for_a_change(repo, base_image, r
     finally:
         remove_package_objects(docker_client, name)
         docker_client.images.remove(broken_base, force=True)
+
+
+def test_a_new_package_folder_is_picked_up_within_moments(package_dir, repo, runtime_only_lock):
+    with WatchProcess(repo, cwd=repo, extra=["--resync", "600"]) as watch:
+        watch.wait_for(r"^demo: start: ")
+        mark = len(watch.output)
+        started = time.monotonic()
+        fresh = repo / "team" / "fresh"
+        write_package(fresh, name="fresh")
+        shutil.copy(runtime_only_lock, fresh / "package.lock")
+        watch.wait_for(r"^fresh: .* -> write", after=mark, timeout=10)
+        assert time.monotonic() - started < 5, "not left for the resync (600 s here)"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from reconciler.cli.commands import COMMANDS, EXIT_ERROR
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`reconciler hash | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except ReconcilerError as error:  # refused before anything changed: no engine, a lock held, ...
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -46,12 +46,13 @@ def schema(arguments: argparse.Namespace) -> int:
 def validate(arguments: argparse.Namespace) -> int:
     from reconciler.desired.pins import read_lock
     from reconciler.desired.requirements import read_requirements
+    from reconciler.desired.sources import model_files, source_files
     from reconciler.spec.discovery import load_workspace
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
     for package in workspace.packages:
-        for check in (read_requirements, read_lock):
+        for check in (read_requirements, read_lock, source_files, model_files):
             try:
                 check(package)
             except InvalidInput as error:

@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "validate",
         help="check manifests, paths and entry scripts (offline, no Docker)",
         description="Check every package.yaml below PATH: YAML, fields, paths inside the repository, "
-        "and that each entry script defines init() and run(). Prints every problem as "
+        "requirement files (requirements only, no pip options or direct references), what cannot "
+        "go into an image (named pipes, devices, symlink loops, names that are not UTF-8), and that "
+        "each entry script defines init() and run(). Prints every problem as "
         "file:line:column: field: message. Fast and offline: suited to a pre-commit hook.",
     )
     _add_paths(validate)

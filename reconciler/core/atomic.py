@@ -6,8 +6,19 @@ import os
 import tempfile
 from pathlib import Path
 
+from reconciler.core.errors import TemporaryError
+from reconciler.core.paths import display_path
+
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data`, or leave it as it was; a failure (a full disk) names `path`."""
+    try:
+        _write_atomic(path, data, mode)
+    except OSError as error:
+        raise TemporaryError(f"cannot write {display_path(path)}: {error.strerror or error}") from None
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

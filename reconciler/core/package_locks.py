@@ -52,7 +52,9 @@ class PackageLocks:
     two reconcilers locking overlapping sets), waiting at most `timeout` seconds."""
 
     def __init__(self, manifests: Iterable[Path], *, timeout: float, command: str | None = None):
-        unique = sorted({Path(os.path.realpath(m)) for m in manifests}, key=str)  # one lock per package, however reached
+        unique = sorted(
+            {Path(os.path.realpath(m)) for m in manifests}, key=str
+        )  # one lock per package, however reached
         self.paths = [(_lock_path(manifest), manifest) for manifest in unique]
         self.timeout = timeout
         self.command = command or " ".join(["reconciler", *sys.argv[1:2]])

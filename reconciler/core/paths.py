@@ -8,13 +8,15 @@ from pathlib import Path
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as a person wants to read it: relative to the working directory when below it."""
+    """A path as a person wants to read it: relative to the working directory when below it,
+    and printable whatever bytes its name holds (what is not UTF-8 shows as \\xNN)."""
     path = os.fspath(path)
     try:
         relative = os.path.relpath(path)
     except ValueError:  # another drive on Windows
-        return path
-    return path if relative.startswith(os.pardir) else relative
+        relative = os.pardir
+    shown = path if relative.startswith(os.pardir) else relative
+    return os.fsencode(shown).decode("utf-8", "backslashreplace")
 
 
 def inside(path: Path | str, root: Path | str) -> bool:

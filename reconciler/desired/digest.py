@@ -64,12 +64,14 @@ class Digester:
         self.cache = cache
         self.files_read = 0
         self.bytes_read = 0
+        self.from_cache: set[str] = set()  # paths whose digest this run took from the cache
 
     def file(self, path: str, stat: os.stat_result | None = None) -> str:
         if stat is None:
             stat = os.stat(path)
         cached = self.cache.lookup(path, stat)
         if cached is not None:
+            self.from_cache.add(path)
             return cached
         started = now_ns()
         digest = read_digest(path, stat.st_size)
@@ -79,3 +81,20 @@ class Digester:
         self.files_read += 1
         self.bytes_read += stat.st_size
         return digest
+
+    def recheck(self, paths: list[str]) -> bool:
+        """Read again the files among `paths` whose digest came from the cache, and correct the
+        cache where it was wrong. The cache is a hint: where its answer disagrees with a stamp,
+        the file decides. Whether any digest was wrong."""
+        wrong = False
+        for path in paths:
+            if path not in self.from_cache:
+                continue
+            self.from_cache.discard(path)
+            stat = os.stat(path)
+            started = now_ns()
+            digest = read_digest(path, stat.st_size)
+            if digest != self.cache.lookup(path, stat):
+                wrong = True
+                self.cache.store(path, stat, digest, started)
+        return wrong

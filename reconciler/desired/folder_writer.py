@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconciler import __version__
-from reconciler.core.errors import PermanentError
+from reconciler.core.errors import PermanentError, TemporaryError
+from reconciler.core.paths import display_path
 from reconciler.core.stamp import STAMP_NAME, Stamp, ownership
 from reconciler.desired.digest import Digester, bytes_digest, is_executable, with_mode
 
@@ -88,11 +89,17 @@ def write_stamped_folder(
     owner = ownership(target, package)
     if owner.status not in ("missing", "ours"):
         raise PermanentError(owner.detail)
+    try:
+        return _write(target, owner.stamp, package, image_hash, inputs, digester, fill, revision)
+    except OSError as error:  # a full disk: the folder as it was stays, and the message says where
+        raise TemporaryError(f"cannot write {display_path(target)}: {error.strerror or error}") from None
+
+
+def _write(target, previous, package, image_hash, inputs, digester, fill, revision) -> Stamp:
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(target)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.reconciler-new-", dir=target.parent))
     try:
-        previous = owner.stamp
         writer = FolderWriter(scratch, digester, target if previous else None, previous.files if previous else {})
         fill(writer)
         stamp = Stamp(

@@ -58,11 +58,23 @@ def _compiled_spec(user_lines: tuple[str, ...]) -> pathspec.PathSpec:
     return pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORES, *user_lines, *ALWAYS_IGNORED])
 
 
+_KINDS = ((stat_module.S_ISFIFO, "a named pipe"), (stat_module.S_ISSOCK, "a socket"), (stat_module.S_ISCHR, "a device"))
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is neither a regular file nor a folder is, for a message."""
+    return next((kind for test, kind in _KINDS if test(mode)), "a device")
+
+
 class _Walker:
     """Walks one folder tree into InputFiles under `prefix`.
 
-    `loc` is the manifest field blamed for a symlink that leaves the repository;
-    `app` walks also skip other packages' folders and reconciler's outputs.
+    What the ignore rules exclude is never looked into (a hidden symlink that leaves the
+    repository is no problem when it is ignored). What cannot go into an image (a named
+    pipe, a socket, a device, a symlink loop, a name that is not UTF-8, a symlink leaving the
+    repository) is a problem naming its path, and all of them are reported together. `loc`
+    is the manifest field blamed; `app` walks also skip other packages' folders and
+    reconciler's outputs.
     """
 
     def __init__(self, package: Package, prefix: str, spec: pathspec.PathSpec, skip: set[str], loc: tuple, app: bool):
@@ -75,49 +87,70 @@ class _Walker:
         self.app = app
         self.visited: set[tuple[int, int]] = set()
         self.files: list[InputFile] = []
+        self.problems: list[Problem] = []
 
     def walk(self, top: str) -> list[InputFile]:
         status = os.stat(top)
         self._directory(top, "", (status.st_dev, status.st_ino))
+        if self.problems:
+            raise InvalidInput(self.problems)
         self.files.sort(key=lambda f: f.destination)
         return self.files
 
-    def _resolve_link(self, link: str) -> str:
-        target = os.path.realpath(link)
-        if not inside(target, self.real_root):
-            raise InvalidInput(
-                [
-                    self.package.problem(
-                        self.loc, f"{display_path(link)} is a symlink to {target}, outside the repository"
-                    )
-                ]
-            )
-        return target
+    def _problem(self, message: str) -> None:
+        self.problems.append(self.package.problem(self.loc, message))
 
     def _directory(self, directory: str, relative: str, identity: tuple[int, int]) -> None:
-        if identity in self.visited:  # a symlink loop
+        if identity in self.visited:  # a folder reached twice through links: once is enough
             return
         self.visited.add(identity)
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as error:
+            self._problem(f"cannot read {display_path(directory)}: {error.strerror}")
+            return
         if relative and self.app and any(e.name in (STAMP_NAME, MANIFEST_NAME) for e in entries):
             return  # a build folder, or another package's folder
         for entry in entries:
             if entry.path in self.skip:
                 continue
             child = f"{relative}/{entry.name}" if relative else entry.name
-            linked = entry.is_symlink()
-            path = self._resolve_link(entry.path) if linked else entry.path
             try:
-                status = os.stat(path) if linked else entry.stat()
-            except FileNotFoundError:
-                continue  # a dangling link: nothing to copy
-            is_dir = stat_module.S_ISDIR(status.st_mode)
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
             if self.spec.match_file(child + "/" if is_dir else child):
+                continue  # ignored: never followed, never read
+            shown = display_path(entry.path)
+            try:
+                entry.name.encode("utf-8")
+            except UnicodeEncodeError:
+                self._problem(f"{shown}: the name is not UTF-8; rename it, or list it in {IGNORE_FILE}")
                 continue
-            if is_dir:
-                self._directory(path, child, (status.st_dev, status.st_ino))
-            elif stat_module.S_ISREG(status.st_mode):  # not sockets or fifos
-                self.files.append(InputFile(path, f"{self.prefix}/{child}", bool(status.st_mode & 0o111), status))
+            self._entry(entry, child, shown)
+
+    def _entry(self, entry: os.DirEntry, child: str, shown: str) -> None:
+        path = entry.path
+        try:
+            if entry.is_symlink():
+                path = os.path.realpath(entry.path, strict=True)
+                if not inside(path, self.real_root):
+                    self._problem(f"{shown} is a symlink to {path}, outside the repository")
+                    return
+                status = os.stat(path)
+            else:
+                status = entry.stat()
+        except FileNotFoundError:
+            return  # a dangling link: nothing to copy
+        except OSError as error:
+            self._problem(f"{shown} cannot be read ({error.strerror}); a symlink loop?")
+            return
+        if stat_module.S_ISDIR(status.st_mode):
+            self._directory(path, child, (status.st_dev, status.st_ino))
+        elif stat_module.S_ISREG(status.st_mode):
+            self.files.append(InputFile(path, f"{self.prefix}/{child}", bool(status.st_mode & 0o111), status))
+        else:
+            self._problem(f"{shown} is {special_kind(status.st_mode)}, not a file; list it in {IGNORE_FILE}")
 
 
 def source_files(package: Package) -> list[InputFile]:

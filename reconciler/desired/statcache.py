@@ -139,8 +139,7 @@ class StatCache:
             if self._db is None:
                 return
             self._pending.append((path, *row))
-            if path in self._memory:
-                self._memory[path] = row
+            self._memory[path] = row  # later lookups in this run see it before it is flushed
 
     def flush(self) -> None:
         with self._lock:

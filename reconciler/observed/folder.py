@@ -32,9 +32,13 @@ def _folder_digests(folder: str, digester: Digester) -> dict[str, str]:
 
 
 def folder_drift(folder: Path, files: dict[str, str], digester: Digester) -> list[str]:
-    """Files edited, added or removed since the stamp was written."""
+    """Files edited, added or removed since the stamp was written. Where a digest from the
+    stat cache disagrees with the stamp, the file is read again before it counts as drift."""
     digester.cache.preload(str(folder))
     actual = _folder_digests(str(folder), digester)
+    suspects = [str(folder / r) for r in files.keys() & actual.keys() if actual[r] != files[r]]
+    if suspects and digester.recheck(suspects):
+        actual = _folder_digests(str(folder), digester)
     drift = []
     for relative in sorted(files.keys() | actual.keys()):
         if relative not in actual:

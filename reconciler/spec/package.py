@@ -15,6 +15,7 @@ import ast
 import difflib
 import functools
 import os
+import stat
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,8 @@ def load_package(manifest_path: Path) -> Package:
     """Load and check one manifest; raise InvalidInput listing every problem."""
     manifest_path = Path(os.path.abspath(manifest_path))
     try:
+        if not stat.S_ISREG(os.stat(manifest_path).st_mode):  # a named pipe would block the read
+            raise InvalidInput([Problem(str(manifest_path), "is not a regular file")])
         with open(manifest_path, "rb") as handle:
             raw = handle.read(MAX_MANIFEST_BYTES + 1)
     except OSError as error:
@@ -315,6 +318,8 @@ def _path_problem(package: Package, loc: Loc, path: Path, *, want: str) -> Probl
         return package.problem(loc, f"{display_path(path)} is not a file")
     if want == "folder" and not real.is_dir():
         return package.problem(loc, f"{display_path(path)} is not a folder")
+    if want == "any" and not (real.is_file() or real.is_dir()):
+        return package.problem(loc, f"{display_path(path)} is neither a file nor a folder (a named pipe, a device?)")
     if not os.access(real, os.R_OK | (os.X_OK if real.is_dir() else 0)):
         return package.problem(loc, f"{display_path(path)} is not readable")
     return None

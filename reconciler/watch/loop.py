@@ -55,6 +55,10 @@ class Retries:
     def succeeded(self, key: Path | None) -> None:
         self.due.pop(key, None)
 
+    @property
+    def whole_run_failing(self) -> bool:
+        return None in self.due
+
     def next_due(self, default: float) -> float:
         if None in self.due:  # the whole run failed: its retry covers every package
             return min(self.due[None][1], default)
@@ -142,11 +146,22 @@ class Watcher:
             if manifest.exists():
                 watched[manifest] = self.watched[manifest]
             else:
-                name = self.watched[manifest].package.name
-                kept = "removed with --prune" if self.options.prune else "left running (watch --prune removes it)"
-                self.say(f"{name}: {display_path(manifest)} deleted; its container is {kept}")
+                package = self.watched[manifest].package
+                self.say(f"{package.name}: {display_path(manifest)} deleted; {self._what_stays(package)}")
         self.watched = watched
         self.events.watch_folders(folders_to_watch(self.paths, self.watched))
+
+    def _what_stays(self, package) -> str:
+        mode = package.manifest.output.mode
+        if mode == "container":
+            return "its containers are " + (
+                "removed (--prune)" if self.options.prune else "left running (watch --prune removes them)"
+            )
+        if mode in ("image", "kubernetes"):
+            return "its images are " + (
+                "removed (--prune)" if self.options.prune else "kept (watch --prune removes them)"
+            )
+        return "its build folder stays"
 
     def _retry(self, key: Path | None, message: str) -> None:
         self.say(f"{message}; retrying in {self.retries.failed(key):g} s")
@@ -212,7 +227,8 @@ class Watcher:
             if packages:
                 self.run_pipeline(packages, reason="retry")
             if time.monotonic() >= resync_at:
-                self.run_pipeline(None)
+                if not self.retries.whole_run_failing:  # its retry stands in for the resync
+                    self.run_pipeline(None)
                 resync_at = self._next_resync()
 
     def run(self) -> int:

@@ -81,14 +81,18 @@ def route(batch: set[str], watched: Mapping[Path, WatchedPackage], roots: list[s
         if os.path.basename(path) == MANIFEST_NAME and Path(path) not in watched:
             changes.rescan = changes.rescan or any(inside(path, root) for root in roots)
             continue
+        belongs = False
         for manifest, package in watched.items():
             kind = package.classify(path)
             if kind is None:
                 continue
+            belongs = True
             changes.touched.setdefault(manifest, set()).add(path)
             app_only[manifest] = app_only.get(manifest, True) and kind == "app"
             if path == str(manifest) and not os.path.exists(path):
                 changes.rescan = True
+        if not belongs and os.path.isdir(path) and any(inside(path, root) for root in roots):
+            changes.rescan = True  # a new folder: it may become a package; watch it from now on
     if dev:
         changes.reload = {
             manifest
