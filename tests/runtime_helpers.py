@@ -56,6 +56,16 @@ class RuntimeProcess:
     def logs(self) -> str:
         return Path(self.log_file.name).read_text(errors="replace")
 
+    def request_log_lines(self, count: int, timeout: float = 10) -> list[str]:
+        """The request log lines, once there are `count` of them (they are written after the
+        response, so a client may see its answer first)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.logs.splitlines() if "reconciler.runtime.requests" in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
     def wait_alive(self, timeout: float = 30) -> None:
         self._wait("/", timeout)
 

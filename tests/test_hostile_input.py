@@ -4,14 +4,20 @@ yields in docs/reliability.md."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import subprocess
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from .conftest import run_cli, write_package
+from .runtime_helpers import RuntimeProcess, write_app
 
 SECRET = "s3cr3t-value-that-must-never-print"
 
@@ -118,3 +124,77 @@ def test_hash_options_are_kept_and_other_trailing_options_refused(repo):
     assert result.returncode == 1
     assert "demo/requirements.txt:2: requirements: only --hash options may follow a requirement" in result.stderr
     assert "requirements.txt:1:" not in result.stderr
+
+
+# -- the scoring runtime, in front of any client ---------------------------------------------
+
+SLEEPY = """\
+    import json
+    import time
+
+    def init():
+        pass
+
+    def run(raw_data):
+        time.sleep(json.loads(raw_data).get("sleep", 0))
+        return len(raw_data)
+"""
+
+
+def test_request_ids_are_bounded_and_cannot_forge_a_header_or_a_log_field(tmp_path):
+    """A 10,000-character client id was echoed back; a crafted x-request-id forged log fields."""
+    with RuntimeProcess(write_app(tmp_path / "app", SLEEPY)) as server:
+        server.wait_ready()
+        long_id = requests.post(server.url + "/score", data="{}", headers={"x-ms-client-request-id": "c" * 10_000})
+        assert long_id.status_code == 431
+        assert "c" * 101 not in str(long_id.headers)
+        forged = requests.post(
+            server.url + "/score", data="{}", headers={"x-request-id": "x status=200 ms=0.1 request_id=forged"}
+        )
+        assert forged.status_code == 200
+        assert re.fullmatch(r"[0-9a-f-]{36}", forged.headers["x-request-id"]), "a uuid replaces an unsafe id"
+        odd_path = requests.get(server.url + "/no%20such status=200")
+        assert odd_path.status_code == 404
+        lines = server.request_log_lines(3)
+        assert len(lines) == 3, server.logs
+        for line in lines:
+            fields = line.split(" reconciler.runtime.requests: ")[1].split(" ")
+            assert [field.split("=")[0] for field in fields] == ["method", "path", "status", "ms", "request_id"], line
+        assert "forged" not in server.logs
+        assert "path=/no%20such%20status=200 status=404" in lines[2]
+
+
+def test_large_bodies_at_once_are_refused_past_their_budget_and_slow_ones_time_out(tmp_path):
+    """Ten concurrent 99 MB bodies pushed one container past 1 GiB: what bodies hold at once is
+    capped (503 with Retry-After, then served again), and a body that trickles in gets a 408."""
+    env = {"MAX_REQUEST_BODY_BYTES": "1000000", "MAX_INFLIGHT_BODY_BYTES": "1500000", "REQUEST_BODY_TIMEOUT_S": "1"}
+    big = json.dumps({"sleep": 2, "pad": "x" * 900_000})
+    with RuntimeProcess(write_app(tmp_path / "app", SLEEPY), env=env) as server:
+        server.wait_ready()
+        with ThreadPoolExecutor(2) as pool:
+            held = pool.submit(requests.post, server.url + "/score", data=big)
+            time.sleep(0.7)  # the first body is in and held while run() sleeps
+            refused = requests.post(server.url + "/score", data=big)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1", refused.text
+            assert held.result().status_code == 200
+        assert requests.post(server.url + "/score", data=big.replace('"sleep": 2', '"sleep": 0')).status_code == 200
+
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            slow.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            assert slow.recv(4096).startswith(b"HTTP/1.1 408 ")
+
+
+def test_connections_that_never_finish_a_request_head_are_closed(tmp_path):
+    """A connection idle from the start, or sending its headers byte by byte, was held forever."""
+    env = {"REQUEST_HEADER_TIMEOUT_S": "1"}
+    with RuntimeProcess(write_app(tmp_path / "app", SLEEPY), env=env) as server:
+        server.wait_ready()
+        for opening in (b"", b"GET / HTTP/1.1\r\nHost: x\r\n"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+                idle.sendall(opening)
+                started = time.monotonic()
+                assert idle.recv(4096) == b"", "closed without an answer"
+                assert time.monotonic() - started < 5
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as polite:
+            polite.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert polite.recv(4096).startswith(b"HTTP/1.1 200 ")

@@ -348,8 +348,9 @@ def test_one_log_line_per_request(echo_app):
         server.wait_ready()
         requests.post(server.url + "/score", data="{}", headers={"x-request-id": "log-me"})
         requests.get(server.url + "/missing")
-        time.sleep(0.3)
-        lines = [line for line in server.logs.splitlines() if "reconciler.runtime.requests" in line]
+        server.request_log_lines(2)  # both are written
+        time.sleep(0.3)  # and no third comes
+        lines = server.request_log_lines(3, timeout=0)
         assert len(lines) == 2, server.logs
         assert re.search(r"method=POST path=/score status=200 ms=\d+\.\d{3} request_id=log-me$", lines[0])
         assert re.search(r"method=GET path=/missing status=404 ms=", lines[1])

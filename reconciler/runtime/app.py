@@ -18,12 +18,13 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from . import swagger
 from .config import Settings
@@ -35,6 +36,14 @@ log = logging.getLogger("reconciler.runtime")
 probes_log = logging.getLogger("reconciler.runtime.requests")
 
 REQUEST_ID_LIMIT = 100
+SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")  # what a request id may hold to be echoed and logged
+
+
+class BodyRefused(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+
+
 JSON = [(b"content-type", b"application/json")]
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 PROBE_PATHS = frozenset({"/", "/ready"})
@@ -87,6 +96,7 @@ class ScoringApp:
         self.service_ready = service_ready or (lambda: self.ready)
         self.script: EntryScript | None = None
         self.ready = False
+        self.inflight_bytes = 0  # request bodies held right now
         self.runner: RunThread | None = None
         self.request_log: RequestLog | None = None
         self.swagger: dict[str, bytes] = {}
@@ -159,11 +169,13 @@ class ScoringApp:
                 client_request_id = value.decode("latin-1")
             elif name == b"origin":
                 origin = value.decode("latin-1")
-        if request_id is None:
-            request_id = str(uuid.uuid4())
-        if len(request_id) > REQUEST_ID_LIMIT or len(client_request_id or "") > REQUEST_ID_LIMIT:
+        too_long = len(request_id or "") > REQUEST_ID_LIMIT or len(client_request_id or "") > REQUEST_ID_LIMIT
+        if request_id is None or too_long or not SAFE_ID.match(request_id):
+            request_id = str(uuid.uuid4())  # never echo or log what could forge a header or a log field
+        if client_request_id is not None and (too_long or not SAFE_ID.match(client_request_id)):
+            client_request_id = None
+        if too_long:
             status, headers, body = _error(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
-            request_id = ""
         elif path == "/score":
             status, headers, body = await self._score(method, scope, receive, raw_headers)
         elif path == "/":
@@ -197,27 +209,41 @@ class ScoringApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         if path not in PROBE_PATHS or status != 200:
-            self.request_log.write(method, path, status, (time.perf_counter() - started) * 1000, request_id)
+            shown = quote(path, safe="/:@!$&'()*+,;=-._~")  # a decoded path may hold spaces: never a new field
+            self.request_log.write(method, shown, status, (time.perf_counter() - started) * 1000, request_id)
         elif probes_log.isEnabledFor(logging.DEBUG):
             probes_log.debug("method=%s path=%s status=%d", method, path, status)
 
-    async def _read_body(self, scope, receive) -> bytes | None:
-        """The request body, or None when it is over the limit (413)."""
+    async def _read_body(self, scope, receive) -> bytes:
+        """The request body. BodyRefused over the per-request limit (413), when the bodies held
+        at once would pass their budget (503, try again), or when it arrives too slowly (408).
+        The bytes are counted in `inflight_bytes` until `_release`."""
         limit = self.settings.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                return None
+                raise BodyRefused(413, f"request body is larger than the {limit / (1024 * 1024):g} MB limit")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_s):
+                while True:
+                    message = await receive()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    self.inflight_bytes += len(chunk)
+                    if size > limit:
+                        raise BodyRefused(413, f"request body is larger than the {limit / (1024 * 1024):g} MB limit")
+                    if self.inflight_bytes > self.settings.max_inflight_body_bytes:
+                        raise BodyRefused(503, "too many large requests at once; try again")
+                    chunks.append(chunk)
+                    if not message.get("more_body"):
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except TimeoutError:
+            self.inflight_bytes -= size
+            raise BodyRefused(408, f"the request body did not arrive within {self.settings.body_timeout_s} s") from None
+        except BodyRefused:
+            self.inflight_bytes -= size
+            raise
 
     async def _score(self, method: str, scope, receive, raw_headers) -> tuple[int, list, bytes]:
         if method == "OPTIONS":
@@ -226,10 +252,19 @@ class ScoringApp:
             return _error(405, "Method not allowed")
         if not self.ready:
             return _error(503, "init() has not returned yet; the service is not ready")
-        body = await self._read_body(scope, receive) if method == "POST" else b""
-        if body is None:
-            limit_mb = self.settings.max_body_bytes / (1024 * 1024)
-            return _error(413, f"request body is larger than the {limit_mb:g} MB limit")
+        try:
+            body = await self._read_body(scope, receive) if method == "POST" else b""
+        except BodyRefused as refused:
+            status, headers, payload = _error(refused.status, refused.message)
+            if refused.status == 503:
+                headers.append((b"retry-after", b"1"))
+            return status, headers, payload
+        try:
+            return await self._score_body(method, scope, raw_headers, body)
+        finally:
+            self.inflight_bytes -= len(body)
+
+    async def _score_body(self, method: str, scope, raw_headers, body: bytes) -> tuple[int, list, bytes]:
         script = self.script
         request = Request(method, scope["query_string"], raw_headers, body)
         try:

@@ -38,6 +38,10 @@ class Settings:
     scoring_timeout_ms: int = 3_600_000
     shutdown_timeout_s: int = 300
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_inflight_body_bytes: int = 2 * DEFAULT_MAX_BODY_BYTES  # all request bodies held at once, per worker
+    body_timeout_s: int = 60  # a request body that takes longer to arrive gets a 408
+    head_timeout_s: int = 10  # a connection whose request head takes longer is closed
+    keep_alive_s: int = 5  # an idle connection between requests is closed after this
     cors_origins: tuple[str, ...] = ()
     service_name: str = "ML service"
     service_version: str = "1.0"
@@ -47,7 +51,8 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: dict[str, str], *, port: int | None = None, host: str | None = None) -> Settings:
         """Read AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT,
-        SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES."""
+        SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES,
+        MAX_INFLIGHT_BODY_BYTES, REQUEST_BODY_TIMEOUT_S, REQUEST_HEADER_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S."""
         app_root = environ.get("AML_APP_ROOT", DEFAULT_APP_ROOT)
         entry = environ.get("AZUREML_ENTRY_SCRIPT", "score.py")
         entry_path = entry if os.path.isabs(entry) else os.path.join(app_root, entry)
@@ -62,6 +67,10 @@ class Settings:
             scoring_timeout_ms=_integer(environ, "SCORING_TIMEOUT_MS", 3_600_000),
             shutdown_timeout_s=_integer(environ, "WORKER_TIMEOUT", 300),
             max_body_bytes=_integer(environ, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_inflight_body_bytes=_integer(environ, "MAX_INFLIGHT_BODY_BYTES", 2 * DEFAULT_MAX_BODY_BYTES),
+            body_timeout_s=_integer(environ, "REQUEST_BODY_TIMEOUT_S", 60),
+            head_timeout_s=_integer(environ, "REQUEST_HEADER_TIMEOUT_S", 10),
+            keep_alive_s=_integer(environ, "KEEP_ALIVE_TIMEOUT_S", 5),
             cors_origins=origins,
             service_name=environ.get("SERVICE_NAME", "ML service"),
             service_version=environ.get("SERVICE_VERSION", "1.0"),

@@ -29,12 +29,15 @@ EXIT_CONFIG = 2
 def _uvicorn_config(settings: Settings, app):
     import uvicorn
 
+    from .connections import guarded_protocol
+
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
+        http=guarded_protocol(settings.head_timeout_s),  # httptools, with a deadline for request heads
+        timeout_keep_alive=settings.keep_alive_s,
         lifespan="on",
         access_log=False,  # our own request log line carries the request id and timing
         log_config=None,
