@@ -30,6 +30,7 @@ from reconciler.core.package_locks import PackageLocks
 from reconciler.desired.digest import Digester
 from reconciler.desired.pins import BasePin, Lock, read_lock, resolve, write_lock
 from reconciler.desired.proxy import network_name, serving_name
+from reconciler.desired.secrets import SecretSource
 from reconciler.desired.statcache import StatCache
 from reconciler.desired.state import Desired, desire, image_reference
 from reconciler.desired.wheels import WheelCache
@@ -54,8 +55,9 @@ from reconciler.spec.package import Package
 class Session:
     """What one run keeps from start to end: the caches, and the engine once asked for."""
 
-    def __init__(self, root: Path | None = None, *, build_slots: int = 1):
+    def __init__(self, root: Path | None = None, *, build_slots: int = 1, secrets_file: Path | None = None):
         self.cache_root = root or cache_dir()
+        self.secrets = SecretSource(self.cache_root, secrets_file)
         self.stat_cache = StatCache(self.cache_root / "statcache.sqlite")
         self.digester = Digester(self.stat_cache)
         self.wheels = WheelCache(self.cache_root / "wheels")
@@ -153,6 +155,7 @@ class Options:
     builds: int = 1  # image builds at once
     lock_timeout_s: float = 120.0  # how long to wait for another reconciler holding a package
     holder: str | None = None  # how the package locks name this process to others
+    secrets_file: Path | None = None  # NAME=value lines for inference.secrets (else the environment)
 
 
 # -- reconcile: desired, observed, plan ------------------------------------------------
@@ -192,7 +195,13 @@ def desire_packages(
         pin_base = snapshot.pin_base if snapshot is not None and base else None
         try:
             outcome.desired = desire(
-                package, session.digester, session.wheels, frozen=frozen, pin_base=pin_base, dev=dev
+                package,
+                session.digester,
+                session.wheels,
+                frozen=frozen,
+                secrets=session.secrets,
+                pin_base=pin_base,
+                dev=dev,
             )
         except InvalidInput as error:
             outcome.problems.extend(error.problems)
@@ -330,7 +339,7 @@ def run(
     anything; failures of single actions land in the outcomes' results."""
     manifests = only if only is not None else discover(list(paths))[0]
     with PackageLocks(manifests, timeout=options.lock_timeout_s, command=options.holder):
-        with Session(build_slots=options.builds) as session:
+        with Session(build_slots=options.builds, secrets_file=options.secrets_file) as session:
             executor = session.executor(progress, should_stop)
             plan = _plan_for_run(paths, session, options, only, reload)
             pulled = _pull_missing_bases(plan, executor, options)

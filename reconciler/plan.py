@@ -43,6 +43,7 @@ class Intent:
     image_hash: str
     container_hash: str
     inputs: Mapping[str, str]
+    container_inputs: Mapping[str, str] = field(default_factory=dict)  # a short digest per container setting
     base_image: str = ""  # what the Dockerfile's FROM names (pinned by digest where package.lock says)
     base_pinned_by: str = ""  # "image id" when the pin is a local image that can only be built from here
     image: str = ""  # repository:hash12
@@ -71,6 +72,7 @@ class Intent:
             image_hash=desired.image_hash,
             container_hash=desired.container_hash,
             inputs=desired.inputs,
+            container_inputs=desired.container_inputs,
             base_image=desired.base.from_reference
             if desired.base
             else manifest.inference.environment.resolved_base_image,
@@ -351,7 +353,11 @@ def _plan_retention(intent: Intent, observed: Observed, plan: PackagePlan) -> No
 def _replace_cause(intent: Intent, current: ContainerState, build_cause: str) -> str:
     if current.image_hash != intent.image_hash:
         return f"new image ({build_cause})" if build_cause else "image changed"
-    return "container settings changed"
+    if not current.container_inputs:  # made before containers recorded their settings
+        return "container settings changed"
+    names = sorted(set(intent.container_inputs) | set(current.container_inputs))
+    changed = [n for n in names if intent.container_inputs.get(n) != current.container_inputs.get(n)]
+    return f"container settings changed: {', '.join(changed) or 'how they are hashed'}"
 
 
 def _plan_container(intent: Intent, observed: Observed, plan: PackagePlan, build_cause: str) -> None:

@@ -2,7 +2,8 @@
 
 The runtime gets the same environment as in the image: the models laid out as
 Azure does (here as symlinks in a temporary folder), AML_APP_ROOT at the source
-folder, the manifest's variables and server settings. It runs in the current
+folder, the manifest's variables and server settings, and its secrets (from `--secrets FILE`
+or this environment). It runs in the current
 Python, so the package's requirements must be installed there; a missing one is
 named before the server starts.
 """
@@ -18,10 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reconciler.core.cachedir import cache_dir
 from reconciler.core.errors import PermanentError
 from reconciler.core.paths import display_path
 from reconciler.desired.dockerfile import ModelLayout, model_dir
 from reconciler.desired.pins import requirement_lines
+from reconciler.desired.secrets import SecretSource
 from reconciler.spec.package import Package
 
 
@@ -49,10 +52,11 @@ def missing_modules(package: Package) -> list[str]:
     return sorted(n for n in names - local if importlib.util.find_spec(n) is None)
 
 
-def runtime_environment(package: Package, model_folder: Path, port: int) -> dict[str, str]:
+def runtime_environment(package: Package, model_folder: Path, port: int, secrets: SecretSource) -> dict[str, str]:
     manifest = package.manifest
     environment = dict(os.environ)
     environment.update(manifest.inference.environment.variables_as_strings)
+    environment.update(secrets.for_package(package).environment)
     environment.update(
         {
             "AML_APP_ROOT": str(package.source_directory),
@@ -66,7 +70,7 @@ def runtime_environment(package: Package, model_folder: Path, port: int) -> dict
     return environment
 
 
-def serve(package: Package, *, port: int, host: str) -> int:
+def serve(package: Package, *, port: int, host: str, secrets_file: Path | None = None) -> int:
     """Run the runtime in the foreground until it stops; return its exit code."""
     if importlib.util.find_spec("uvicorn") is None:
         raise PermanentError(
@@ -82,7 +86,8 @@ def serve(package: Package, *, port: int, host: str) -> int:
             "output.mode: container to run it in its image."
         )
     with tempfile.TemporaryDirectory(prefix=f"reconciler-serve-{package.name}-") as scratch:
-        environment = runtime_environment(package, Path(scratch) / "azureml-models", port)
+        secrets = SecretSource(cache_dir(), secrets_file)
+        environment = runtime_environment(package, Path(scratch) / "azureml-models", port, secrets)
         command = [sys.executable, "-m", "reconciler.runtime", "--port", str(port), "--host", host]
         print(f"serving {package.name} at http://{host}:{port}/score (Ctrl-C to stop)", file=sys.stderr, flush=True)
         process = subprocess.Popen(command, env=environment, cwd=package.source_directory)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from reconciler.desired.digest import Digester, read_digest
+from reconciler.desired.secrets import SecretSource
 from reconciler.desired.statcache import RACY_WINDOW_NS, StatCache
 from reconciler.desired.state import desire
 from reconciler.desired.wheels import WheelCache
@@ -25,7 +26,7 @@ def digester(tmp_path):
 
 def desired_of(package_dir, digester, tmp_path):
     package = load_package(package_dir / "package.yaml")
-    return desire(package, digester, WheelCache(tmp_path / "wheels"), frozen=True)
+    return desire(package, digester, WheelCache(tmp_path / "wheels"), frozen=True, secrets=SecretSource(tmp_path))
 
 
 def edit(path, old, new):

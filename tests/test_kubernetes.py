@@ -40,6 +40,7 @@ EVERY_SETTING = """\
     inference:
       environment: {pip: []}
       server: {timeout_ms: 30000}
+      secrets: {API_TOKEN: SCORING_API_TOKEN, DB_PASSWORD: DB_PASSWORD}
     output:
       mode: kubernetes
       image: {registry: "registry.example.com:5000", repository: team/demo}
@@ -51,6 +52,7 @@ EVERY_SETTING = """\
         autoscale: {min: 2, max: 10, cpu_percent: 70}
         service_port: 8080
         image_pull_secret: registry-credentials
+        secret_name: demo-runtime
         labels: {team: ml, example.com/cost-center: "42"}
         annotations: {example.com/owner: "ml-platform@example.com"}
     """

@@ -68,7 +68,7 @@ def validate(arguments: argparse.Namespace) -> int:
 
 
 def plan(arguments: argparse.Namespace) -> int:
-    with apply.Session() as session:
+    with apply.Session(secrets_file=arguments.secrets) as session:
         reconciliation = apply.reconcile(arguments.paths, session, frozen=arguments.frozen, prune=arguments.prune)
     _emit(reconciliation, arguments, "plan", report.plan_text)
     return _exit_code(reconciliation, changes_pending=True)
@@ -76,7 +76,7 @@ def plan(arguments: argparse.Namespace) -> int:
 
 def apply_(arguments: argparse.Namespace) -> int:
     if arguments.check:
-        with apply.Session() as session:
+        with apply.Session(secrets_file=arguments.secrets) as session:
             reconciliation = apply.check(arguments.paths, session)
         _emit(reconciliation, arguments, "apply --check", report.plan_text)
         if reconciliation.has_changes and arguments.output == "text":
@@ -88,6 +88,7 @@ def apply_(arguments: argparse.Namespace) -> int:
         jobs=arguments.jobs,
         builds=arguments.builds,
         lock_timeout_s=arguments.lock_timeout,
+        secrets_file=arguments.secrets,
     )
     progress = printing_progress(sys.stderr if arguments.output == "json" else sys.stdout)
     reconciliation = apply.run(arguments.paths, options, progress=progress)
@@ -96,7 +97,7 @@ def apply_(arguments: argparse.Namespace) -> int:
 
 
 def status(arguments: argparse.Namespace) -> int:
-    with apply.Session() as session:
+    with apply.Session(secrets_file=arguments.secrets) as session:
         reconciliation = apply.status(arguments.paths, session)
     _emit(reconciliation, arguments, "status", report.status_text)
     return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
@@ -110,6 +111,7 @@ def watch(arguments: argparse.Namespace) -> int:
         dev=arguments.dev,
         prune=arguments.prune,
         resync_s=arguments.resync,
+        secrets_file=arguments.secrets,
         out=sys.stdout,
         verbose=arguments.verbose,
     )
@@ -133,6 +135,7 @@ def sync(arguments: argparse.Namespace) -> int:
         state=state,
         prune=arguments.prune,
         require_signed=arguments.require_signed,
+        secrets_file=arguments.secrets,
         out=sys.stdout,
         verbose=arguments.verbose,
     )
@@ -209,7 +212,7 @@ def hash_(arguments: argparse.Namespace) -> int:
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
-    with apply.Session() as session:  # offline: the hash reads package.lock, never the engine
+    with apply.Session(secrets_file=arguments.secrets) as session:  # offline: reads package.lock, never the engine
         outcomes = apply.desire_packages(workspace.packages, session, frozen=True)
     for outcome in outcomes:
         problems.extend(outcome.problems)
@@ -228,7 +231,8 @@ def serve(arguments: argparse.Namespace) -> int:
     package = _one_package(arguments.path, "serve")
     if package is None:
         return EXIT_ERROR
-    return serve_package(package, port=arguments.port or package.manifest.output.container.port, host=arguments.host)
+    port = arguments.port or package.manifest.output.container.port
+    return serve_package(package, port=port, host=arguments.host, secrets_file=arguments.secrets)
 
 
 def lock(arguments: argparse.Namespace) -> int:

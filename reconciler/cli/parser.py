@@ -7,6 +7,7 @@ Exit codes follow `terraform plan -detailed-exitcode`: 0 in sync (or done),
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -70,6 +71,17 @@ def _add_frozen(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_secrets(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secrets",
+        type=lambda text: Path(os.path.abspath(text)),
+        metavar="FILE",
+        help="NAME=value lines (as a .env file) giving inference.secrets their values; a name not "
+        "in FILE is read from the environment. Values reach containers only, never an image, "
+        "a label, the lock or any output.",
+    )
+
+
 def _duration(text: str) -> float:
     """`60`, `60s`, `5m`, `1h` -> seconds."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text.strip())
@@ -108,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0: in sync; 2: changes pending; 1: errors.",
     )
     _add_paths(plan)
+    _add_secrets(plan)
     _add_frozen(plan)
     _add_prune(plan)
     _add_output(plan)
@@ -120,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "duration. Exit 0 when everything succeeded, 1 otherwise.",
     )
     _add_paths(apply)
+    _add_secrets(apply)
     _add_frozen(apply)
     _add_prune(apply)
     _add_output(apply)
@@ -154,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and never resolves dependencies.",
     )
     _add_paths(status)
+    _add_secrets(status)
     _add_output(status)
 
     hash_ = commands.add_parser(
@@ -164,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or stale package.lock is reported, not resolved.",
     )
     _add_paths(hash_)
+    _add_secrets(hash_)
     _add_output(hash_)
 
     lock = commands.add_parser(
@@ -199,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, metavar="N", help="port to listen on (default: the manifest's output.container.port)"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    _add_secrets(serve)
 
     watch = commands.add_parser(
         "watch",
@@ -210,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backoff; Ctrl-C or SIGTERM stops it.",
     )
     _add_paths(watch)
+    _add_secrets(watch)
     watch.add_argument(
         "--dev",
         action="store_true",
@@ -259,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $XDG_STATE_HOME/reconciler/sync/<repository>-<ref>)",
     )
     _add_prune(sync)
+    _add_secrets(sync)
     sync.add_argument("--once", action="store_true", help="one round, then exit 0 (applied) or 1 (errors)")
     sync.add_argument(
         "--require-signed",

@@ -12,7 +12,7 @@ from reconciler.apply import Outcome, Reconciliation, Relocked, front_container,
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
 from reconciler.desired.revision import Revision
-from reconciler.desired.state import Desired, container_settings, image_settings
+from reconciler.desired.state import Desired, image_settings
 from reconciler.engine.endpoint import score_url
 from reconciler.execute import ActionResult
 from reconciler.plan import Action
@@ -316,7 +316,7 @@ def hash_text(desired: Desired) -> str:
     lines = [
         desired.package.name,
         f"  image hash      {desired.image_hash}",
-        f"  container hash  {desired.container_hash}  (image hash + {json.dumps(container_settings(desired.package))})",
+        f"  container hash  {desired.container_hash}  (image hash + {json.dumps(desired.container_settings)})",
         "  inputs:",
     ]
     width = max(len(name) for name in desired.inputs)

@@ -9,7 +9,8 @@ object and a `kustomization.yaml` listing them.
   startup probe long enough for a slow init(), a grace period that outlasts the longest
   request, resources, and the restricted Pod Security Standard (non-root, read-only root
   filesystem with an emptyDir for /tmp, no capabilities, no privilege escalation,
-  RuntimeDefault seccomp);
+  RuntimeDefault seccomp); `inference.secrets` as `secretKeyRef`s to a Secret the user
+  manages (`output.kubernetes.secret_name`, default `<name>-secrets`), never their values;
 - `service.yaml`: port `service_port` (80) to the container's 5001;
 - `poddisruptionbudget.yaml` when more than one replica can run;
 - `horizontalpodautoscaler.yaml` when `autoscale` is set.
@@ -71,6 +72,11 @@ def _labels(package: Package, image_hash: str) -> dict[str, str]:
         "reconciler.package": package.name,
         "reconciler.hash": image_hash[:12],  # label values are at most 63 characters: the full hash is an annotation
     }
+
+
+def secret_name(package: Package) -> str:
+    """The Secret holding inference.secrets: the user creates it, under the names they are read from."""
+    return package.manifest.output.kubernetes.secret_name or f"{package.name}-secrets"
 
 
 def _resources(package: Package) -> dict:
@@ -137,6 +143,13 @@ def deployment(package: Package, *, image_hash: str, image: str, tag: str) -> di
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    secrets = manifest.inference.secret_sources
+    if secrets:
+        secret = secret_name(package)
+        server["env"] = [
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": source}}}
+            for name, source in sorted(secrets.items())
+        ]
     resources = _resources(package)
     if resources:
         server["resources"] = resources

@@ -24,7 +24,17 @@ from reconciler.desired.dockerfile import CONTAINER_PORT
 from reconciler.spec.package import Package
 
 PROXY_PORT = 8080  # what the proxy listens on inside its container
-CONFIG_PATH = "/etc/reconciler/haproxy.cfg"
+CONFIG_PATH = "/tmp/haproxy.cfg"  # the root filesystem is read-only: the configuration arrives by environment
+CONFIG_VARIABLE = "RECONCILER_PROXY_CONFIG"
+PROXY_MEMORY_BYTES = 256 * 2**20
+# As tightly confined as a serving container by default (see engine.docker.Confinement).
+PROXY_CONFINEMENT = {
+    "read_only_root": True,
+    "tmp_bytes": 2**20,
+    "drop_capabilities": True,
+    "no_new_privileges": True,
+    "pids_limit": 256,
+}
 RESOLVE_INTERVAL_MS = 100
 SWITCH_WAIT_S = 1.0  # ten resolutions: after a rename, the proxy sends nothing more to the old container
 
@@ -44,7 +54,9 @@ def backend_name(package: Package, container_hash: str) -> str:
 
 
 def proxy_command() -> list[str]:
-    return ["haproxy", "-db", "-f", CONFIG_PATH]
+    """Write the configuration from the environment into the tmpfs /tmp, then become HAProxy
+    (so a restart after a reboot writes it again)."""
+    return ["sh", "-c", f'printf "%s" "${CONFIG_VARIABLE}" > {CONFIG_PATH} && exec haproxy -db -f {CONFIG_PATH}']
 
 
 def render_proxy_config(package: Package) -> str:

@@ -14,8 +14,8 @@ image, each input named so that "why did it rebuild?" has an answer.
   until `reconciler lock --upgrade` moves the pin.
 
 The image hash covers what is inside the image; the container hash adds how the
-container runs it (port, address, name, and the source mount of a dev container),
-so a port change never rebuilds. Labels and description, comments, key order and
+container runs it (port, address, name, limits and confinement, keyed digests of its
+secrets, and the source mount of a dev container), so a port change never rebuilds. Labels and description, comments, key order and
 the output folder change nothing.
 """
 
@@ -32,8 +32,9 @@ from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
-from reconciler.desired.proxy import render_proxy_config
+from reconciler.desired.proxy import PROXY_CONFINEMENT, PROXY_MEMORY_BYTES, proxy_command, render_proxy_config
 from reconciler.desired.revision import without_credentials
+from reconciler.desired.secrets import SecretSource, SecretValues
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
 from reconciler.spec.package import Package
@@ -56,6 +57,8 @@ class Desired:
     inputs: dict[str, str]  # what the image hash covers
     image_hash: str
     container_hash: str
+    container_settings: dict[str, object] = field(default_factory=dict)  # what the container hash covers
+    secrets: SecretValues = field(default_factory=SecretValues)  # container mode: given at run time
     proxy_hash: str = ""  # container mode with a proxy: what the proxy container is made of
     manifests_hash: str = ""  # kubernetes mode: what the manifests folder is rendered for
     manifests_inputs: dict[str, str] = field(default_factory=dict)
@@ -66,6 +69,11 @@ class Desired:
     @property
     def short_hash(self) -> str:
         return self.image_hash[:12]
+
+    @property
+    def container_inputs(self) -> dict[str, str]:
+        """A short digest per container setting (one per secret), so a plan can say which changed."""
+        return container_input_digests(self.container_settings)
 
     @property
     def base(self) -> BasePin | None:
@@ -149,6 +157,9 @@ def container_settings(package: Package) -> dict[str, object]:
     settings: dict[str, object] = {
         "name": manifest.container_name,
         "resources": manifest.output.resources.model_dump(exclude_defaults=True),
+        "memory_limit": manifest.output.container_memory_bytes,
+        "security": manifest.output.container.security.model_dump(),
+        "logs": manifest.output.container.logs.model_dump(),
     }
     if manifest.output.container.proxy:
         settings["proxy"] = True
@@ -156,6 +167,16 @@ def container_settings(package: Package) -> dict[str, object]:
         settings["host"] = manifest.output.container.host
         settings["port"] = manifest.output.container.port
     return settings
+
+
+def container_input_digests(settings: dict[str, object]) -> dict[str, str]:
+    digests = {}
+    for name, value in settings.items():
+        if name == "secrets":
+            digests.update({f"secret {secret}": keyed[:16] for secret, keyed in value.items()})
+        else:
+            digests[name] = value_digest(value)[:16]
+    return digests
 
 
 def proxy_settings(package: Package) -> dict[str, object]:
@@ -166,6 +187,8 @@ def proxy_settings(package: Package) -> dict[str, object]:
         "host": container.host,
         "port": container.port,
         "config": value_digest(render_proxy_config(package)),
+        "confinement": {**PROXY_CONFINEMENT, "memory": PROXY_MEMORY_BYTES, "command": proxy_command()},
+        "logs": container.logs.model_dump(),
     }
 
 
@@ -256,6 +279,7 @@ def desire(
     wheel_cache: WheelCache,
     *,
     frozen: bool,
+    secrets: SecretSource,
     pin_base: PinBase | None = None,
     dev: bool = False,
 ) -> Desired:
@@ -264,7 +288,8 @@ def desire(
     `pin_base` pins a base image the lock does not pin yet (image and container modes,
     where an engine is there to ask). With `dev` (watch --dev), a container's code is
     mounted from the source folder and reloaded in place, so app files leave the image
-    hash and the mount enters the container hash."""
+    hash and the mount enters the container hash. A container's secrets enter its hash as
+    keyed digests (see desired.secrets)."""
     dev = is_dev(package, dev)
     lock, locked, notes = ensure_lock(package, wheel_cache, frozen=frozen, pin_base=pin_base)
     index_url = package.manifest.inference.environment.index_url
@@ -284,12 +309,17 @@ def desire(
     inputs[BASE_PIN] = base.hash_input if base else "not pinned"
     inputs = dict(sorted(inputs.items()))
     image_hash = value_digest({"hash_schema": HASH_SCHEMA, "inputs": inputs})
+    output = package.manifest.output
     container = container_settings(package)
     if dev:
         container["dev"] = {"source": str(package.source_directory)}
+    secret_values = secrets.for_package(package) if output.mode == "container" else SecretValues()
+    if secret_values.digests:
+        container["secrets"] = secret_values.digests
     container_hash = value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
-    desired = Desired(package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash)
-    output = package.manifest.output
+    desired = Desired(
+        package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, container, secret_values
+    )
     proxy_hash = ""
     if output.mode == "container" and output.container.proxy:
         proxy_hash = value_digest({"hash_schema": HASH_SCHEMA, "proxy": proxy_settings(package)})

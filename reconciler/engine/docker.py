@@ -80,6 +80,40 @@ class BuildResult:
     cached: int
 
 
+@dataclass(frozen=True)
+class Confinement:
+    """What a container may do beyond serving: read-only root (with a tmpfs /tmp), capabilities,
+    privilege gain, processes, and how much log it keeps."""
+
+    read_only_root: bool
+    tmp_bytes: int
+    drop_capabilities: bool
+    no_new_privileges: bool
+    pids_limit: int  # 0: no limit
+    log_max_size: str  # json-file rotation: "20m"
+    log_max_files: int
+
+    def host_options(self) -> dict:
+        """As keyword arguments of docker's create_host_config."""
+        import docker
+
+        options: dict = {
+            "log_config": docker.types.LogConfig(
+                type="json-file", config={"max-size": self.log_max_size, "max-file": str(self.log_max_files)}
+            )
+        }
+        if self.read_only_root:
+            options["read_only"] = True
+            options["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.tmp_bytes}"}
+        if self.drop_capabilities:
+            options["cap_drop"] = ["ALL"]
+        if self.no_new_privileges:
+            options["security_opt"] = ["no-new-privileges:true"]
+        if self.pids_limit:
+            options["pids_limit"] = self.pids_limit
+        return options
+
+
 class Engine:
     def __init__(self, client):
         self.client = client
@@ -248,6 +282,7 @@ class Engine:
         network: str | None = None,
         command: list[str] | None = None,
         container_port: int = 5001,
+        confinement: Confinement | None = None,
     ) -> str:
         """Create (not start) a container publishing `container_port` (5001) on host:port (port 0:
         any free one), on `network` when given.
@@ -257,7 +292,7 @@ class Engine:
         the container) are read-only. `cpus`, `memory` (bytes) and `gpus` are limits."""
         import docker
 
-        limits: dict = {}
+        limits: dict = confinement.host_options() if confinement else {}
         if cpus:
             limits["nano_cpus"] = int(cpus * 1e9)
         if memory:
@@ -304,19 +339,6 @@ class Engine:
         with engine_call(f"cannot remove network {name}", missing_ok=True):
             self.api.remove_network(name)
 
-    def put_file(self, container_id: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write one file into a container (created or running), making its folder."""
-        import io
-        import tarfile
-
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode = len(data), mode
-            archive.addfile(info, io.BytesIO(data))
-        with engine_call(f"cannot write {path} into container {container_id[:12]}"):
-            self.api.put_archive(container_id, "/", buffer.getvalue())
-
     def start(self, container_id: str) -> None:
         with engine_call(f"cannot start container {container_id[:12]}"):
             self.api.start(container_id)
@@ -360,7 +382,12 @@ class Engine:
             with engine_call(f"cannot inspect container {container_id[:12]}"):
                 details = self.api.inspect_container(container_id)
             state = details["State"]
-            if state["Status"] in ("exited", "dead", "restarting") or details.get("RestartCount"):
+            if state.get("OOMKilled"):
+                limit = details["HostConfig"].get("Memory") or 0
+                return f"the container ran out of memory at its {limit / 2**30:g} GiB limit (output.resources.memory)"
+            if state["Status"] in ("exited", "dead"):
                 return f"the container exited with code {state.get('ExitCode')}"
+            if state["Status"] == "restarting" or details.get("RestartCount"):  # its exit code is gone
+                return "the container exited, and is being restarted"
             time.sleep(0.1)
         return f"not ready after {timeout:g} s"

@@ -11,5 +11,6 @@ IMAGE_HASH = "reconciler.hash"
 MANIFEST = "reconciler.manifest"
 MANAGED = "reconciler.managed"
 CONTAINER_HASH = "reconciler.container-hash"
+CONTAINER_INPUTS = "reconciler.container-inputs"  # JSON: a short digest per setting, to say which changed
 ROLE = "reconciler.role"  # "" (serves on the published port), "backend", "proxy", "canary"
 PROXY_HASH = "reconciler.proxy-hash"

@@ -20,6 +20,7 @@ old-stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -28,7 +29,9 @@ from collections.abc import Callable
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.desired.dockerfile import DEV_APP_ROOT
 from reconciler.desired.proxy import (
-    CONFIG_PATH,
+    CONFIG_VARIABLE,
+    PROXY_CONFINEMENT,
+    PROXY_MEMORY_BYTES,
     PROXY_PORT,
     SWITCH_WAIT_S,
     backend_name,
@@ -38,9 +41,10 @@ from reconciler.desired.proxy import (
 )
 from reconciler.desired.state import Desired
 from reconciler.engine import labels
-from reconciler.engine.docker import Engine
+from reconciler.engine.docker import Confinement, Engine
 from reconciler.engine.endpoint import score_url
 from reconciler.plan import Action
+from reconciler.spec.manifest import ContainerOutput, memory_bytes
 
 
 class ContainerNotReady(PermanentError):
@@ -60,6 +64,7 @@ def container_labels(desired: Desired, role: str = "") -> dict[str, str]:
         labels.PACKAGE: desired.package.name,
         labels.IMAGE_HASH: desired.image_hash,
         labels.CONTAINER_HASH: desired.container_hash,
+        labels.CONTAINER_INPUTS: json.dumps(desired.container_inputs, sort_keys=True, separators=(",", ":")),
         labels.MANIFEST: desired.package.owner,
     }
     if role:
@@ -67,15 +72,48 @@ def container_labels(desired: Desired, role: str = "") -> dict[str, str]:
     return container_labels_
 
 
+def confinement(settings: ContainerOutput) -> Confinement:
+    """output.container.security and .logs, as the engine applies them."""
+    security, logs_ = settings.security, settings.logs
+    return Confinement(
+        read_only_root=security.read_only_root,
+        tmp_bytes=memory_bytes(security.tmp_size),
+        drop_capabilities=security.drop_capabilities,
+        no_new_privileges=security.no_new_privileges,
+        pids_limit=security.pids_limit,
+        log_max_size=logs_.max_size,
+        log_max_files=logs_.max_files,
+    )
+
+
 def run_options(desired: Desired) -> dict:
-    """How the package's containers run: resource limits (output.resources); in dev mode (watch
-    --dev) the source folder mounted read-only, one worker, reloads on request."""
-    resources = desired.package.manifest.output.resources
-    options: dict = {"cpus": resources.cpu_cores, "memory": resources.memory_bytes, "gpus": resources.gpus}
+    """How the package's containers run: confined (output.container.security, .logs), within
+    output.resources (a memory limit always), with their secrets in the environment; in dev mode (watch --dev) the source folder
+    mounted read-only, one worker, reloads on request."""
+    output = desired.package.manifest.output
+    options: dict = {
+        "cpus": output.resources.cpu_cores,
+        "memory": output.container_memory_bytes,
+        "gpus": output.resources.gpus,
+        "confinement": confinement(output.container),
+    }
+    environment = desired.secrets.environment
     if desired.dev:
         options["mounts"] = {str(desired.package.source_directory): DEV_APP_ROOT}
-        options["environment"] = {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"}
+        environment |= {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"}
+    options["environment"] = environment
     return options
+
+
+def proxy_options(desired: Desired) -> dict:
+    """The proxy: its configuration by environment, confined, and small."""
+    logs_ = desired.package.manifest.output.container.logs
+    return {
+        "command": proxy_command(),
+        "environment": {CONFIG_VARIABLE: render_proxy_config(desired.package)},
+        "memory": PROXY_MEMORY_BYTES,
+        "confinement": Confinement(**PROXY_CONFINEMENT, log_max_size=logs_.max_size, log_max_files=logs_.max_files),
+    }
 
 
 def wait_switched() -> None:
@@ -250,11 +288,10 @@ class Serving:
             port=action.port,
             labels={**self._labels(role="proxy"), labels.PROXY_HASH: self.desired.proxy_hash},
             network=network,
-            command=proxy_command(),
             container_port=PROXY_PORT,
+            **proxy_options(self.desired),
         )
         try:
-            engine.put_file(proxy, CONFIG_PATH, render_proxy_config(package).encode())
             engine.start(proxy)
         except ReconcilerError:
             engine.remove_container(proxy)

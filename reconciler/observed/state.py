@@ -10,7 +10,8 @@ by tag, and past a handful of lookups in one run, one listing answers for the re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.core.errors import ReconcilerError
@@ -66,6 +67,7 @@ class ContainerState:
     image_id: str = ""
     revision: Revision | None = None  # the commit its image was built from
     proxy_hash: str = ""  # a proxy: what it was made of
+    container_inputs: Mapping[str, str] = field(default_factory=dict)  # a short digest per setting
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,19 @@ def container_state(summary: dict) -> ContainerState:
         image_id=summary.get("ImageID", ""),
         revision=Revision.from_labels(labels_),
         proxy_hash=labels_.get(labels.PROXY_HASH, ""),
+        container_inputs=_json_object(labels_.get(labels.CONTAINER_INPUTS, "")),
     )
+
+
+def _json_object(text: str) -> dict[str, str]:
+    """A label holding a JSON object of strings; {} when it is missing or not one."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(key): str(item) for key, item in value.items()}
 
 
 def readiness(container: ContainerState) -> str:

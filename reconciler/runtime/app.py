@@ -201,7 +201,8 @@ class ScoringApp:
         if client_request_id:
             headers.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
         if origin is not None and self.cors and (origin in self.cors or "*" in self.cors):
-            headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            allowed = "*" if "*" in self.cors else origin  # only ever a configured value, never the client's
+            headers.append((b"access-control-allow-origin", allowed.encode("latin-1")))
             if method == "OPTIONS":
                 headers.append((b"access-control-allow-methods", b"GET, POST, OPTIONS"))
                 headers.append((b"access-control-allow-headers", b"*"))

@@ -36,6 +36,7 @@ CPU_QUANTITY = r"^([1-9][0-9]{0,5}m|[0-9]{1,4}(\.[0-9]{1,3})?)$"
 MEMORY_QUANTITY = r"^[1-9][0-9]{0,9}(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+LOG_SIZE = r"^[1-9][0-9]{0,5}[kmg]$"
 
 # What a person should read instead of a regular expression when a value is refused.
 PATTERN_HINTS = {
@@ -59,7 +60,10 @@ PATTERN_HINTS = {
     MEMORY_QUANTITY: "use bytes with a unit such as 512Mi or 2Gi",
     LABEL_KEY: "use a Kubernetes label key such as team or example.com/team",
     LABEL_VALUE: "use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+    LOG_SIZE: "use a size with k, m or g, such as 20m",
 }
+
+DEFAULT_CONTAINER_MEMORY = "4Gi"  # a container-mode limit unless output.resources.memory says otherwise
 
 # Set by reconciler from the manifest; a variable cannot override them.
 RESERVED_VARIABLES = frozenset(
@@ -92,6 +96,7 @@ def _valid_requirement(text: str) -> str:
 PipRequirement = Annotated[
     str, StringConstraints(pattern=REQUIREMENT, max_length=500), AfterValidator(_valid_requirement)
 ]
+SecretName = Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=256)]
 VariableValue = Annotated[str, StringConstraints(pattern=ENV_VALUE, max_length=32_768)] | int | float | bool
 
 
@@ -178,6 +183,37 @@ class Inference(_Strict):
     ) = "."
     environment: Environment = Field(default_factory=Environment)
     server: Server = Field(default_factory=Server)
+    secrets: list[SecretName] | dict[SecretName, SecretName] = Field(
+        default_factory=list,
+        description="Environment variables the container gets at run time, never in the image: a list of names, "
+        "or a mapping from the name in the container to the name it is read from. Values come from "
+        "`--secrets FILE` or reconciler's environment when it applies; in kubernetes mode, from the Secret "
+        "output.kubernetes.secret_name.",
+    )
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_are_not_settings(cls, secrets: list | dict) -> list | dict:
+        names = list(secrets)
+        reserved = sorted(RESERVED_VARIABLES.intersection(names))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} is set by reconciler and cannot be a secret")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} is listed twice")
+        return secrets
+
+    @model_validator(mode="after")
+    def _secrets_are_not_variables(self) -> Inference:
+        both = sorted(set(self.secrets).intersection(self.environment.variables))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both a secret and an environment variable of the image")
+        return self
+
+    @property
+    def secret_sources(self) -> dict[str, str]:
+        """Each secret's name in the container -> the name its value is read from."""
+        return dict(self.secrets) if isinstance(self.secrets, dict) else {name: name for name in self.secrets}
 
 
 class ImageOutput(_Strict):
@@ -204,7 +240,13 @@ class Resources(_Strict):
     requests and limits on the pod in kubernetes mode."""
 
     cpu: _pattern(CPU_QUANTITY, description='CPU cores, "1", "0.5" or "500m".') | None = None
-    memory: _pattern(MEMORY_QUANTITY, description="Memory, such as 512Mi or 2Gi.") | None = None
+    memory: (
+        _pattern(
+            MEMORY_QUANTITY,
+            description=f"Memory, such as 512Mi or 2Gi. container mode: {DEFAULT_CONTAINER_MEMORY} unless set.",
+        )
+        | None
+    ) = None
     gpus: int = Field(0, ge=0, le=64, description="NVIDIA GPUs (kubernetes: nvidia.com/gpu limits).")
 
     @property
@@ -215,13 +257,16 @@ class Resources(_Strict):
 
     @property
     def memory_bytes(self) -> int | None:
-        if self.memory is None:
-            return None
-        units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-        for suffix, factor in units.items():
-            if self.memory.endswith(suffix):
-                return int(self.memory[: -len(suffix)]) * factor
-        return int(self.memory)
+        return None if self.memory is None else memory_bytes(self.memory)
+
+
+def memory_bytes(quantity: str) -> int:
+    """512Mi, 2Gi, 1G or plain bytes, in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(quantity[: -len(suffix)]) * factor
+    return int(quantity)
 
 
 class Autoscale(_Strict):
@@ -250,12 +295,38 @@ class KubernetesOutput(_Strict):
     autoscale: Autoscale | None = Field(None, description="A HorizontalPodAutoscaler on CPU instead of replicas.")
     service_port: int = Field(80, ge=1, le=65535, description="The Service's port, forwarded to the container's 5001.")
     image_pull_secret: _pattern(DNS_LABEL, description="A Secret (you manage it) to pull the image with.") | None = None
+    secret_name: (
+        _pattern(
+            DNS_LABEL, description="The Secret (you manage it) holding inference.secrets. Default: <name>-secrets."
+        )
+        | None
+    ) = None
     labels: dict[
         Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(pattern=LABEL_VALUE)]
     ] = Field(default_factory=dict, description="Labels added to every object and pod.")
     annotations: dict[
         Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(max_length=4096)]
     ] = Field(default_factory=dict, description="Annotations added to every object and pod.")
+
+
+class Security(_Strict):
+    """How tightly a serving container is confined. Every default is the safe one: relax only
+    what the model needs, by name."""
+
+    read_only_root: bool = Field(
+        True, description="The root filesystem is read-only and /tmp a tmpfs. false: the model may write anywhere."
+    )
+    tmp_size: _pattern(MEMORY_QUANTITY, description="Size of the /tmp tmpfs (it counts as memory).") = "1Gi"
+    drop_capabilities: bool = Field(True, description="Drop every Linux capability. false: keep Docker's defaults.")
+    no_new_privileges: bool = Field(True, description="No process can gain privileges (setuid, file capabilities).")
+    pids_limit: int = Field(1024, ge=0, le=4_194_304, description="Most processes and threads at once; 0: no limit.")
+
+
+class Logs(_Strict):
+    """Container logs rotate: a busy model logs a line per request."""
+
+    max_size: _pattern(LOG_SIZE, description="Size of one log file before it rotates, such as 20m.") = "20m"
+    max_files: int = Field(5, ge=1, le=100, description="Log files kept per container.")
 
 
 class ContainerOutput(_Strict):
@@ -272,6 +343,8 @@ class ContainerOutput(_Strict):
         "itself, and an update has a gap of about one init().",
     )
     proxy_image: _pattern(IMAGE_REFERENCE, description="The reverse proxy's image (HAProxy).") = "haproxy:3.0-alpine"
+    security: Security = Field(default_factory=Security)
+    logs: Logs = Field(default_factory=Logs)
 
 
 # The rules of Output._kubernetes_needs, for editors and CI that validate with the JSON schema.
@@ -310,6 +383,11 @@ class Output(_Strict):
     container: ContainerOutput = Field(default_factory=ContainerOutput)
     kubernetes: KubernetesOutput = Field(default_factory=KubernetesOutput)
     resources: Resources = Field(default_factory=Resources)
+
+    @property
+    def container_memory_bytes(self) -> int:
+        """A serving container's memory limit in container mode: there is always one."""
+        return memory_bytes(self.resources.memory or DEFAULT_CONTAINER_MEMORY)
 
     @model_validator(mode="after")
     def _kubernetes_needs(self) -> Output:

@@ -42,6 +42,7 @@ class SyncAgent:
         state: Path,
         prune: bool,
         require_signed: bool,
+        secrets_file: Path | None = None,
         out=sys.stdout,
         verbose: bool = False,
     ):
@@ -50,7 +51,7 @@ class SyncAgent:
         self.state = state
         # frozen: the agent deploys what is committed and never writes into its checkout
         # (a stale package.lock is that package's error; commit the lock)
-        self.options = Options(frozen=True, prune=prune, holder="reconciler sync")
+        self.options = Options(frozen=True, prune=prune, holder="reconciler sync", secrets_file=secrets_file)
         self.require_signed = require_signed
         self.out, self.verbose = out, verbose
         self.stop = threading.Event()

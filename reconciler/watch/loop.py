@@ -83,13 +83,16 @@ class Watcher:
         quiet_s: float = 0.2,
         cap_s: float = 2.0,
         lock_timeout_s: float = 2.0,
+        secrets_file: Path | None = None,
         out=sys.stdout,
         verbose: bool = False,
     ):
         self.paths = [os.path.abspath(p) for p in paths]
         self.dev, self.verbose = dev, verbose
         self.resync_s = resync_s
-        self.options = Options(prune=prune, dev=dev, lock_timeout_s=lock_timeout_s, holder="reconciler watch")
+        self.options = Options(
+            prune=prune, dev=dev, lock_timeout_s=lock_timeout_s, holder="reconciler watch", secrets_file=secrets_file
+        )
         self.out = out
         self.stop = threading.Event()
         self.events = FileEvents(self.stop, quiet_s=quiet_s, cap_s=cap_s)
