@@ -18,6 +18,8 @@ import pytest
 import requests
 
 from reconciler.core.package_locks import PackageLocks
+from reconciler.spec.discovery import load_workspace
+from reconciler.watch.router import WatchedPackage, route
 
 from .conftest import engine_package, remove_package_objects, serving_container, write_package
 from .runtime_helpers import free_port
@@ -102,6 +104,16 @@ def test_ignored_and_output_files_trigger_nothing(package_dir, repo):
         (package_dir / "build" / "demo" / "Dockerfile").write_text("hand edit\n")  # drift: for the resync, not an event
         time.sleep(1.5)
         assert watch.output[mark:] == ""
+
+
+def test_a_new_folder_is_a_rescan_unless_discovery_never_looks_inside(package_dir, repo):
+    workspace = load_workspace([repo])
+    watched = {p.manifest_path: WatchedPackage.of(p) for p in workspace.packages}
+    for name in ("__pycache__", ".cache", "node_modules"):
+        (repo / name).mkdir()
+        assert route({str(repo / name)}, watched, [str(repo)], dev=False).empty, name
+    (repo / "models").mkdir()
+    assert route({str(repo / "models")}, watched, [str(repo)], dev=False).rescan
 
 
 def test_invalid_manifest_is_reported_and_a_valid_one_picked_up_again(package_dir, repo):

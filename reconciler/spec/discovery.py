@@ -20,6 +20,11 @@ from reconciler.spec.package import MANIFEST_NAME, Package, load_package
 SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules"})
 
 
+def never_searched(folder_name: str) -> bool:
+    """Hidden and tool folders never hold a package, so discovery does not look inside."""
+    return folder_name.startswith(".") or folder_name in SKIPPED_FOLDERS
+
+
 @dataclass
 class Workspace:
     packages: list[Package] = field(default_factory=list)
@@ -65,7 +70,7 @@ def _walk(top: Path) -> list[Path]:
         if MANIFEST_NAME in names:
             manifests.append(Path(directory, MANIFEST_NAME))
         for entry in entries:
-            if entry.name.startswith(".") or entry.name in SKIPPED_FOLDERS:
+            if never_searched(entry.name):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 pending.append(entry.path)

@@ -18,7 +18,7 @@ import pathspec
 from reconciler.core.paths import inside
 from reconciler.core.stamp import STAMP_NAME
 from reconciler.desired.sources import IGNORE_FILE, ignore_spec
-from reconciler.spec.discovery import MANIFEST_NAME, SKIPPED_FOLDERS
+from reconciler.spec.discovery import MANIFEST_NAME, never_searched
 from reconciler.spec.package import Package
 
 
@@ -91,7 +91,12 @@ def route(batch: set[str], watched: Mapping[Path, WatchedPackage], roots: list[s
             app_only[manifest] = app_only.get(manifest, True) and kind == "app"
             if path == str(manifest) and not os.path.exists(path):
                 changes.rescan = True
-        if not belongs and os.path.isdir(path) and any(inside(path, root) for root in roots):
+        if (
+            not belongs
+            and not never_searched(os.path.basename(path))
+            and os.path.isdir(path)
+            and any(inside(path, root) for root in roots)
+        ):
             changes.rescan = True  # a new folder: it may become a package; watch it from now on
     if dev:
         changes.reload = {
@@ -129,7 +134,7 @@ def folders_to_watch(roots: list[str], watched: Mapping[Path, WatchedPackage]) -
     for path in roots:
         walk(
             path if os.path.isdir(path) else os.path.dirname(path),
-            lambda e: not e.name.startswith(".") and e.name not in SKIPPED_FOLDERS,
+            lambda e: not never_searched(e.name),
         )
     for package_watch in watched.values():
         package, spec = package_watch.package, package_watch.spec
