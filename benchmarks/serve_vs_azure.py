@@ -3,7 +3,7 @@
 The same entry script (the seed's sklearn example, unchanged) and model, one worker each,
 the same load from wrk on 127.0.0.1 (server pinned to CPU 0, wrk to CPU 1), several bounded
 runs each, alternating. Azure's server is installed by this script into its own virtual
-environment (benchmarks/.venv-azure, reused when present).
+environment (.venv-azure, reused when present; see tests/azure_server.py).
 
 Target (issue 3): >= 4x Azure's requests/s at one worker, p99 <= 1/4 of Azure's.
 
@@ -25,36 +25,15 @@ from pathlib import Path
 from common import ROOT, header, median, wrk
 
 sys.path.insert(0, str(ROOT))
+from tests.azure_server import AzureServer, azure_python  # noqa: E402
 from tests.runtime_helpers import RuntimeProcess  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "sklearn-regression"
-AZURE_VENV = ROOT / "benchmarks" / ".venv-azure"
 BODY = '{"data": [[1,2,3,4,5,6,7,8,9,10],[10,9,8,7,6,5,4,3,2,1]]}'
 WRK_SCRIPT = f"""wrk.method = "POST"
 wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def azure_python() -> str:
-    python = AZURE_VENV / "bin" / "python"
-    if not python.exists():
-        print("# installing azureml-inference-server-http into benchmarks/.venv-azure ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(AZURE_VENV)], check=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "azureml-inference-server-http",
-                "scikit-learn==1.5.2",
-                "joblib",
-            ],
-            check=True,
-        )
-    return str(python)
 
 
 def main() -> None:
@@ -66,7 +45,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     header("scoring runtime vs azureml-inference-server-http, 1 worker each, wrk on 127.0.0.1")
-    python = azure_python()
+    python = azure_python("scikit-learn==1.5.2", "joblib")
     version = subprocess.run(
         [python, "-m", "pip", "show", "azureml-inference-server-http"], capture_output=True, text=True
     ).stdout
@@ -84,7 +63,7 @@ def main() -> None:
         script.write_text(WRK_SCRIPT)
         servers = {
             "reconciler runtime": lambda: RuntimeProcess(app, model_dir=model_dir, launcher=("taskset", "-c", "0")),
-            "azureml-inference-server-http": lambda: AzureServer(python, app, model_dir),
+            "azureml-inference-server-http": lambda: PinnedAzureServer(python, app, model_dir),
             "bare uvicorn calling run()": lambda: BareServer(app, model_dir),
         }
         results: dict[str, list[dict]] = {name: [] for name in servers}
@@ -128,24 +107,11 @@ class BareServer(RuntimeProcess):
         )
 
 
-class AzureServer(RuntimeProcess):
-    """azmlinfsrv with the same script and model, one worker, pinned like ours."""
+class PinnedAzureServer(AzureServer):
+    """Azure's server with the same script and model, one worker, pinned like ours."""
 
     def __init__(self, python: str, app: Path, model_dir: Path):
-        from tests.runtime_helpers import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = tempfile.NamedTemporaryFile(prefix="azure-", suffix=".log", delete=False)
-        environment = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir), "WORKER_COUNT": "1"}
-        server = str(Path(python).parent / "azmlinfsrv")
-        self.process = subprocess.Popen(
-            ["taskset", "-c", "0", server, "--entry_script", str(app / "score.py"), "--port", str(self.port)],
-            env=environment,
-            cwd=app,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
+        super().__init__(python, app, model_dir=model_dir, launcher=("taskset", "-c", "0"))
 
     def wait_ready(self, timeout: float = 60) -> None:
         self._wait("/", timeout)

@@ -3,7 +3,8 @@
 Routes:
     GET  /              liveness: 200 "Healthy", always (also during init() and long run() calls)
     GET  /ready         readiness: 503 until init() has returned, then 200 "Ready"
-    POST|GET /score     calls run(); OPTIONS /score -> 200
+    POST|GET /score     calls run(), once init() has returned (a request sent during init()
+                        waits for it, as with Azure's server); OPTIONS /score -> 200
     GET  /swagger.json  ?version=2 (default) or 3
     POST /-/reload      only with RECONCILER_DEV=1 (reconciler watch --dev): import the
                         entry script again and call init(); on failure the old code keeps serving
@@ -15,6 +16,7 @@ product, and each layer between the socket and run() costs requests per second.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -23,20 +25,24 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs, quote
 
 from . import swagger
 from .config import Settings
 from .logs import RequestLog
 from .runner import RunThread, ScoringTimeout
-from .user_script import BadRequest, EntryScript, Request
+from .user_script import BadRequest, EntryScript, Request, is_http_response
 
 log = logging.getLogger("reconciler.runtime")
 probes_log = logging.getLogger("reconciler.runtime.requests")
 
 REQUEST_ID_LIMIT = 100
 SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")  # what a request id may hold to be echoed and logged
+
+
+class StreamFailed(Exception):
+    """A streamed body failed after its headers went out: the connection must not look complete."""
 
 
 class BodyRefused(Exception):
@@ -46,15 +52,24 @@ class BodyRefused(Exception):
 
 JSON = [(b"content-type", b"application/json")]
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+HTML = [(b"content-type", b"text/html; charset=utf-8")]  # what Flask, so Azure's server, calls "Healthy"
 PROBE_PATHS = frozenset({"/", "/ready"})
+# Flask's wording, which Azure's server answers with
+METHOD_NOT_ALLOWED = "The method is not allowed for the requested URL."
+NOT_FOUND = (
+    "The requested URL was not found on the server. If you entered the URL manually please check your spelling "
+    "and try again."
+)
 
 
 def _json_body(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-def _error(status: int, message: str) -> tuple[int, list, bytes]:
-    return status, list(JSON), _json_body({"message": message})
+def _error(status: int, message: str, run_failed: bool = False) -> tuple[int, list, bytes]:
+    """Azure's error response: a JSON message, and whether run() itself failed (always said)."""
+    flag = (b"x-ms-run-function-failed", b"True" if run_failed else b"False")
+    return status, [JSON[0], flag], _json_body({"message": message})
 
 
 def model_dir_listing(model_dir: str | None, limit: int = 200) -> str:
@@ -100,6 +115,8 @@ class ScoringApp:
         self.runner: RunThread | None = None
         self.request_log: RequestLog | None = None
         self.swagger: dict[str, bytes] = {}
+        self.initialised: asyncio.Event | None = None  # set once init() returned or failed
+        self.scoring = 0  # /score requests held right now, for MAX_CONCURRENT_REQUESTS_PER_INSTANCE
         self.timeout_s = settings.scoring_timeout_ms / 1000
         self.cors = set(settings.cors_origins)
 
@@ -111,6 +128,7 @@ class ScoringApp:
             if message["type"] == "lifespan.startup":
                 self.runner = RunThread(asyncio.get_running_loop())
                 self.request_log = RequestLog(asyncio.get_running_loop())
+                self.initialised = asyncio.Event()
                 asyncio.get_running_loop().create_task(self._initialise())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -122,7 +140,7 @@ class ScoringApp:
     def _load_and_init(self) -> float:
         """Runs on the entry-script thread: import the script, then call init()."""
         started = time.perf_counter()
-        self.script = EntryScript(self.settings.entry_script)
+        self.script = EntryScript(self.settings.entry_script, self.settings.source_directory)
         self.script.init()
         return time.perf_counter() - started
 
@@ -130,12 +148,18 @@ class ScoringApp:
         log.info("loading entry script %s", self.settings.entry_script)
         ok, value, seconds = await self.runner.call(self._load_and_init, {}, None)
         if not ok:
+            self.initialised.set()  # the requests waiting for init() get the failure
             self._init_failed(value)
             return
         self.swagger = swagger.documents(
-            self.settings.app_root, self.settings.service_name, self.settings.service_version, self.script.schemas()
+            self.settings.app_root,
+            self.settings.service_name,
+            self.settings.service_version,
+            self.script.schemas(),
+            self.settings.service_path_prefix,
         )
         self.ready = True
+        self.initialised.set()
         self.on_ready()
         log.info("init() returned in %.2f s; ready", seconds)
 
@@ -161,7 +185,7 @@ class ScoringApp:
     async def _http(self, scope, receive, send) -> None:
         started = time.perf_counter()
         method, path, raw_headers = scope["method"], scope["path"], scope["headers"]
-        request_id = client_request_id = origin = None
+        request_id = client_request_id = origin = trace_id = None
         for name, value in raw_headers:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
@@ -169,6 +193,8 @@ class ScoringApp:
                 client_request_id = value.decode("latin-1")
             elif name == b"origin":
                 origin = value.decode("latin-1")
+            elif name == b"traceid":
+                trace_id = value.decode("latin-1")
         too_long = len(request_id or "") > REQUEST_ID_LIMIT or len(client_request_id or "") > REQUEST_ID_LIMIT
         if request_id is None or too_long or not SAFE_ID.match(request_id):
             request_id = str(uuid.uuid4())  # never echo or log what could forge a header or a log field
@@ -177,14 +203,14 @@ class ScoringApp:
         if too_long:
             status, headers, body = _error(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
         elif path == "/score":
-            status, headers, body = await self._score(method, scope, receive, raw_headers)
+            status, headers, body = await self._score(method, scope, receive)
         elif path == "/":
             status, headers, body = (
-                (200, list(TEXT), b"Healthy") if method in ("GET", "HEAD") else _error(405, "Method not allowed")
+                (200, list(HTML), b"Healthy") if method in ("GET", "HEAD") else _error(405, METHOD_NOT_ALLOWED)
             )
         elif path == "/ready":
             if method not in ("GET", "HEAD"):
-                status, headers, body = _error(405, "Method not allowed")
+                status, headers, body = _error(405, METHOD_NOT_ALLOWED)
             elif self.ready and self.service_ready():
                 status, headers, body = 200, list(TEXT), b"Ready"
             else:
@@ -194,21 +220,32 @@ class ScoringApp:
         elif path == "/-/reload" and method == "POST" and self.settings.dev_reload:
             status, headers, body = await self._reload()
         else:
-            status, headers, body = _error(404, "Not found")
+            status, headers, body = _error(404, NOT_FOUND)
         if request_id:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
             headers.append((b"x-ms-request-id", (client_request_id or request_id).encode("latin-1")))
         if client_request_id:
             headers.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
+        if trace_id is not None and len(trace_id) <= REQUEST_ID_LIMIT and SAFE_ID.match(trace_id):
+            headers.append((b"traceid", trace_id.encode("latin-1")))  # Office's tracing header, as Azure echoes it
         if origin is not None and self.cors and (origin in self.cors or "*" in self.cors):
             allowed = "*" if "*" in self.cors else origin  # only ever a configured value, never the client's
             headers.append((b"access-control-allow-origin", allowed.encode("latin-1")))
             if method == "OPTIONS":
                 headers.append((b"access-control-allow-methods", b"GET, POST, OPTIONS"))
                 headers.append((b"access-control-allow-headers", b"*"))
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        if isinstance(body, bytes):
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        else:  # a streamed body: chunked transfer encoding
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            try:
+                async for chunk in body:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            except StreamFailed:
+                pass  # left incomplete on purpose: the server closes the connection, the client sees a cut
         if path not in PROBE_PATHS or status != 200:
             shown = quote(path, safe="/:@!$&'()*+,;=-._~")  # a decoded path may hold spaces: never a new field
             self.request_log.write(method, shown, status, (time.perf_counter() - started) * 1000, request_id)
@@ -246,28 +283,47 @@ class ScoringApp:
             self.inflight_bytes -= size
             raise
 
-    async def _score(self, method: str, scope, receive, raw_headers) -> tuple[int, list, bytes]:
-        if method == "OPTIONS":
-            return 200, [], b""
-        if method not in ("GET", "POST"):
-            return _error(405, "Method not allowed")
-        if not self.ready:
-            return _error(503, "init() has not returned yet; the service is not ready")
+    async def _score(self, method: str, scope, receive) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
+        if method not in ("GET", "POST", "OPTIONS"):
+            return _error(405, METHOD_NOT_ALLOWED)
+        limit = self.settings.max_concurrent_requests
+        if limit and self.scoring >= limit:
+            status, headers, payload = _error(429, f"more than {limit} requests at once; try again")
+            headers.append((b"retry-after", b"1"))
+            return status, headers, payload
+        self.scoring += 1
         try:
-            body = await self._read_body(scope, receive) if method == "POST" else b""
+            return await self._score_when_ready(method, scope, receive)
+        finally:
+            self.scoring -= 1
+
+    async def _score_when_ready(self, method: str, scope, receive) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
+        if not self.ready:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await self.initialised.wait()
+            except TimeoutError:
+                return _error(503, f"init() did not return within the scoring timeout ({self.timeout_s:g} s)")
+            if not self.ready:
+                return _error(503, "the entry script failed to start; the service's log says why")
+        raw_http = self.script.raw_http
+        if method == "OPTIONS" and not raw_http:  # a @rawhttp run() answers OPTIONS itself, as with Azure
+            return 200, [(b"content-type", b"text/html; charset=utf-8"), (b"x-ms-run-function-failed", b"False")], b""
+        try:
+            body = await self._read_body(scope, receive) if method == "POST" or raw_http else b""
         except BodyRefused as refused:
             status, headers, payload = _error(refused.status, refused.message)
             if refused.status == 503:
                 headers.append((b"retry-after", b"1"))
             return status, headers, payload
         try:
-            return await self._score_body(method, scope, raw_headers, body)
+            return await self._score_body(scope, body)
         finally:
             self.inflight_bytes -= len(body)
 
-    async def _score_body(self, method: str, scope, raw_headers, body: bytes) -> tuple[int, list, bytes]:
+    async def _score_body(self, scope, body: bytes) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
         script = self.script
-        request = Request(method, scope["query_string"], raw_headers, body)
+        request = Request(scope, body)
         try:
             arguments = script.arguments(request)
         except BadRequest as error:
@@ -280,10 +336,10 @@ class ScoringApp:
                 self.settings.scoring_timeout_ms,
                 request.headers.get("X-Request-Id", ""),
             )
-            status, headers, body = _error(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms")
-            headers.append((b"x-ms-run-function-failed", b"True"))
-            return status, headers, body
+            return _error(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms", run_failed=True)
         timing = (b"x-ms-run-fn-exec-ms", f"{seconds * 1000:.3f}".encode())
+        if ok and is_http_response(result):
+            return self._script_response(result, timing)
         if ok:
             try:
                 return 200, [JSON[0], (b"x-ms-run-function-failed", b"False"), timing], _json_body(result)
@@ -296,8 +352,47 @@ class ScoringApp:
                 "".join(traceback.format_exception(type(result), result, result.__traceback__)),
             )
             message = "An unexpected error occurred in scoring script. Check the logs for more info."
-        status, headers, body = _error(500, message)
-        return status, headers + [(b"x-ms-run-function-failed", b"True"), timing], body
+        status, headers, body = _error(500, message, run_failed=True)
+        return status, headers + [timing], body
+
+    def _script_response(self, response, timing: tuple[bytes, bytes]) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
+        """A response object run() returned (AMLResponse, Flask's, werkzeug's) goes out as it is,
+        flagged as failed when its status is 5xx, as Azure's server does."""
+        failed = response.status_code >= 500
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers.to_wsgi_list()
+            if name.lower() != "content-length" and not (failed and name.lower() == "x-ms-run-function-failed")
+        ]
+        if failed:
+            headers.append((b"x-ms-run-function-failed", b"True"))
+        headers.append(timing)
+        if not response.is_streamed:
+            return response.status_code, headers, response.get_data()
+        return response.status_code, headers, self._stream(response)
+
+    async def _stream(self, response) -> AsyncIterator[bytes]:
+        """The chunks of a streamed body, each produced on the entry-script thread (the
+        script's generator is its code, and its calls stay one at a time)."""
+        chunks = response.iter_encoded()
+        try:
+            while True:
+                ok, chunk, _ = await self.runner.call(functools.partial(next, chunks), {}, self.timeout_s)
+                if not ok and isinstance(chunk, StopIteration):
+                    return
+                if not ok:
+                    log.error(
+                        "the streamed response failed after its headers were sent:\n%s",
+                        "".join(traceback.format_exception(type(chunk), chunk, chunk.__traceback__)),
+                    )
+                    raise StreamFailed
+                if chunk:
+                    yield chunk
+        except ScoringTimeout:
+            log.error("the streamed response did not finish within %d ms", self.settings.scoring_timeout_ms)
+            raise StreamFailed from None
+        finally:
+            await self.runner.call(response.close, {}, None)
 
     def _load_again(self) -> tuple[EntryScript, dict[str, bytes]]:
         """Runs on the entry-script thread, after the calls queued before it: forget the app's
@@ -311,13 +406,17 @@ class ScoringApp:
         for name in previous:
             del sys.modules[name]
         try:
-            script = EntryScript(self.settings.entry_script)
+            script = EntryScript(self.settings.entry_script, self.settings.source_directory)
             script.init()
         except BaseException:
             sys.modules.update(previous)  # the old code goes on serving, with its own modules
             raise
         documents = swagger.documents(
-            self.settings.app_root, self.settings.service_name, self.settings.service_version, script.schemas()
+            self.settings.app_root,
+            self.settings.service_name,
+            self.settings.service_version,
+            script.schemas(),
+            self.settings.service_path_prefix,
         )
         return script, documents
 

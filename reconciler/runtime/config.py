@@ -47,15 +47,20 @@ class Settings:
     service_version: str = "1.0"
     log_level: str = "INFO"
     dev_reload: bool = False  # RECONCILER_DEV=1: POST /-/reload re-imports the entry script
+    source_directory: str | None = None  # AZUREML_SOURCE_DIRECTORY, under the app root: importable
+    service_path_prefix: str = ""  # SERVICE_PATH_PREFIX: in front of the documented paths
+    max_concurrent_requests: int = 0  # MAX_CONCURRENT_REQUESTS_PER_INSTANCE, per worker; 0: no limit
 
     @classmethod
     def from_environ(cls, environ: dict[str, str], *, port: int | None = None, host: str | None = None) -> Settings:
         """Read AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT,
         SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES,
-        MAX_INFLIGHT_BODY_BYTES, REQUEST_BODY_TIMEOUT_S, REQUEST_HEADER_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S."""
+        MAX_INFLIGHT_BODY_BYTES, REQUEST_BODY_TIMEOUT_S, REQUEST_HEADER_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S,
+        AZUREML_SOURCE_DIRECTORY, SERVICE_PATH_PREFIX, MAX_CONCURRENT_REQUESTS_PER_INSTANCE."""
         app_root = environ.get("AML_APP_ROOT", DEFAULT_APP_ROOT)
         entry = environ.get("AZUREML_ENTRY_SCRIPT", "score.py")
         entry_path = entry if os.path.isabs(entry) else os.path.join(app_root, entry)
+        source = environ.get("AZUREML_SOURCE_DIRECTORY", "").strip()
         origins = tuple(o.strip() for o in environ.get("AML_CORS_ORIGINS", "").split(",") if o.strip())
         return cls(
             entry_script=entry_path,
@@ -76,4 +81,25 @@ class Settings:
             service_version=environ.get("SERVICE_VERSION", "1.0"),
             log_level=environ.get("AZUREML_LOG_LEVEL", environ.get("LOG_LEVEL", "INFO")).upper(),
             dev_reload=environ.get("RECONCILER_DEV") == "1",
+            source_directory=os.path.join(app_root, source) if source else None,
+            service_path_prefix=environ.get("SERVICE_PATH_PREFIX", ""),
+            max_concurrent_requests=_integer(environ, "MAX_CONCURRENT_REQUESTS_PER_INSTANCE", 0, minimum=0),
         )
+
+    def notices(self, environ: dict[str, str]) -> list[str]:
+        """Azure settings this server reads but does not act on as Azure does: said once at start."""
+        said = []
+        if environ.get("WORKER_PRELOAD", "").strip().lower() in ("1", "true", "yes"):
+            said.append(
+                "WORKER_PRELOAD is not honoured: each worker imports the entry script and calls init() itself "
+                "(what gunicorn's preload would share between workers is loaded once per worker)"
+            )
+        if self.workers > 1 and self.max_concurrent_requests:
+            said.append(
+                f"MAX_CONCURRENT_REQUESTS_PER_INSTANCE={self.max_concurrent_requests} applies in each of the "
+                f"{self.workers} workers"
+            )
+        for name in ("APPLICATIONINSIGHTS_CONNECTION_STRING", "AML_APP_INSIGHTS_ENABLED", "AML_APP_INSIGHTS_KEY"):
+            if environ.get(name):
+                said.append(f"{name} is set, but Application Insights is not wired: requests are logged to stdout")
+        return said

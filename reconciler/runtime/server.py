@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m reconciler_runtime",
         description="Serve an Azure ML entry script (init() + run()) over HTTP. Settings come from "
         "AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT, "
-        "SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES.",
+        "SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES, "
+        "AZUREML_SOURCE_DIRECTORY, SERVICE_PATH_PREFIX, MAX_CONCURRENT_REQUESTS_PER_INSTANCE.",
     )
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 5001)")
     parser.add_argument("--host", help="address to listen on (default: $HOST or 0.0.0.0)")
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(settings.log_level)
+    for notice in settings.notices(dict(os.environ)):
+        log.warning("%s", notice)
     if settings.workers == 1:
         return serve(settings)
     return supervise(settings)

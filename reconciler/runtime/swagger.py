@@ -64,7 +64,16 @@ def _paths(input_ref: str, output_ref: str, error_ref: str, version: str) -> dic
     }
 
 
-def generate(version: str, title: str, service_version: str, input_schema: dict, output_schema: dict) -> dict:
+def _prefixed(paths: dict, path_prefix: str) -> dict:
+    """SERVICE_PATH_PREFIX, as Azure's server puts it in front of every documented path
+    (a gateway in front of the service adds it; the service itself still answers at /)."""
+    prefix = f"/{path_prefix.strip('/')}" if path_prefix.strip("/") else ""
+    return {prefix + path: operations for path, operations in paths.items()}
+
+
+def generate(
+    version: str, title: str, service_version: str, input_schema: dict, output_schema: dict, path_prefix: str = ""
+) -> dict:
     info = {"title": title, "description": "API of a model package served by reconciler", "version": service_version}
     if version == "2":
         return {
@@ -73,8 +82,9 @@ def generate(version: str, title: str, service_version: str, input_schema: dict,
             "schemes": ["http"],
             "consumes": ["application/json"],
             "produces": ["application/json"],
-            "paths": _paths(
-                "#/definitions/ServiceInput", "#/definitions/ServiceOutput", "#/definitions/ErrorResponse", "2"
+            "paths": _prefixed(
+                _paths("#/definitions/ServiceInput", "#/definitions/ServiceOutput", "#/definitions/ErrorResponse", "2"),
+                path_prefix,
             ),
             "definitions": {
                 "ServiceInput": input_schema,
@@ -85,11 +95,14 @@ def generate(version: str, title: str, service_version: str, input_schema: dict,
     return {
         "openapi": "3.0.1",
         "info": info,
-        "paths": _paths(
-            "#/components/schemas/ServiceInput",
-            "#/components/schemas/ServiceOutput",
-            "#/components/schemas/ErrorResponse",
-            "3",
+        "paths": _prefixed(
+            _paths(
+                "#/components/schemas/ServiceInput",
+                "#/components/schemas/ServiceOutput",
+                "#/components/schemas/ErrorResponse",
+                "3",
+            ),
+            path_prefix,
         ),
         "components": {
             "schemas": {"ServiceInput": input_schema, "ServiceOutput": output_schema, "ErrorResponse": ERROR_SCHEMA}
@@ -98,7 +111,11 @@ def generate(version: str, title: str, service_version: str, input_schema: dict,
 
 
 def documents(
-    app_root: str, title: str, service_version: str, schemas: tuple[dict, dict, list[str]] | None
+    app_root: str,
+    title: str,
+    service_version: str,
+    schemas: tuple[dict, dict, list[str]] | None,
+    path_prefix: str = "",
 ) -> dict[str, bytes]:
     """Swagger documents by version ("2", "3"), rendered once at start-up."""
     rendered: dict[str, bytes] = {}
@@ -116,6 +133,6 @@ def documents(
     for version in ("2", "3"):
         if version not in rendered and f"{version}.0" in supported:
             rendered[version] = json.dumps(
-                generate(version, title, service_version, input_schema, output_schema)
+                generate(version, title, service_version, input_schema, output_schema, path_prefix)
             ).encode()
     return rendered

@@ -6,7 +6,8 @@ signature, and existing scripts depend on that, so we follow it exactly:
 - run(raw_data): POST body as a UTF-8 string; GET query parameters as a JSON string;
 - run decorated with inference-schema's @input_schema: the JSON object's keys become
   keyword arguments (415 for a non-JSON content type, 400 for a missing parameter);
-- a `request_headers` parameter receives the request's headers.
+- a `request_headers` parameter receives the request's headers;
+- run decorated with @rawhttp: the request object itself (azure_http.AMLRequest), any method.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
+
+from . import azure_imports
+
+# where a @rawhttp decorator may have left its mark: ours, or Azure's own server if the image installs it
+RAW_HTTP_FLAGS = (
+    (f"{__package__}.azure_http", "_raw_http_requested"),
+    ("azureml_inference_server_http.api.aml_request", "_rawHttpRequested"),
+)
 
 
 class ScriptError(Exception):
@@ -47,11 +56,29 @@ def is_schema_decorated(function: Callable) -> bool:
     return bool(schema_util and schema_util.is_schema_decorated(function))
 
 
-def load_module(path: str):
-    """Import the entry script from its file, with its folder importable (as Azure does)."""
+def raw_http_requested() -> bool:
+    return any(getattr(sys.modules.get(module), flag, False) for module, flag in RAW_HTTP_FLAGS)
+
+
+def is_http_response(value: object) -> bool:
+    """A response object (AMLResponse, Flask's, werkzeug's): only a script that imported
+    werkzeug can return one, so plain scripts pay no import for the check."""
+    wrappers = sys.modules.get("werkzeug.wrappers")
+    return wrappers is not None and isinstance(value, wrappers.Response)
+
+
+def load_module(path: str, source_directory: str | None = None):
+    """Import the entry script from its file, with its folder (and AZUREML_SOURCE_DIRECTORY)
+    importable and Azure's own import names answered, as Azure's server does."""
     folder = os.path.dirname(os.path.abspath(path))
     if folder not in sys.path:
         sys.path.insert(0, folder)
+    if source_directory and source_directory not in sys.path:
+        sys.path.append(source_directory)
+    azure_imports.install()
+    azure_http = sys.modules.get(RAW_HTTP_FLAGS[0][0])
+    if azure_http is not None:
+        azure_http.forget_rawhttp()  # the script is imported again: its decorators run again
     spec = importlib.util.spec_from_file_location("entry_module", path)
     if spec is None or spec.loader is None:
         raise ScriptError(f"cannot load {path} as a Python module")
@@ -88,22 +115,28 @@ def flask_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 @dataclass
 class Request:
-    method: str
-    query_string: bytes
-    raw_headers: list[tuple[bytes, bytes]]  # as the ASGI server gives them
+    scope: dict  # the ASGI scope
     body: bytes
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]
+
+    @property
+    def query_string(self) -> bytes:
+        return self.scope["query_string"]
 
     @functools.cached_property
     def headers(self) -> dict[str, str]:
-        return flask_headers(self.raw_headers)
+        return flask_headers(self.scope["headers"])
 
 
 class EntryScript:
     """A loaded entry script and the way its run() must be called."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, source_directory: str | None = None):
         self.path = path
-        module = load_module(path)
+        module = load_module(path, source_directory)
         for name in ("init", "run"):
             if not callable(getattr(module, name, None)):
                 raise ScriptError(f"{path} does not define {name}()")
@@ -111,6 +144,9 @@ class EntryScript:
         driver = getattr(module, "driver_module", None)  # Azure SDK driver scripts forward to it
         self.run: Callable[..., Any] = driver.run if hasattr(driver, "run") else module.run
         self.decorated = is_schema_decorated(self.run)
+        self.raw_http = raw_http_requested()
+        if self.raw_http and self.decorated:
+            raise ScriptError("run() cannot be decorated with both @rawhttp and @input_schema")
         parameters = list(inspect.signature(self.run).parameters.values())
         if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters):
             raise ScriptError("run() cannot take positional-only parameters, *args or **kwargs")
@@ -121,7 +157,11 @@ class EntryScript:
 
     def arguments(self, request: Request) -> dict[str, Any]:
         """run()'s keyword arguments for a request, or BadRequest."""
-        if self.decorated:
+        if self.raw_http:
+            from .azure_http import build_request
+
+            arguments = {self.parameters[0].name: build_request(request.scope, request.body)}
+        elif self.decorated:
             arguments = self._object_arguments(request)
         elif request.method == "GET":
             arguments = {self.parameters[0].name: json.dumps(query_parameters(request.query_string))}
