@@ -143,7 +143,8 @@ def test_model_validators_report_at_the_enclosing_field(repo):
     )
     assert problems_of(manifest) == [
         "3:3: models: model m version 1 is listed twice",
-        "7:5: inference.environment: set either `requirements` (a file) or `pip` (a list), not both",
+        "7:5: inference.environment: set one of `requirements` (a file), `pip` (a list) or `conda_file`, "
+        "not requirements and pip",
         "10:10: output.image: `push: true` needs `registry: HOST:PORT`",
     ]
 

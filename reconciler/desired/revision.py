@@ -96,8 +96,8 @@ def without_credentials(url: str) -> str:
 
 def package_inputs(package: Package) -> list[str]:
     paths = [package.manifest_path, package.lock_path, package.source_directory, *package.model_paths]
-    if package.requirements_file:
-        paths.append(package.requirements_file)
+    if package.dependencies_file:
+        paths.append(package.dependencies_file)
     return [os.path.relpath(path, package.root) for path in paths]
 
 

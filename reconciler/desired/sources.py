@@ -163,8 +163,8 @@ def source_files(package: Package) -> list[InputFile]:
         str(source / IGNORE_FILE),
         *(str(path) for path in package.model_paths),
     }
-    if package.requirements_file:
-        skip.add(str(package.requirements_file))
+    if package.dependencies_file:
+        skip.add(str(package.dependencies_file))
     walker = _Walker(package, "app", ignore_spec(source), skip, ("inference", "source_directory"), app=True)
     return walker.walk(str(source))
 

@@ -128,6 +128,15 @@ class Environment(_Strict):
     pip: list[PipRequirement] | None = Field(
         None, description="Requirements written inline; use this or `requirements`, not both."
     )
+    conda_file: (
+        _pattern(
+            RELATIVE_PATH,
+            description="A conda environment file (Azure's conda_file), relative to the manifest's folder: its "
+            "python=3.x sets the Python version, its pip: section and its conda packages (mapped to their PyPI "
+            "names) are locked as wheels. Instead of `requirements` or `pip`.",
+        )
+        | None
+    ) = None
     index_url: (
         _pattern(INDEX_URL, description="A package index to resolve from instead of pip's own configuration.") | None
     ) = None
@@ -148,8 +157,11 @@ class Environment(_Strict):
 
     @model_validator(mode="after")
     def _one_requirements_source(self) -> Environment:
-        if self.requirements is not None and self.pip is not None:
-            raise ValueError("set either `requirements` (a file) or `pip` (a list), not both")
+        given = [name for name in ("requirements", "pip", "conda_file") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"set one of `requirements` (a file), `pip` (a list) or `conda_file`, not {' and '.join(given)}"
+            )
         return self
 
     @property

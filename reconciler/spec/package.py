@@ -12,6 +12,7 @@ at once with file, line, column and field:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import functools
 import os
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import display_path, inside, real_path
+from reconciler.spec.conda import read_conda_file
 from reconciler.spec.manifest import PATTERN_HINTS, Manifest
 from reconciler.spec.yamldoc import MAX_MANIFEST_BYTES, Loc, YamlDocument, YamlError, load_yaml
 
@@ -76,6 +78,16 @@ class Package:
     def requirements_file(self) -> Path | None:
         requirements = self.manifest.inference.environment.requirements
         return _join(self.directory, requirements) if requirements else None
+
+    @functools.cached_property
+    def conda_file(self) -> Path | None:
+        conda_file = self.manifest.inference.environment.conda_file
+        return _join(self.directory, conda_file) if conda_file else None
+
+    @property
+    def dependencies_file(self) -> Path | None:
+        """The file that declares the dependencies (requirements or conda), if any: an input."""
+        return self.requirements_file or self.conda_file
 
     @functools.cached_property
     def model_paths(self) -> tuple[Path, ...]:
@@ -160,7 +172,43 @@ def load_package(manifest_path: Path) -> Package:
     problems = _filesystem_problems(package)
     if problems:
         raise InvalidInput(problems)
+    if package.conda_file:
+        package = _with_conda_python(package)
     return package
+
+
+def _with_conda_python(package: Package) -> Package:
+    """The conda file's `python=3.x` is the package's Python (unless the manifest says
+    otherwise, which is a conflict to resolve, not to guess)."""
+    conda = read_conda_file(package.conda_file)
+    environment = package.manifest.inference.environment
+    if conda.python is None or conda.python == environment.python:
+        return package
+    if "python" in environment.model_fields_set:
+        raise InvalidInput(
+            [
+                package.problem(
+                    ("inference", "environment", "python"),
+                    f"python {environment.python!r} differs from python={conda.python} in "
+                    f"{display_path(package.conda_file)}; keep one",
+                )
+            ]
+        )
+    try:
+        changed = environment.model_validate({**environment.model_dump(exclude_unset=True), "python": conda.python})
+    except ValidationError:
+        raise InvalidInput(
+            [
+                package.problem(
+                    ("inference", "environment", "conda_file"),
+                    f"python={conda.python} in {display_path(package.conda_file)} is not a Python version the "
+                    "runtime supports (3.9 or newer)",
+                )
+            ]
+        ) from None
+    inference = package.manifest.inference.model_copy(update={"environment": changed})
+    manifest = package.manifest.model_copy(update={"inference": inference})
+    return dataclasses.replace(package, manifest=manifest)
 
 
 # -- pydantic errors -> problems ------------------------------------------------------
@@ -344,9 +392,11 @@ def _filesystem_problems(package: Package) -> list[Problem]:
         if problem is None and not inside(entry, package.source_directory):
             problem = package.problem(entry_loc, "the entry script must be inside source_directory")
         problems.extend([problem] if problem else entry_script_problems(package))
-    if package.requirements_file:
-        loc = ("inference", "environment", "requirements")
-        problem = _path_problem(package, loc, package.requirements_file, want="file")
+    for path, loc in (
+        (package.requirements_file, ("inference", "environment", "requirements")),
+        (package.conda_file, ("inference", "environment", "conda_file")),
+    ):
+        problem = _path_problem(package, loc, path, want="file") if path else None
         if problem:
             problems.append(problem)
     for output, output_loc in package.output_directories:

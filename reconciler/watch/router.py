@@ -38,7 +38,7 @@ class WatchedPackage:
         package = self.package
         if inside(path, package.output_directory):
             return None
-        if path in (str(package.manifest_path), str(package.lock_path), str(package.requirements_file)):
+        if path in (str(package.manifest_path), str(package.lock_path), str(package.dependencies_file)):
             return "input"
         if any(inside(path, model) for model in package.model_paths):
             return "input"
