@@ -8,6 +8,7 @@ import http.client
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from .runtime_helpers import RuntimeProcess, write_app
@@ -181,3 +182,47 @@ def test_rawhttp_and_input_schema_together_are_refused_at_start(tmp_path):
     server = RuntimeProcess(app)
     assert server.process.wait(30) == 3
     assert "run() cannot be decorated with both @rawhttp and @input_schema" in server.logs
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_count_requests_failures_and_init_time_across_workers(tmp_path, workers):
+    app = write_app(
+        tmp_path / "app",
+        """\
+        import time
+
+        def init():
+            time.sleep(0.3)
+
+        def run(raw_data):
+            if raw_data == "fail":
+                raise ValueError("no")
+            return raw_data
+    """,
+    )
+    with RuntimeProcess(app, env={"WORKER_COUNT": str(workers)}) as server:
+        server.wait_ready()
+        for body in ("a", "b", "c", "fail"):
+            requests.post(server.url + "/score", data=body)  # a new connection each: any worker answers
+        scrape = requests.get(server.url + "/metrics")
+        assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
+        samples = _samples(scrape.text)
+    ok = (("route", "/score"), ("status", "200"))
+    failed = (("route", "/score"), ("status", "500"))
+    assert samples[("inference_requests_total", ok)] == 3
+    assert samples[("inference_requests_total", failed)] == 1
+    assert samples[("inference_request_duration_seconds_count", ok)] == 3
+    assert samples[("inference_run_failures_total", ())] == 1
+    assert samples[("inference_requests_waiting", ())] == 0
+    init = [value for (name, _), value in samples.items() if name == "inference_init_seconds"]
+    assert init and max(init) >= 0.3

@@ -14,8 +14,10 @@ from pathlib import Path
 from reconciler import apply
 from reconciler.cli import report
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
+from reconciler.core.paths import display_path
 from reconciler.engine.docker import EngineUnavailable
 from reconciler.execute import printing_progress
+from reconciler.spec.package import MANIFEST_NAME
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -257,6 +259,49 @@ def lock(arguments: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def import_(arguments: argparse.Namespace) -> int:
+    """`import azure`: write package.yaml, say what was not carried over, then validate it."""
+    from reconciler.spec import azure_import
+
+    cwd = Path.cwd()
+    try:
+        if arguments.deployment:
+            if arguments.entry_script:
+                raise InvalidInput([Problem("--entry-script", "give a deployment YAML or v1 flags, not both")])
+            deployment = Path(os.path.abspath(arguments.deployment))
+            target, source = deployment.parent / MANIFEST_NAME, deployment.name
+            models = [azure_import.ModelSource.parse(m, cwd) for m in arguments.model]
+            imported = azure_import.from_deployment(
+                deployment, name=arguments.name, mode=arguments.mode, extra_models=models
+            )
+        elif arguments.entry_script:
+            directory = Path(os.path.abspath(arguments.directory or "."))
+            target, source = directory / MANIFEST_NAME, "SDK v1 arguments"
+            entry = Path(os.path.abspath(arguments.entry_script))
+            imported = azure_import.from_v1(
+                directory,
+                entry_script=entry,
+                source_directory=Path(os.path.abspath(arguments.source_directory))
+                if arguments.source_directory
+                else None,
+                conda_file=Path(os.path.abspath(arguments.conda_file)) if arguments.conda_file else None,
+                requirements=Path(os.path.abspath(arguments.requirements)) if arguments.requirements else None,
+                models=[azure_import.ModelSource.parse(m, cwd) for m in arguments.model],
+                name=arguments.name or entry.parent.name,
+                mode=arguments.mode,
+            )
+        else:
+            raise InvalidInput([Problem("import azure", "give a deployment YAML, or --entry-script and --model")])
+        azure_import.write_manifest(target, imported, source, replace=arguments.force)
+    except InvalidInput as error:
+        print_problems(error.problems)
+        return EXIT_ERROR
+    print(f"wrote {display_path(target)}")
+    for item in imported.not_carried:
+        print(f"not carried over: {item}")
+    return validate(argparse.Namespace(paths=[str(target)]))
+
+
 COMMANDS = {
     "schema": schema,
     "validate": validate,
@@ -270,4 +315,5 @@ COMMANDS = {
     "hash": hash_,
     "serve": serve,
     "lock": lock,
+    "import": import_,
 }

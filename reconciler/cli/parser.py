@@ -305,6 +305,50 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("path", metavar="PATH", help="the package's folder or package.yaml")
     pull.add_argument("--hash", metavar="HASH", help="the image hash to pull (12 or 64 hex digits)")
 
+    importer = commands.add_parser(
+        "import",
+        help="write a package.yaml from an existing project (Azure ML)",
+        description="Write a package.yaml from what a project already has, then validate it.",
+    )
+    sources = importer.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    azure = sources.add_parser(
+        "azure",
+        help="from an Azure ML deployment YAML (CLI v2) or SDK v1 arguments",
+        description="CLI v2: `reconciler import azure deployment.yml` writes package.yaml beside the "
+        "managed online deployment YAML (model, code_configuration, environment.conda_file, "
+        "environment_variables, request_settings, instance_count). SDK v1: give what InferenceConfig and "
+        "Model.package were given: --entry-script, --source-directory, --conda-file or --requirements, "
+        "--model. What cannot be carried over (registry references, Azure's base image, App Insights, "
+        "probes, instance types) is listed, and written as comments at the top of the manifest. An "
+        "existing package.yaml is never overwritten without --force.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  reconciler import azure endpoints/online/blue-deployment.yml\n"
+        "  reconciler import azure --entry-script score.py --conda-file env.yml \\\n"
+        "      --model outputs/model.pkl=sklearn_regression_model:1",
+    )
+    azure.add_argument("deployment", nargs="?", metavar="DEPLOYMENT_YAML", help="a CLI v2 deployment YAML")
+    azure.add_argument("--entry-script", metavar="FILE", help="v1: InferenceConfig(entry_script=...)")
+    azure.add_argument("--source-directory", metavar="DIR", help="v1: InferenceConfig(source_directory=...)")
+    azure.add_argument("--conda-file", metavar="FILE", help="v1: the environment's conda specification")
+    azure.add_argument("--requirements", metavar="FILE", help="v1: the environment's pip requirements file")
+    azure.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="PATH[=NAME[:VERSION]]",
+        help="a model file or folder (repeatable); with a deployment YAML, instead of a registry reference",
+    )
+    azure.add_argument("--name", help="the package name (default: the endpoint's or the entry script folder's)")
+    azure.add_argument(
+        "--mode",
+        choices=["dockerfile", "image", "container", "kubernetes"],
+        default="container",
+        help="output.mode of the package (default: container, a running service as on Azure)",
+    )
+    azure.add_argument("--directory", metavar="DIR", help="v1: where package.yaml goes (default: .)")
+    azure.add_argument("--force", action="store_true", help="replace an existing package.yaml")
+
     commands.add_parser(
         "schema",
         help="print the JSON schema of package.yaml",

@@ -6,6 +6,7 @@ Routes:
     POST|GET /score     calls run(), once init() has returned (a request sent during init()
                         waits for it, as with Azure's server); OPTIONS /score -> 200
     GET  /swagger.json  ?version=2 (default) or 3
+    GET  /metrics       Prometheus text format (see metrics)
     POST /-/reload      only with RECONCILER_DEV=1 (reconciler watch --dev): import the
                         entry script again and call init(); on failure the old code keeps serving
 
@@ -31,6 +32,8 @@ from urllib.parse import parse_qs, quote
 from . import swagger
 from .config import Settings
 from .logs import RequestLog
+from .metrics import CONTENT_TYPE as METRICS_TYPE
+from .metrics import Metrics
 from .runner import RunThread, ScoringTimeout
 from .user_script import BadRequest, EntryScript, Request, is_http_response
 
@@ -53,7 +56,7 @@ class BodyRefused(Exception):
 JSON = [(b"content-type", b"application/json")]
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 HTML = [(b"content-type", b"text/html; charset=utf-8")]  # what Flask, so Azure's server, calls "Healthy"
-PROBE_PATHS = frozenset({"/", "/ready"})
+PROBE_PATHS = frozenset({"/", "/ready", "/metrics"})  # polled: logged at DEBUG only when they succeed
 # Flask's wording, which Azure's server answers with
 METHOD_NOT_ALLOWED = "The method is not allowed for the requested URL."
 NOT_FOUND = (
@@ -117,6 +120,7 @@ class ScoringApp:
         self.swagger: dict[str, bytes] = {}
         self.initialised: asyncio.Event | None = None  # set once init() returned or failed
         self.scoring = 0  # /score requests held right now, for MAX_CONCURRENT_REQUESTS_PER_INSTANCE
+        self.metrics = Metrics()
         self.timeout_s = settings.scoring_timeout_ms / 1000
         self.cors = set(settings.cors_origins)
 
@@ -161,6 +165,7 @@ class ScoringApp:
         self.ready = True
         self.initialised.set()
         self.on_ready()
+        self.metrics.init_seconds.set(seconds)
         log.info("init() returned in %.2f s; ready", seconds)
 
     def _init_failed(self, error: BaseException) -> None:
@@ -215,6 +220,8 @@ class ScoringApp:
                 status, headers, body = 200, list(TEXT), b"Ready"
             else:
                 status, headers, body = _error(503, "init() has not returned yet")
+        elif path == "/metrics" and method == "GET":
+            status, headers, body = 200, [(b"content-type", METRICS_TYPE)], self.metrics.exposition()
         elif path == "/swagger.json" and method == "GET":
             status, headers, body = self._swagger(scope)
         elif path == "/-/reload" and method == "POST" and self.settings.dev_reload:
@@ -246,6 +253,7 @@ class ScoringApp:
                 await send({"type": "http.response.body", "body": b""})
             except StreamFailed:
                 pass  # left incomplete on purpose: the server closes the connection, the client sees a cut
+        self.metrics.observe(path, status, time.perf_counter() - started)
         if path not in PROBE_PATHS or status != 200:
             shown = quote(path, safe="/:@!$&'()*+,;=-._~")  # a decoded path may hold spaces: never a new field
             self.request_log.write(method, shown, status, (time.perf_counter() - started) * 1000, request_id)
@@ -292,10 +300,12 @@ class ScoringApp:
             headers.append((b"retry-after", b"1"))
             return status, headers, payload
         self.scoring += 1
+        self.metrics.waiting.inc()
         try:
             return await self._score_when_ready(method, scope, receive)
         finally:
             self.scoring -= 1
+            self.metrics.waiting.dec()
 
     async def _score_when_ready(self, method: str, scope, receive) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
         if not self.ready:
@@ -336,6 +346,7 @@ class ScoringApp:
                 self.settings.scoring_timeout_ms,
                 request.headers.get("X-Request-Id", ""),
             )
+            self.metrics.run_failures.inc()
             return _error(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms", run_failed=True)
         timing = (b"x-ms-run-fn-exec-ms", f"{seconds * 1000:.3f}".encode())
         if ok and is_http_response(result):
@@ -352,6 +363,7 @@ class ScoringApp:
                 "".join(traceback.format_exception(type(result), result, result.__traceback__)),
             )
             message = "An unexpected error occurred in scoring script. Check the logs for more info."
+        self.metrics.run_failures.inc()
         status, headers, body = _error(500, message, run_failed=True)
         return status, headers + [timing], body
 

@@ -12,8 +12,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 from . import logs
@@ -94,8 +96,12 @@ def supervise(settings: Settings) -> int:
     on to the workers, which finish their in-flight requests.
     """
     import uvicorn
+    from prometheus_client.multiprocess import mark_process_dead
 
     listener = uvicorn.Config(None, host=settings.host, port=settings.port, log_config=None).bind_socket()
+    # the workers' /metrics samples meet here (a fresh folder: no counts from an earlier run)
+    metrics_folder = tempfile.mkdtemp(prefix="reconciler-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_folder
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -127,6 +133,7 @@ def supervise(settings: Settings) -> int:
                 exit_code, stopping = EXIT_INIT_FAILED, True
                 break
             log.warning("worker %d exited with %s; starting a new one", index, process.exitcode)
+            mark_process_dead(process.pid)  # its in-flight gauge no longer counts
             time.sleep(0.5)
             workers[index] = start(index)
     for process in workers.values():
@@ -139,6 +146,7 @@ def supervise(settings: Settings) -> int:
             process.kill()
             process.join()
     listener.close()
+    shutil.rmtree(metrics_folder, ignore_errors=True)
     return exit_code
 
 

@@ -1,0 +1,261 @@
+"""`reconciler import azure`: a package.yaml from what an Azure ML project already has.
+
+Two sources, as Azure projects come:
+
+- a CLI v2 managed online deployment YAML (`model`, `code_configuration`, `environment`
+  with `conda_file` and `image`, `environment_variables`, `request_settings`,
+  `instance_count`): the manifest is written beside it;
+- for SDK v1 projects, the arguments of `InferenceConfig` and `Model.package` given as
+  flags: the entry script, its source folder, the conda or pip file, the model paths.
+
+Everything that cannot be carried over (a registry reference to download, Azure's base
+image, App Insights, probes, instance types) is listed in the result and as comments at
+the top of the manifest, never dropped silently. Nothing existing is overwritten unless
+asked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from reconciler.core.atomic import write_atomic
+from reconciler.core.errors import InvalidInput, Problem
+from reconciler.spec.manifest import ENV_NAME, RESERVED_VARIABLES
+from reconciler.spec.yamldoc import YamlError, load_yaml
+
+SECRET_WORDS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CONNECTION_STRING|CREDENTIAL|SAS)", re.I)
+IGNORED_FIELDS = frozenset({"$schema", "name", "endpoint_name", "type", "description", "tags"})
+EXPLAINED_FIELDS = {
+    "instance_type": "choose output.resources (cpu, memory, gpus) for what the instance type gave",
+    "app_insights_enabled": "Application Insights is not wired; requests are logged to stdout",
+    "data_collector": "model data collection is not wired",
+    "liveness_probe": "the probes are fixed: liveness GET /, readiness GET /ready (output.container.ready_timeout_s)",
+    "readiness_probe": "the probes are fixed: liveness GET /, readiness GET /ready (output.container.ready_timeout_s)",
+    "scale_settings": "autoscaling exists in kubernetes mode only (output.kubernetes.autoscale)",
+    "egress_public_network_access": "network policy is the host's or the cluster's business",
+    "private_network_connection": "network policy is the host's or the cluster's business",
+    "model_mount_path": "models are copied into the image at azureml-models/<name>/<version>/",
+}
+
+
+@dataclass
+class Imported:
+    manifest: dict
+    not_carried: list[str] = field(default_factory=list)
+
+    def text(self, source: str) -> str:
+        header = [f"# Imported from {source} by `reconciler import azure`."]
+        if self.not_carried:
+            header.append("# Not carried over:")
+            header += [f"#   - {item}" for item in self.not_carried]
+        body = yaml.safe_dump(self.manifest, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        return "\n".join(header) + "\n" + body
+
+
+def package_name(text: str) -> str:
+    """A package name (lower-case letters, digits, '-') from an endpoint or deployment name."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return name or "imported"
+
+
+def model_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-")[:255]
+    return name or "model"
+
+
+def relative(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    path: Path
+    name: str | None = None
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str, base: Path) -> ModelSource:
+        """`PATH`, `PATH=NAME` or `PATH=NAME:VERSION` (the --model flag)."""
+        path, _, label = text.partition("=")
+        name, _, version = label.partition(":")
+        if version and not version.isdigit():
+            raise InvalidInput([Problem("--model", f"version {version!r} of {text!r} is not a whole number")])
+        return cls(Path(os.path.normpath(base / path)), name or None, int(version) if version else None)
+
+
+def _models(sources: list[ModelSource], directory: Path) -> list[dict]:
+    models = []
+    for source in sources:
+        name = model_name(source.name or source.path.stem)
+        models.append({"name": name, "version": source.version or 1, "path": relative(source.path, directory)})
+    return models
+
+
+def _variables(values: dict, not_carried: list[str], where: str) -> tuple[dict, list[str]]:
+    """Environment variables into the image, except names reconciler sets and values that
+    look like secrets: those become runtime secrets (names only; values never copied)."""
+    variables: dict = {}
+    secrets: list[str] = []
+    for name, value in values.items():
+        name = str(name)
+        if not re.match(ENV_NAME, name):
+            not_carried.append(f"{where}.{name}: not a valid environment variable name")
+        elif name in RESERVED_VARIABLES:
+            not_carried.append(f"{where}.{name}: reconciler sets it from the manifest")
+        elif SECRET_WORDS.search(name):
+            secrets.append(name)
+            not_carried.append(
+                f"{where}.{name}: looks like a secret; now inference.secrets (pass its value with --secrets FILE), "
+                "its value was not copied"
+            )
+        else:
+            variables[name] = value if isinstance(value, bool | int | float) else str(value)
+    return variables, secrets
+
+
+def from_v1(
+    directory: Path,
+    *,
+    entry_script: Path,
+    source_directory: Path | None,
+    conda_file: Path | None,
+    requirements: Path | None,
+    models: list[ModelSource],
+    name: str,
+    mode: str,
+) -> Imported:
+    """InferenceConfig(entry_script, source_directory, environment) and Model.package's models."""
+    source = source_directory or entry_script.parent
+    environment: dict = {}
+    if conda_file:
+        environment["conda_file"] = relative(conda_file, directory)
+    elif requirements:
+        environment["requirements"] = relative(requirements, directory)
+    manifest = {
+        "name": package_name(name),
+        "models": _models(models, directory),
+        "inference": {
+            "entry_script": relative(entry_script, source),
+            "source_directory": relative(source, directory),
+            "environment": environment,
+        },
+        "output": {"mode": mode},
+    }
+    return Imported(manifest)
+
+
+def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: list[ModelSource]) -> Imported:
+    """A CLI v2 managed online deployment YAML; the manifest goes beside it."""
+    try:
+        document = load_yaml(path.read_bytes())
+    except OSError as error:
+        raise InvalidInput([Problem(str(path), f"cannot read: {error.strerror}")]) from None
+    except YamlError as error:
+        line = error.position.line if error.position else None
+        raise InvalidInput([Problem(str(path), error.message, line)]) from None
+    data = document.data
+    if not isinstance(data, dict):
+        raise InvalidInput([Problem(str(path), "a deployment YAML is a mapping (model, code_configuration, ...)", 1)])
+    directory = path.parent
+
+    def problem(loc: tuple, message: str) -> Problem:
+        position = document.position_of(loc)
+        return Problem(str(path), message, position.line if position else None, field=".".join(map(str, loc)))
+
+    problems: list[Problem] = []
+    not_carried: list[str] = []
+    manifest: dict = {"name": package_name(name or data.get("endpoint_name") or data.get("name") or path.stem)}
+
+    sources = list(extra_models)
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("path"), str) and "://" not in model["path"]:
+        version = model.get("version")
+        sources.insert(
+            0,
+            ModelSource(
+                Path(os.path.normpath(directory / model["path"])),
+                model.get("name"),
+                int(version) if str(version).isdigit() else None,
+            ),
+        )
+    elif model is not None and not extra_models:
+        reference = model if isinstance(model, str) else (model.get("path") if isinstance(model, dict) else model)
+        not_carried.append(
+            f"model {reference}: a registry reference; download it (az ml model download) and pass --model PATH"
+        )
+    elif model is None and not extra_models:
+        problems.append(problem(("model",), "the deployment names no model; pass --model PATH"))
+    manifest["models"] = _models(sources, directory)
+
+    code = data.get("code_configuration")
+    if not isinstance(code, dict) or not isinstance(code.get("scoring_script"), str):
+        problems.append(problem(("code_configuration",), "code_configuration.scoring_script is missing"))
+        code = {}
+    source = Path(os.path.normpath(directory / str(code.get("code", "."))))
+    inference: dict = {
+        "entry_script": Path(code.get("scoring_script", "score.py")).as_posix(),
+        "source_directory": relative(source, directory),
+    }
+    environment: dict = {}
+    azure_environment = data.get("environment")
+    if isinstance(azure_environment, dict):
+        if isinstance(azure_environment.get("conda_file"), str):
+            environment["conda_file"] = relative(directory / azure_environment["conda_file"], directory)
+        if azure_environment.get("image"):
+            not_carried.append(
+                f"environment.image {azure_environment['image']}: Azure's base image; the package builds on "
+                "python:<version>-slim (set environment.base_image for another)"
+            )
+        if azure_environment.get("build"):
+            not_carried.append("environment.build: a Docker build context; reconciler writes its own Dockerfile")
+        for key in sorted(set(azure_environment) - {"conda_file", "image", "build", "name", "version", "description"}):
+            not_carried.append(f"environment.{key}: no equivalent")
+    elif azure_environment is not None:
+        not_carried.append(
+            f"environment {azure_environment}: a registry reference; export its conda file and set "
+            "environment.conda_file"
+        )
+    variables, secrets = _variables(data.get("environment_variables") or {}, not_carried, "environment_variables")
+    settings = data.get("request_settings") or {}
+    if isinstance(settings.get("request_timeout_ms"), int):
+        inference["server"] = {"timeout_ms": settings["request_timeout_ms"]}
+    if isinstance(settings.get("max_concurrent_requests_per_instance"), int):
+        variables["MAX_CONCURRENT_REQUESTS_PER_INSTANCE"] = settings["max_concurrent_requests_per_instance"]
+    for key in sorted(set(settings) - {"request_timeout_ms", "max_concurrent_requests_per_instance"}):
+        not_carried.append(f"request_settings.{key}: no equivalent")
+    if variables:
+        environment["variables"] = variables
+    inference["environment"] = environment
+    if secrets:
+        inference["secrets"] = secrets
+    manifest["inference"] = inference
+
+    output: dict = {"mode": mode}
+    count = data.get("instance_count")
+    if isinstance(count, int) and count != 1:
+        if mode == "kubernetes":
+            output["kubernetes"] = {"replicas": count}
+        else:
+            not_carried.append(f"instance_count {count}: one container in {mode} mode (kubernetes mode has replicas)")
+    manifest["output"] = output
+    for key in sorted(set(data) - IGNORED_FIELDS - {"model", "code_configuration", "environment"}):
+        if key in ("environment_variables", "request_settings", "instance_count"):
+            continue
+        not_carried.append(f"{key}: {EXPLAINED_FIELDS.get(key, 'no equivalent')}")
+    if problems:
+        raise InvalidInput(problems)
+    return Imported(manifest, not_carried)
+
+
+def write_manifest(target: Path, imported: Imported, source: str, *, replace: bool) -> None:
+    """Write the manifest atomically; an existing file is left alone unless `replace`."""
+    if target.exists() and not replace:
+        raise InvalidInput(
+            [Problem(str(target), "exists already; reconciler does not overwrite it (--force replaces it)")]
+        )
+    write_atomic(target, imported.text(source).encode())

@@ -1,0 +1,157 @@
+"""`reconciler import azure`: a valid package.yaml from an Azure project, nothing lost silently."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+import pytest
+
+from reconciler.spec.package import load_package
+
+from .conftest import EXAMPLES, run_cli
+
+DEPLOYMENT = """\
+    $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json
+    name: blue
+    endpoint_name: Credit-Scoring
+    model:
+      path: ../../model-1/model/
+    code_configuration:
+      code: ../../model-1/onlinescoring/
+      scoring_script: score.py
+    environment:
+      conda_file: ../../model-1/environment/conda.yaml
+      image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest
+    instance_type: Standard_DS3_v2
+    instance_count: 2
+    app_insights_enabled: true
+    environment_variables:
+      MODEL_MODE: fast
+      STORAGE_ACCOUNT_KEY: do-not-copy-me
+    request_settings:
+      request_timeout_ms: 3000
+      max_concurrent_requests_per_instance: 4
+      max_queue_wait_ms: 500
+"""
+
+CONDA = """\
+    name: model-env
+    channels: [conda-forge]
+    dependencies:
+      - python=3.11
+      - pip
+      - pip:
+          - azureml-defaults
+          - joblib
+"""
+
+
+@pytest.fixture
+def azure_project(repo):
+    """The layout of Azure's own CLI v2 examples (azureml-examples/cli/endpoints/online)."""
+    (repo / "model-1" / "model").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "sklearn-regression" / "model" / "sklearn_regression_model.pkl", repo / "model-1" / "model")
+    (repo / "model-1" / "onlinescoring").mkdir()
+    shutil.copy(EXAMPLES / "sklearn-regression" / "score.py", repo / "model-1" / "onlinescoring")
+    (repo / "model-1" / "environment").mkdir()
+    (repo / "model-1" / "environment" / "conda.yaml").write_text(textwrap.dedent(CONDA))
+    (repo / "endpoints" / "online").mkdir(parents=True)
+    deployment = repo / "endpoints" / "online" / "blue-deployment.yml"
+    deployment.write_text(textwrap.dedent(DEPLOYMENT))
+    return deployment
+
+
+def test_a_v2_deployment_becomes_a_valid_package_and_every_loss_is_listed(azure_project):
+    result = run_cli("import", "azure", str(azure_project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest_path = azure_project.parent / "package.yaml"
+    text = manifest_path.read_text()
+    assert "do-not-copy-me" not in text  # a secret's value never lands in the manifest
+    for lost in (
+        "environment.image mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest",
+        "environment_variables.STORAGE_ACCOUNT_KEY: looks like a secret",
+        "request_settings.max_queue_wait_ms",
+        "instance_count 2",
+        "app_insights_enabled",
+        "instance_type",
+    ):
+        assert f"not carried over: {lost}" in result.stdout, lost
+        assert lost in text, lost  # and as a comment in the manifest itself
+    assert "1 package(s) valid" in result.stdout
+    package = load_package(manifest_path)
+    manifest = package.manifest
+    assert manifest.name == "credit-scoring"
+    assert [(m.name, m.version, m.path) for m in manifest.models] == [("model", 1, "../../model-1/model")]
+    assert package.entry_script.read_text().startswith((EXAMPLES / "sklearn-regression" / "score.py").read_text()[:40])
+    environment = manifest.inference.environment
+    assert environment.conda_file == "../../model-1/environment/conda.yaml"
+    assert environment.variables == {"MODEL_MODE": "fast", "MAX_CONCURRENT_REQUESTS_PER_INSTANCE": 4}
+    assert manifest.inference.secrets == ["STORAGE_ACCOUNT_KEY"]
+    assert manifest.inference.server.timeout_ms == 3000
+    assert manifest.output.mode == "container"
+
+
+def test_kubernetes_mode_carries_the_instance_count(azure_project):
+    result = run_cli("import", "azure", str(azure_project), "--mode", "kubernetes")
+    text = (azure_project.parent / "package.yaml").read_text()
+    assert "replicas: 2" in text and "instance_count" not in result.stdout
+    assert "output.mode kubernetes needs output.image.registry" in result.stderr  # validate says what is left to do
+    assert result.returncode == 1
+
+
+def test_an_existing_manifest_is_never_overwritten_without_force(azure_project):
+    existing = azure_project.parent / "package.yaml"
+    existing.write_text("# mine\n")
+    result = run_cli("import", "azure", str(azure_project))
+    assert result.returncode == 1 and "exists already" in result.stderr
+    assert existing.read_text() == "# mine\n"
+    assert run_cli("import", "azure", str(azure_project), "--force").returncode == 0
+    assert existing.read_text().startswith("# Imported from blue-deployment.yml")
+
+
+def test_a_registry_model_is_listed_and_a_local_copy_can_stand_in(azure_project):
+    azure_project.write_text(
+        azure_project.read_text().replace("model:\n  path: ../../model-1/model/", "model: azureml:credit-model:3")
+    )
+    result = run_cli("import", "azure", str(azure_project))
+    assert "not carried over: model azureml:credit-model:3: a registry reference" in result.stdout
+    assert result.returncode == 1 and "models" in result.stderr  # no model: validate says so
+    downloaded = azure_project.parent.parent.parent / "model-1" / "model"
+    result = run_cli("import", "azure", str(azure_project), "--force", "--model", f"{downloaded}=credit-model:3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [model] = load_package(azure_project.parent / "package.yaml").manifest.models
+    assert (model.name, model.version) == ("credit-model", 3)
+
+
+def test_sdk_v1_arguments_become_a_valid_package(repo):
+    app = repo / "sklearn"
+    shutil.copytree(EXAMPLES / "sklearn-regression", app, ignore=shutil.ignore_patterns("build", "package.*"))
+    result = run_cli(
+        "import",
+        "azure",
+        "--entry-script",
+        str(app / "score.py"),
+        "--requirements",
+        str(app / "requirements.txt"),
+        "--model",
+        f"{app / 'model' / 'sklearn_regression_model.pkl'}=sklearn_regression_model:1",
+        "--directory",
+        str(app),
+        "--mode",
+        "dockerfile",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = load_package(app / "package.yaml").manifest
+    assert manifest.name == "sklearn" and manifest.output.mode == "dockerfile"
+    assert [(m.name, m.version, m.path) for m in manifest.models] == [
+        ("sklearn_regression_model", 1, "model/sklearn_regression_model.pkl")
+    ]
+    assert manifest.inference.environment.requirements == "requirements.txt"
+    assert (manifest.inference.entry_script, manifest.inference.source_directory) == ("score.py", ".")
+
+
+def test_import_without_a_source_says_what_to_give(repo):
+    result = run_cli("import", "azure", cwd=repo)
+    assert result.returncode == 1
+    assert "give a deployment YAML, or --entry-script and --model" in result.stderr
