@@ -1,7 +1,7 @@
 """GET /metrics: Prometheus text format, from prometheus_client.
 
-Request count and latency by route and status, run() failures, /score requests held
-(waiting for init() or for the entry-script thread), and how long init() took. With
+Request count and latency by route and status, run() failures, /score requests in
+progress (waiting for init(), queued, or in run()), and how long init() took. With
 several workers each process writes its samples to PROMETHEUS_MULTIPROC_DIR (set by the
 supervisor before the workers start) and a scrape, answered by any worker, sums them all.
 Routes are a closed set, so a client cannot grow the label space.
@@ -38,7 +38,7 @@ class Metrics:
         )
         self.waiting = Gauge(
             "inference_requests_waiting",
-            "/score requests held: waiting for init() or for the entry-script thread.",
+            "/score requests in progress: waiting for init(), queued for the entry-script thread, or in run().",
             registry=registry,
             multiprocess_mode="livesum",
         )

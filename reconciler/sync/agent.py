@@ -61,10 +61,16 @@ class SyncAgent:
         self.failed_commit = ""  # the commit whose round failed permanently
         self.waiting: dict[Path, str] = {}  # manifests that failed permanently at failed_commit
         self.failures = 0  # temporary failures in a row
+        self.conclusions: list[str] = []  # the round's outcome lines, said after the status is written
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
+
+    def conclude(self, line: str) -> None:
+        """A line about the round's outcome: said once the status file records it, so whoever
+        reads the line and then the file finds them in agreement."""
+        self.conclusions.append(line)
 
     # -- one round ----------------------------------------------------------------------
 
@@ -80,7 +86,7 @@ class SyncAgent:
             why = self.clone.verify(commit)
             if why:
                 if commit != self.refused:
-                    self.say(f"sync: {commit[:7]} not applied: its signature does not verify: {why}")
+                    self.conclude(f"sync: {commit[:7]} not applied: its signature does not verify: {why}")
                     self.refused = commit
                 self.status.last_error = Event(commit, now(), f"not applied: the signature does not verify: {why}")
                 return False
@@ -114,25 +120,25 @@ class SyncAgent:
         ]
         if new or commit != self.failed_commit:
             for problem in problems:
-                self.say(f"error: {problem}")
+                self.conclude(f"error: {problem}")
         failures = list(problems)
         for outcome in reconciliation.outcomes:
             line = outcome_line(outcome, short if new else None, "resync")
             if line.text:
-                self.say(line.text)
+                self.conclude(line.text)
             if line.failed:
                 failures.append(line.text.split(" -> ", 1)[-1].splitlines()[0])
             if line.permanent:
                 self.waiting[outcome.package.manifest_path] = outcome.desired.container_hash
         for result in reconciliation.cleanup_results:
-            self.say(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
+            self.conclude(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
         if reconciliation.manifests_found == 0:
             failures.append(f"no package.yaml found below {self.path}")
         if failures:
             self.failed_commit = commit
             self.status.last_error = Event(commit, now(), failures[0][:500])
             if new:
-                self.say(f"sync: {short} failed; what served before keeps serving; waiting for the ref to move")
+                self.conclude(f"sync: {short} failed; what served before keeps serving; waiting for the ref to move")
             return False
         self.failed_commit = ""
         self.status.last_applied = Event(commit, now())
@@ -144,7 +150,7 @@ class SyncAgent:
         if error.temporary:
             self.failures += 1
         self.status.last_error = Event(commit, now(), str(error)[:500])
-        self.say(f"sync: error: {error}")
+        self.conclude(f"sync: error: {error}")
         return False
 
     # -- the loop ---------------------------------------------------------------------
@@ -180,6 +186,9 @@ class SyncAgent:
                 wait = self._next_wait()
                 self.status.next_round = "" if once or self.stop.is_set() else in_seconds(wait)
                 self.status.write(self.state)
+                for line in self.conclusions:
+                    self.say(line)
+                self.conclusions.clear()
                 if once:
                     return 0 if ok else 1
                 if self.stop.wait(wait):
