@@ -7,10 +7,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from .cli_process import CliProcess
 from .conftest import engine_package, remove_package_objects, run_cli, serving_container, write_package
 from .runtime_helpers import free_port
 
@@ -63,46 +61,12 @@ def sync_once(remote: Remote, state: Path, *extra: str, env: dict | None = None)
     return run_cli("sync", str(remote.bare), "--state", str(state), "--once", *extra, env=env, timeout=600)
 
 
-class SyncProcess:
+class SyncProcess(CliProcess):
+    wait_timeout = 120
+    stop_timeout = 15
+
     def __init__(self, remote: Remote, state: Path, *extra: str):
-        self.log = tempfile.NamedTemporaryFile(prefix="sync-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "sync", str(remote.bare), "--state", str(state), *extra],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    @property
-    def output(self) -> str:
-        return Path(self.log.name).read_text()
-
-    def wait_for(self, pattern: str, timeout: float = 120, after: int = 0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.compile(pattern, re.M).search(self.output, after)
-            if match:
-                return match
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{self.output}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(15)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-
-    def __enter__(self) -> SyncProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-        os.unlink(self.log.name)
+        super().__init__("sync", str(remote.bare), "--state", str(state), *extra)
 
 
 def status_file(state: Path) -> dict:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -21,51 +20,14 @@ from reconciler.core.package_locks import PackageLocks
 from reconciler.spec.discovery import load_workspace
 from reconciler.watch.router import WatchedPackage, route
 
+from .cli_process import CliProcess
 from .conftest import engine_package, remove_package_objects, serving_container, write_package
 from .runtime_helpers import free_port
 
 
-class WatchProcess:
+class WatchProcess(CliProcess):
     def __init__(self, *paths, cwd, extra=(), env=None):
-        self.log = tempfile.NamedTemporaryFile(prefix="watch-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "watch", *extra, *map(str, paths)],
-            cwd=cwd,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-
-    @property
-    def output(self) -> str:
-        return Path(self.log.name).read_text()
-
-    def wait_for(self, pattern: str, timeout: float = 60, after: int = 0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.compile(pattern, re.M).search(self.output, after)
-            if match:
-                return match
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{self.output}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(10)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-
-    def __enter__(self) -> WatchProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-        os.unlink(self.log.name)
+        super().__init__("watch", *extra, *map(str, paths), cwd=cwd, env=env)
 
 
 def stamp_hash(package: Path) -> str:
