@@ -135,6 +135,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--parts", nargs="+", choices=["updates", "cost"], default=["updates", "cost"], help="what to measure"
+    )
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -154,10 +157,12 @@ def main() -> None:
         lock = seed / "package.lock"
         shutil.rmtree(seed / "model")
         try:
-            print(
-                f"{'updates':<26} {'init':>5} {'requests':>9} {'failed':>7} {'longest gap':>12} {'update (median)':>16}"
-            )
-            for proxied in (True, False):
+            if "updates" in arguments.parts:
+                print(
+                    f"{'updates':<26} {'init':>5} {'requests':>9} {'failed':>7} {'longest gap':>12} "
+                    f"{'update (median)':>16}"
+                )
+            for proxied in (True, False) if "updates" in arguments.parts else ():
                 for init_s in (0, 8):
                     row = updates(repo, env, lock, proxied=proxied, init_s=init_s, count=arguments.updates)
                     label = "behind the proxy" if proxied else "proxy: false (direct)"
@@ -166,6 +171,8 @@ def main() -> None:
                         f"{row['gap']:>10.2f} s {row['update']:>14.2f} s",
                         flush=True,
                     )
+            if "cost" not in arguments.parts:
+                return
             proxied, direct = proxy_cost(repo, env, arguments.runs, arguments.seconds, arguments.connections)
             print(
                 f"\n# wrk -t1 -c{arguments.connections} -d{arguments.seconds}s, sklearn example, {arguments.runs} runs each, alternating"

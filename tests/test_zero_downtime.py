@@ -106,6 +106,8 @@ def test_updates_under_a_steady_stream_lose_no_request(served, repo, docker_clie
     package, name, port = served
     set_version(package, 0, init_s)
     assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    kept_alive = requests.Session()  # a client that keeps its connection to the proxy across updates
+    assert kept_alive.post(f"http://127.0.0.1:{port}/score", data="{}").json()["version"] == 0
     with Probe(port) as probe:
         for version in (1, 2):
             set_version(package, version, init_s)
@@ -113,6 +115,7 @@ def test_updates_under_a_steady_stream_lose_no_request(served, repo, docker_clie
             assert result.returncode == 0, result.stdout + result.stderr
             assert re.search(rf"{name}: recreate {name} on 127\.0\.0\.1:{port}  done", result.stdout)
             assert version_served(port) == version
+            assert kept_alive.post(f"http://127.0.0.1:{port}/score", data="{}").json()["version"] == version
         time.sleep(0.2)
     assert len(probe.answers) > 20 and probe.failures == []
     assert_converged(docker_client, name, 2, port)
