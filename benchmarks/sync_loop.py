@@ -164,6 +164,9 @@ def main() -> None:
             print(
                 f"# container-mode rounds that built an image: {builds} for {arguments.runs} pushes and {arguments.runs} reverts"
             )
+        except SystemExit:
+            print(f"# the agent's last lines:\n{(root / 'agent.log').read_text()[-4000:]}", file=sys.stderr)
+            raise
         finally:
             agent.send_signal(signal.SIGTERM)
             agent.wait(30)

@@ -80,8 +80,8 @@ class RuntimeProcess:
             try:
                 if requests.get(self.url + path, timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or (Azure's server) listening but not answering before init()
             time.sleep(0.05)
         raise AssertionError(f"{path} did not answer 200 within {timeout} s:\n{self.logs}")
 

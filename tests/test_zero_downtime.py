@@ -121,6 +121,23 @@ def test_updates_under_a_steady_stream_lose_no_request(served, repo, docker_clie
     assert_converged(docker_client, name, 2, port)
 
 
+def test_going_back_to_code_whose_image_was_removed_builds_it_again(served, repo, docker_client):
+    """The proxy is not recreated by updates, and its labels name the package's image of the
+    day it was made: they must not pass for that image once retention has removed it."""
+    package, name, port = served
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("  mode: container\n", "  mode: container\n  image: {keep: 1}\n"))
+    for version in (0, 1):
+        set_version(package, version, 0)
+        assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    assert len(docker_client.images.list(filters={"label": f"reconciler.package={name}"})) == 1  # version 0's is gone
+    set_version(package, 0, 0)
+    result = run_cli("apply", str(package), cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"{name}: build ", result.stdout), result.stdout
+    assert_converged(docker_client, name, 0, port)
+
+
 def test_a_new_container_that_fails_leaves_the_old_one_serving_without_a_gap(served, repo, docker_client):
     package, name, port = served
     set_version(package, 1, 0)

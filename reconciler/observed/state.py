@@ -246,9 +246,15 @@ class Snapshot:
 
     def image_with_hash(self, package: str, image_hash: str, reference: str) -> ImageState | None:
         """The image carrying `image_hash`, if the engine has it: from a serving container
-        already running it, else by one inspect of its tag, else from the listing."""
+        already running it, else by one inspect of its tag, else from the listing. (The proxy
+        runs HAProxy's image, and its labels name the package's image of the day it was made:
+        it proves nothing.)"""
         running = next(
-            (c for c in self.containers if c.package == package and c.image_hash == image_hash and c.image_id),
+            (
+                c
+                for c in self.containers
+                if c.package == package and c.image_hash == image_hash and c.image_id and c.role != "proxy"
+            ),
             None,
         )
         if running is not None and self.images is None:
