@@ -329,8 +329,8 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
 
 
 def _plan_retention(intent: Intent, observed: Observed, plan: PackagePlan) -> None:
-    """After a build, keep the newest `keep` images of the package (the new one counts) and
-    remove older ones: never one a container still runs (other than the one being replaced),
+    """After a build, keep the `keep` images of the package used last (the new one counts:
+    built or served from most recently) and remove the others: never one a container still runs (other than the one being replaced),
     never one reconciler did not build (tagged `repository:hash12` for its own hash, from
     this manifest)."""
     repository = intent.image.rpartition(":")[0]
@@ -343,8 +343,8 @@ def _plan_retention(intent: Intent, observed: Observed, plan: PackagePlan) -> No
         and image.manifest == intent.manifest
         and f"{repository}:{image.hash[:12]}" in image.tags
     ]
-    ours.sort(key=lambda image: image.created, reverse=True)
-    cause = f"older than the newest {intent.keep} (output.image.keep)"
+    ours.sort(key=lambda image: max(image.created, image.last_used), reverse=True)
+    cause = f"not among the {intent.keep} used last (output.image.keep)"
     for image in ours[intent.keep - 1 :]:
         if image.id not in in_use:
             plan.actions.append(remove_image(intent.name, image, cause))

@@ -297,7 +297,7 @@ def test_a_build_keeps_the_newest_images_and_spares_those_in_use():
     assert render_package(intent, observed) == (
         "  build demo:aaaaaaaaaaaa  <- no image for this hash\n"
         "  recreate demo on 127.0.0.1:6789  <- new image (no image for this hash)\n"
-        "  remove image demo:dddddddddddd  <- older than the newest 2 (output.image.keep)"
+        "  remove image demo:dddddddddddd  <- not among the 2 used last (output.image.keep)"
     )
 
 

@@ -138,6 +138,23 @@ def test_going_back_to_code_whose_image_was_removed_builds_it_again(served, repo
     assert_converged(docker_client, name, 0, port)
 
 
+def test_retention_keeps_the_image_that_served_last_so_a_revert_needs_no_build(served, repo, docker_client):
+    """Push, revert, push, revert: the image gone back to is the oldest built, but the one
+    served last before each push; output.image.keep counts use, not age."""
+    package, name, port = served
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("  mode: container\n", "  mode: container\n  image: {keep: 2}\n"))
+    for version in (0, 1, 0, 2):  # 0 served, 1 pushed, reverted to 0, 2 pushed: 1 is the one to drop
+        set_version(package, version, 0)
+        result = run_cli("apply", str(package), cwd=repo)
+        assert result.returncode == 0, result.stdout + result.stderr
+    set_version(package, 0, 0)
+    result = run_cli("apply", str(package), cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not re.search(rf"{name}: build ", result.stdout), result.stdout
+    assert_converged(docker_client, name, 0, port)
+
+
 def test_a_new_container_that_fails_leaves_the_old_one_serving_without_a_gap(served, repo, docker_client):
     package, name, port = served
     set_version(package, 1, 0)

@@ -151,8 +151,14 @@ class Serving:
 
     # -- directly on the published port --------------------------------------------------
 
+    def mark_used(self, image: str) -> None:
+        """Tag the image again: its last tagging is when it last served, which retention
+        (output.image.keep) reads, so the image that served before an update is kept."""
+        self.engine.tag(image, image)
+
     def create_direct(self, action: Action) -> str:
         engine = self.engine
+        self.mark_used(action.image)
         container_id = engine.create_container(
             action.image,
             action.container,
@@ -181,6 +187,7 @@ class Serving:
     def recreate_direct(self, action: Action) -> str:
         engine = self.engine
         name, old_id = action.container, action.subject
+        self.mark_used(action.image)
         # 1. the canary: the new image on an ephemeral loopback port
         canary = engine.create_container(
             action.image,
@@ -229,6 +236,7 @@ class Serving:
         engine.ensure_network(network, {labels.MANAGED: "true", labels.PACKAGE: package.name})
         backend, created = action.reuse, False
         if not backend:
+            self.mark_used(action.image)
             name = f"{backend_name(package, self.desired.container_hash)}-{secrets.token_hex(2)}"
             backend = engine.create_container(
                 action.image,

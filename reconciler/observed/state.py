@@ -49,6 +49,7 @@ class ImageState:
     repo_digests: tuple[str, ...] = ()
     created: int = 0  # seconds since the epoch
     revision: Revision | None = None  # the commit it was built from
+    last_used: int = 0  # when a container was last made from it (its last tagging); known from an inspect
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def image_state(summary: dict) -> ImageState:
         repo_digests=tuple(summary.get("RepoDigests") or ()),
         created=_created(summary.get("Created")),
         revision=Revision.from_labels(labels_),
+        last_used=max(_created(summary.get("Created")), _created((summary.get("Metadata") or {}).get("LastTagTime"))),
     )
 
 
@@ -240,6 +242,12 @@ class Snapshot:
     def images_of(self, package: str) -> list[ImageState]:
         return [i for i in self.images or () if i.package == package]
 
+    def _when_used(self, image: ImageState) -> ImageState:
+        """The image with its last use, which only an inspect tells (retention keeps the
+        images used last, so going back to the code that served before needs no build)."""
+        details = self.engine.inspect_image(image.id)
+        return image_state(details) if details is not None else image
+
     def containers_of(self, owner: str) -> list[ContainerState]:
         """The containers of the package whose manifest is `owner` (its real path)."""
         return [c for c in self.containers if c.manifest == owner]
@@ -299,7 +307,7 @@ class Snapshot:
         current = self.image_with_hash(package, image_hash, image_ref)
         in_use: frozenset[str] = frozenset()
         if current is None:  # a build is coming: the package's older images may be too many
-            images = self.package_images(package)
+            images = [self._when_used(image) for image in self.package_images(package)]
             if not self.every_container_listed:
                 self._list_every_container()
             in_use = frozenset(self.container_images.values())

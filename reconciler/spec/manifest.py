@@ -236,8 +236,8 @@ class ImageOutput(_Strict):
         3,
         ge=1,
         le=1000,
-        description="Images of this package kept after a build, newest first; older ones are removed "
-        "unless a container runs them.",
+        description="Images of this package kept after a build: those built or served from most recently; "
+        "the others are removed unless a container runs them.",
     )
 
     @model_validator(mode="after")
