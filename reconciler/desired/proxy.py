@@ -69,6 +69,7 @@ global
     log stdout format raw daemon warning
     pidfile /tmp/haproxy.pid
     maxconn 4096
+    nbthread 1  # one thread forwards far more than one model container serves, and leaves the cores to it
 
 defaults
     mode http

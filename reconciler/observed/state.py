@@ -49,7 +49,7 @@ class ImageState:
     repo_digests: tuple[str, ...] = ()
     created: int = 0  # seconds since the epoch
     revision: Revision | None = None  # the commit it was built from
-    last_used: int = 0  # when a container was last made from it (its last tagging); known from an inspect
+    last_used: int = 0  # built, or last made a container from (its last tagging, known from an inspect)
 
 
 @dataclass(frozen=True)
