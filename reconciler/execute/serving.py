@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.errors import PermanentError, ReconcilerError, TemporaryError
 from reconciler.desired.dockerfile import DEV_APP_ROOT
 from reconciler.desired.proxy import (
     CONFIG_VARIABLE,
@@ -41,7 +41,7 @@ from reconciler.desired.proxy import (
 )
 from reconciler.desired.state import Desired
 from reconciler.engine import labels
-from reconciler.engine.docker import Confinement, Engine
+from reconciler.engine.docker import Confinement, Engine, NotOnEngine
 from reconciler.engine.endpoint import score_url
 from reconciler.plan import Action
 from reconciler.spec.manifest import ContainerOutput, memory_bytes
@@ -176,7 +176,10 @@ class Serving:
         return ready_at(action)
 
     def start(self, action: Action) -> str:
-        self.engine.start(action.subject)
+        try:
+            self.engine.start(action.subject)
+        except NotOnEngine:  # removed since it was observed: the next run sees it gone and creates one
+            raise TemporaryError(f"the container {action.subject[:12]} went away before it could be started") from None
         if action.proxied or self.settings.proxy:
             port = self.engine.published_port(action.subject)
             self.ready_or_fail(action.subject, "127.0.0.1", port, "the container", remove=False)

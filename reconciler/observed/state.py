@@ -203,7 +203,9 @@ class Snapshot:
     def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
         """Our containers (one label-filtered list), our images and every container's image
         when `images`, and each base image (one inspect per reference)."""
-        snapshot = cls(engine, containers=[container_state(s) for s in engine.containers(managed_only=True)])
+        listed = engine.containers(managed_only=True)
+        # a container the engine is removing is gone already: nothing can start or reuse it
+        snapshot = cls(engine, containers=[container_state(s) for s in listed if s.get("State") != "removing"])
         if images:
             snapshot._list_images()
         for reference in sorted(set(bases)):
