@@ -60,7 +60,7 @@ def test_a_conda_file_sets_python_and_maps_packages_to_pypi(repo):
         "inference-schema[numpy-support]==1.8",
         "joblib>=1.4",
     )
-    assert read.replaced == ("azureml-defaults",)
+    assert package.conda.replaced == ("azureml-defaults",)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,6 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import display_path, inside, real_path
-from reconciler.spec.conda import read_conda_file
 from reconciler.spec.package import Package
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -37,7 +36,6 @@ class Requirements:
     lines: tuple[str, ...]  # as written, comments dropped, includes in place: what a lock is resolved from
     requirements: tuple[str, ...]  # what pip is given, one per line, with their --hash options
     constraints: tuple[str, ...]
-    replaced: tuple[str, ...] = ()  # Azure serving packages a conda file named, which the runtime replaces
 
 
 class _Reader:
@@ -169,15 +167,12 @@ def read_requirements(package: Package) -> Requirements:
     checked; InvalidInput listing every problem."""
     environment = package.manifest.inference.environment
     reader = _Reader(package)
-    replaced: tuple[str, ...] = ()
     if package.requirements_file:
         reader.read(package.requirements_file, constraints=False)
-    elif package.conda_file:
-        conda = read_conda_file(package.conda_file)
-        replaced = conda.replaced
-        for entry in conda.requirements:  # checked as a requirements file's lines are; -r is relative to it
+    elif package.conda is not None:
+        for entry in package.conda.requirements:  # checked as a requirements file's lines are; -r is relative to it
             reader.lines.append(entry.text)
-            reader._line(package.conda_file, entry.line, entry.text, constraints=False)
+            reader._line(package.conda.path, entry.line, entry.text, constraints=False)
     else:
         for index, line in enumerate(environment.pip or []):
             reader.lines.append(line)
@@ -194,4 +189,4 @@ def read_requirements(package: Package) -> Requirements:
                 reader.requirements.append(str(requirement))
     if reader.problems:
         raise InvalidInput(reader.problems)
-    return Requirements(tuple(reader.lines), tuple(reader.requirements), tuple(reader.constraints), replaced)
+    return Requirements(tuple(reader.lines), tuple(reader.requirements), tuple(reader.constraints))

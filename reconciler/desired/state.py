@@ -33,7 +33,6 @@ from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, rende
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.proxy import PROXY_CONFINEMENT, PROXY_MEMORY_BYTES, proxy_command, render_proxy_config
-from reconciler.desired.requirements import read_requirements
 from reconciler.desired.revision import without_credentials
 from reconciler.desired.secrets import SecretSource, SecretValues
 from reconciler.desired.sources import InputFile, model_files, source_files
@@ -296,13 +295,12 @@ def desire(
     index_url = package.manifest.inference.environment.index_url
     if index_url:
         notes += (f"dependencies resolve from {without_credentials(index_url)} (environment.index_url)",)
-    if package.conda_file:
-        replaced = read_requirements(package).replaced
-        if replaced:
-            notes += (
-                f"{', '.join(replaced)} (in {os.path.relpath(package.conda_file, package.directory)}) left out: reconciler's runtime serves "
-                "the entry script in their place",
-            )
+    if package.conda is not None and package.conda.replaced:
+        conda_file = os.path.relpath(package.conda_file, package.directory)
+        notes += (
+            f"{', '.join(package.conda.replaced)} (in {conda_file}) left out: reconciler's runtime serves "
+            "the entry script in their place",
+        )
     files = tuple(source_files(package) + model_files(package))
     _check_contents(package, files)
     base = current_base(package, lock)

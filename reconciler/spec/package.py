@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import display_path, inside, real_path
-from reconciler.spec.conda import read_conda_file
+from reconciler.spec.conda import CondaEnvironment, read_conda_file
 from reconciler.spec.manifest import PATTERN_HINTS, Manifest
 from reconciler.spec.yamldoc import MAX_MANIFEST_BYTES, Loc, YamlDocument, YamlError, load_yaml
 
@@ -41,6 +41,7 @@ class Package:
     manifest_path: Path
     root: Path  # the repository root no path may leave
     document: YamlDocument
+    conda: CondaEnvironment | None = None  # environment.conda_file, read once when the manifest is loaded
 
     @property
     def name(self) -> str:
@@ -173,17 +174,17 @@ def load_package(manifest_path: Path) -> Package:
     if problems:
         raise InvalidInput(problems)
     if package.conda_file:
-        package = _with_conda_python(package)
+        package = _with_conda(package)
     return package
 
 
-def _with_conda_python(package: Package) -> Package:
-    """The conda file's `python=3.x` is the package's Python (unless the manifest says
-    otherwise, which is a conflict to resolve, not to guess)."""
+def _with_conda(package: Package) -> Package:
+    """The package with its conda file read; the file's `python=3.x` is the package's Python
+    (unless the manifest says otherwise, which is a conflict to resolve, not to guess)."""
     conda = read_conda_file(package.conda_file)
     environment = package.manifest.inference.environment
     if conda.python is None or conda.python == environment.python:
-        return package
+        return dataclasses.replace(package, conda=conda)
     if "python" in environment.model_fields_set:
         raise InvalidInput(
             [
@@ -208,7 +209,7 @@ def _with_conda_python(package: Package) -> Package:
         ) from None
     inference = package.manifest.inference.model_copy(update={"environment": changed})
     manifest = package.manifest.model_copy(update={"inference": inference})
-    return dataclasses.replace(package, manifest=manifest)
+    return dataclasses.replace(package, manifest=manifest, conda=conda)
 
 
 # -- pydantic errors -> problems ------------------------------------------------------
