@@ -262,7 +262,7 @@ def test_every_action_kind_has_a_handler():
     assert set(executor.handlers) == set(ActionKind)
 
 
-def test_a_build_keeps_the_newest_images_and_spares_those_in_use():
+def test_a_build_keeps_the_images_used_last_and_spares_those_in_use():
     intent = Intent(
         "demo",
         "container",

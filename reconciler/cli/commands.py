@@ -259,6 +259,10 @@ def lock(arguments: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _absolute(path: str | None) -> Path | None:
+    return Path(os.path.abspath(path)) if path else None
+
+
 def import_(arguments: argparse.Namespace) -> int:
     """`import azure`: write package.yaml, say what was not carried over, then validate it."""
     from reconciler.spec import azure_import
@@ -281,11 +285,9 @@ def import_(arguments: argparse.Namespace) -> int:
             imported = azure_import.from_v1(
                 directory,
                 entry_script=entry,
-                source_directory=Path(os.path.abspath(arguments.source_directory))
-                if arguments.source_directory
-                else None,
-                conda_file=Path(os.path.abspath(arguments.conda_file)) if arguments.conda_file else None,
-                requirements=Path(os.path.abspath(arguments.requirements)) if arguments.requirements else None,
+                source_directory=_absolute(arguments.source_directory),
+                conda_file=_absolute(arguments.conda_file),
+                requirements=_absolute(arguments.requirements),
                 models=[azure_import.ModelSource.parse(m, cwd) for m in arguments.model],
                 name=arguments.name or entry.parent.name,
                 mode=arguments.mode,

@@ -30,6 +30,9 @@ from reconciler.spec.yamldoc import YamlError, load_yaml
 
 SECRET_WORDS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CONNECTION_STRING|CREDENTIAL|SAS)", re.I)
 IGNORED_FIELDS = frozenset({"$schema", "name", "endpoint_name", "type", "description", "tags"})
+CARRIED_FIELDS = frozenset(
+    {"model", "code_configuration", "environment", "environment_variables", "request_settings", "instance_count"}
+)
 EXPLAINED_FIELDS = {
     "instance_type": "choose output.resources (cpu, memory, gpus) for what the instance type gave",
     "app_insights_enabled": "Application Insights is not wired; requests are logged to stdout",
@@ -243,9 +246,7 @@ def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: li
         else:
             not_carried.append(f"instance_count {count}: one container in {mode} mode (kubernetes mode has replicas)")
     manifest["output"] = output
-    for key in sorted(set(data) - IGNORED_FIELDS - {"model", "code_configuration", "environment"}):
-        if key in ("environment_variables", "request_settings", "instance_count"):
-            continue
+    for key in sorted(set(data) - IGNORED_FIELDS - CARRIED_FIELDS):
         not_carried.append(f"{key}: {EXPLAINED_FIELDS.get(key, 'no equivalent')}")
     if problems:
         raise InvalidInput(problems)
