@@ -161,6 +161,8 @@ def test_a_branch_is_deployed_bad_commits_keep_the_last_good_and_a_revert_needs_
             container = serving_container(docker_client, name)
             assert container.labels["org.opencontainers.image.revision"] == first
             assert container.labels["reconciler.revision"] == first[:7]
+            shown = run_cli("status", str(state / "repository" / "models"), cwd=tmp_path)
+            assert f"in sync at {first[:7]} (main)" in shown.stdout, shown.stdout  # what serves, behind the proxy
             # a broken commit: the container keeps serving, the error names the commit
             mark = len(agent.output)
             manifest = package / "package.yaml"

@@ -171,8 +171,7 @@ def package_status(outcome: Outcome) -> dict:
         if front.host_port:
             status["url"] = score_url(front.host_ip, front.host_port)
     if manifest.output.container.proxy:
-        proxy = next((c for c in observed.containers if c.role == "proxy"), None)
-        status["proxy"] = f"{proxy.name}: {proxy.status}" if proxy else None
+        status["proxy"] = f"{front.name}: {front.status}" if front is not None and front.role == "proxy" else None
         others = [c for c in observed.containers if c.role in ("backend", "canary") and c is not serving]
         status["updating"] = bool(others)
         if others:
@@ -188,7 +187,7 @@ def _revision(outcome: Outcome) -> Revision | None:
         return None
     mode = outcome.package.manifest.output.mode
     if mode == "container":
-        serving = next((c for c in observed.containers if not c.role), None)
+        serving = serving_container(outcome)
         return serving.revision if serving else None
     if mode == "image":
         image = next((i for i in observed.images if i.hash == desired.image_hash), None)
