@@ -32,7 +32,7 @@ def test_serve_runs_the_example_with_azures_layout(repo):
             try:
                 if requests.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or too busy starting to answer
                 time.sleep(0.1)
         response = requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=10)
         assert response.status_code == 200
