@@ -489,8 +489,8 @@ def test_a_container_started_by_hand_from_our_image_is_never_touched(
 def test_image_lookups_by_tag_and_by_listing_plan_the_same(
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine, monkeypatch
 ):
-    from reconciler.apply import Session, reconcile
     from reconciler.observed import state as observed_state
+    from reconciler.pipeline import Session, reconcile
 
     names = [f"{unique_name}-{i}" for i in range(3)]
     cleanup_engine.extend(names)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from reconciler.observed.state import FolderState
 from reconciler.plan import Intent, changed_inputs, plan_folder
+from reconciler.plan.actions import Swap
+from reconciler.spec.modes import Mode
 
 INPUTS = {
     "Dockerfile": "d1",
@@ -19,7 +21,7 @@ def line(action) -> str:
     return f"  {action}"
 
 
-INTENT = Intent("demo", "dockerfile", "build/demo", "a" * 64, "b" * 64, INPUTS)
+INTENT = Intent("demo", Mode.DOCKERFILE, "build/demo", "a" * 64, "b" * 64, INPUTS)
 
 
 def render(folder: FolderState) -> str:
@@ -84,7 +86,7 @@ from reconciler.plan import plan_cleanup, plan_package  # noqa: E402
 H, C = "a" * 64, "b" * 64
 CONTAINER = Intent(
     "demo",
-    "container",
+    Mode.CONTAINER,
     "build/demo",
     H,
     C,
@@ -168,7 +170,7 @@ def test_stopped_container_is_started_and_leftovers_removed():
 def test_push_when_the_registry_lacks_the_tag():
     intent = Intent(
         "demo",
-        "image",
+        Mode.IMAGE,
         "build/demo",
         H,
         C,
@@ -183,7 +185,7 @@ def test_push_when_the_registry_lacks_the_tag():
 
 
 def test_leaving_container_mode_removes_the_container():
-    intent = Intent("demo", "image", "build/demo", H, C, INPUTS, image="demo:aaaaaaaaaaaa")
+    intent = Intent("demo", Mode.IMAGE, "build/demo", H, C, INPUTS, image="demo:aaaaaaaaaaaa")
     assert render_package(intent, Observed(IN_SYNC_FOLDER, [image()], [container()])) == (
         "  remove container demo  <- output.mode is image: no container wanted"
     )
@@ -252,20 +254,21 @@ def render_package_reload(intent, observed):
     return "\n".join(line(a) for a in plan_package(intent, observed, reload=True).actions)
 
 
-def test_every_action_kind_has_a_handler():
+def test_every_payload_type_has_a_handler():
     import threading
+    import typing
 
     from reconciler.execute import Executor
-    from reconciler.plan import ActionKind
+    from reconciler.plan.actions import Payload
 
     executor = Executor(engine=None, wheels=None, digester=None, build_slots=threading.BoundedSemaphore(1))
-    assert set(executor.handlers) == set(ActionKind)
+    assert set(executor.handlers) == set(typing.get_args(Payload))
 
 
 def test_a_build_keeps_the_images_used_last_and_spares_those_in_use():
     intent = Intent(
         "demo",
-        "container",
+        Mode.CONTAINER,
         "build/demo",
         H,
         C,
@@ -305,7 +308,7 @@ def test_a_build_keeps_the_images_used_last_and_spares_those_in_use():
 
 PROXIED = Intent(
     "demo",
-    "container",
+    Mode.CONTAINER,
     "build/demo",
     H,
     C,
@@ -350,13 +353,14 @@ def test_behind_the_proxy_in_sync_and_from_nothing():
     assert plan_lines(PROXY, proxied("demo-serving", "backend"))[0] == []
     lines, [action] = plan_lines()
     assert lines == ["  create demo on 127.0.0.1:6789  <- no container"]
-    assert action.proxied and not action.reuse and not action.proxy
+    assert isinstance(action.payload, Swap) and not action.payload.reuse and not action.payload.proxy
 
 
 def test_an_update_creates_beside_the_serving_container_and_retires_it():
     lines, [action] = plan_lines(PROXY, proxied("demo-serving", "backend", OLD, id_="old"))
     assert lines == ["  recreate demo on 127.0.0.1:6789  <- container settings changed"]
-    assert (action.subject, action.reuse, action.proxy, action.retire) == ("old", "", "demo", ())
+    swap = action.payload
+    assert (swap.current, swap.reuse, swap.proxy, swap.retire) == ("old", "", "demo", ())
 
 
 def test_killed_after_the_new_container_started_it_is_used_not_started_again():
@@ -364,7 +368,7 @@ def test_killed_after_the_new_container_started_it_is_used_not_started_again():
         PROXY, proxied("demo-serving", "backend", OLD, id_="old"), proxied("demo-bbbbbbbb-1a2b", "backend", id_="new")
     )
     assert lines == ["  recreate demo on 127.0.0.1:6789  <- container settings changed"]
-    assert (action.subject, action.reuse) == ("old", "new")
+    assert (action.payload.current, action.payload.reuse) == ("old", "new")
 
 
 def test_killed_after_the_old_one_gave_up_the_name():
@@ -374,7 +378,7 @@ def test_killed_after_the_old_one_gave_up_the_name():
         proxied("demo-bbbbbbbb-1a2b", "backend", id_="new"),
     )
     assert lines == ["  create demo on 127.0.0.1:6789  <- an interrupted update"]
-    assert (action.subject, action.reuse, action.retire) == ("", "new", ("old",))
+    assert (action.payload.current, action.payload.reuse, action.payload.retire) == ("", "new", ("old",))
 
 
 def test_killed_after_the_new_one_took_the_name_the_old_one_is_drained():
@@ -398,4 +402,4 @@ def test_a_stopped_proxy_or_serving_container_is_started_and_new_proxy_settings_
 def test_a_container_that_published_the_port_itself_goes_once_the_new_one_is_ready():
     lines, [action] = plan_lines(proxied("demo", "", OLD, id_="direct"))
     assert lines == ["  create demo on 127.0.0.1:6789  <- no container"]
-    assert action.clear == ("direct",) and action.proxy == ""
+    assert action.payload.clear == ("direct",) and action.payload.proxy == ""

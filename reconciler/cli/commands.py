@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from reconciler import apply
+from reconciler import pipeline
 from reconciler.cli import report
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 from reconciler.core.paths import display_path
@@ -27,13 +27,13 @@ def print_problems(problems: list[Problem]) -> None:
         print(f"error: {problem}", file=sys.stderr)
 
 
-def _exit_code(reconciliation: apply.Reconciliation, *, changes_pending: bool) -> int:
+def _exit_code(reconciliation: pipeline.Reconciliation, *, changes_pending: bool) -> int:
     if reconciliation.has_errors or reconciliation.manifests_found == 0:
         return EXIT_ERROR
     return EXIT_CHANGES if changes_pending and reconciliation.has_changes else EXIT_OK
 
 
-def _emit(reconciliation: apply.Reconciliation, arguments: argparse.Namespace, command: str, text) -> None:
+def _emit(reconciliation: pipeline.Reconciliation, arguments: argparse.Namespace, command: str, text) -> None:
     as_json = arguments.output == "json"
     print(report.to_json(reconciliation, command) if as_json else text(reconciliation), end="")
 
@@ -70,21 +70,21 @@ def validate(arguments: argparse.Namespace) -> int:
 
 
 def plan(arguments: argparse.Namespace) -> int:
-    with apply.Session(secrets_file=arguments.secrets) as session:
-        reconciliation = apply.reconcile(arguments.paths, session, frozen=arguments.frozen, prune=arguments.prune)
+    with pipeline.Session(secrets_file=arguments.secrets) as session:
+        reconciliation = pipeline.reconcile(arguments.paths, session, frozen=arguments.frozen, prune=arguments.prune)
     _emit(reconciliation, arguments, "plan", report.plan_text)
     return _exit_code(reconciliation, changes_pending=True)
 
 
 def apply_(arguments: argparse.Namespace) -> int:
     if arguments.check:
-        with apply.Session(secrets_file=arguments.secrets) as session:
-            reconciliation = apply.check(arguments.paths, session)
+        with pipeline.Session(secrets_file=arguments.secrets) as session:
+            reconciliation = pipeline.check(arguments.paths, session)
         _emit(reconciliation, arguments, "apply --check", report.plan_text)
         if reconciliation.has_changes and arguments.output == "text":
             print("Out of date: run `reconciler apply` and commit the folders above.")
         return _exit_code(reconciliation, changes_pending=True)
-    options = apply.Options(
+    options = pipeline.Options(
         frozen=arguments.frozen,
         prune=arguments.prune,
         jobs=arguments.jobs,
@@ -93,14 +93,14 @@ def apply_(arguments: argparse.Namespace) -> int:
         secrets_file=arguments.secrets,
     )
     progress = printing_progress(sys.stderr if arguments.output == "json" else sys.stdout)
-    reconciliation = apply.run(arguments.paths, options, progress=progress)
+    reconciliation = pipeline.run(arguments.paths, options, progress=progress)
     _emit(reconciliation, arguments, "apply", report.apply_text)
     return _exit_code(reconciliation, changes_pending=False)
 
 
 def status(arguments: argparse.Namespace) -> int:
-    with apply.Session(secrets_file=arguments.secrets) as session:
-        reconciliation = apply.status(arguments.paths, session)
+    with pipeline.Session(secrets_file=arguments.secrets) as session:
+        reconciliation = pipeline.status(arguments.paths, session)
     _emit(reconciliation, arguments, "status", report.status_text)
     return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
 
@@ -160,18 +160,25 @@ def down(arguments: argparse.Namespace) -> int:
     workspace = load_workspace(arguments.paths)
     print_problems(workspace.problems)
     failed = bool(workspace.problems) or not workspace.manifests_found
-    with apply.Session() as session:
-        removals = apply.down(workspace.packages, session)
+    with pipeline.Session() as session:
+        removals = pipeline.down(workspace.packages, session)
     for removal in removals:
-        container = removal.container
-        if removal.error:
-            print(f"error: {container.package}: {removal.error}", file=sys.stderr)
+        if removal.status == "failed":
+            print(f"error: {removal.action.package}: {removal.detail}", file=sys.stderr)
             failed = True
         else:
-            print(f"{container.package}: removed container {container.name} in {removal.seconds:.2f} s")
+            print(f"{removal.action.package}: removed {removal.target} in {removal.seconds:.2f} s")
     if not removals:
         print("no containers to remove")
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _print_failure(result) -> None:
+    """A failed action of `pull` or `lock`: its problems in the user's files, or its error."""
+    if result.problems:
+        print_problems(result.problems)
+    else:
+        print(f"error: {result.detail}", file=sys.stderr)
 
 
 def _one_package(path: str, verb: str):
@@ -192,9 +199,9 @@ def pull(arguments: argparse.Namespace) -> int:
     package = _one_package(arguments.path, "pull")
     if package is None:
         return EXIT_ERROR
-    with apply.Session() as session:
+    with pipeline.Session() as session:
         try:
-            pulled = apply.pull(package, session, arguments.hash)
+            result = pipeline.pull(package, session, arguments.hash)
         except InvalidInput as error:
             print_problems(error.problems)
             return EXIT_ERROR
@@ -203,8 +210,12 @@ def pull(arguments: argparse.Namespace) -> int:
         except ReconcilerError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_ERROR
+    if result.status == "failed":
+        _print_failure(result)
+        return EXIT_ERROR
+    fetched = result.value
     print(
-        f"{package.name}: pulled {pulled.remote} as {pulled.local} ({pulled.image_id[7:19]}) in {pulled.seconds:.2f} s"
+        f"{package.name}: pulled {fetched.remote} as {fetched.local} ({fetched.image_id[7:19]}) in {result.seconds:.2f} s"
     )
     return EXIT_OK
 
@@ -214,8 +225,8 @@ def hash_(arguments: argparse.Namespace) -> int:
 
     workspace = load_workspace(arguments.paths)
     problems = list(workspace.problems)
-    with apply.Session(secrets_file=arguments.secrets) as session:  # offline: reads package.lock, never the engine
-        outcomes = apply.desire_packages(workspace.packages, session, frozen=True)
+    with pipeline.Session(secrets_file=arguments.secrets) as session:  # offline: reads package.lock, never the engine
+        outcomes = pipeline.desire_packages(workspace.packages, session, frozen=True)
     for outcome in outcomes:
         problems.extend(outcome.problems)
     documents = [o.desired for o in outcomes if o.desired]
@@ -228,7 +239,7 @@ def hash_(arguments: argparse.Namespace) -> int:
 
 
 def serve(arguments: argparse.Namespace) -> int:
-    from reconciler.serve import serve as serve_package
+    from reconciler.cli.serve import serve as serve_package
 
     package = _one_package(arguments.path, "serve")
     if package is None:
@@ -243,19 +254,14 @@ def lock(arguments: argparse.Namespace) -> int:
     workspace = load_workspace(arguments.paths)
     print_problems(workspace.problems)
     failed = bool(workspace.problems) or not workspace.manifests_found
-    with apply.Session() as session:
+    with pipeline.Session() as session:
         for package in workspace.packages:
-            try:
-                relocked = apply.relock(package, session, upgrade=arguments.upgrade)
-            except InvalidInput as error:
-                print_problems(error.problems)
+            result = pipeline.relock(package, session, upgrade=arguments.upgrade)
+            if result.status == "failed":
+                _print_failure(result)
                 failed = True
                 continue
-            except ReconcilerError as error:
-                print(f"error: {error}", file=sys.stderr)
-                failed = True
-                continue
-            print(report.lock_text(package.name, relocked))
+            print(report.lock_text(package.name, result.value))
     return EXIT_ERROR if failed else EXIT_OK
 
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from reconciler import __version__
+from reconciler.spec.modes import MODE_NAMES
 
 DESCRIPTION = """\
 GitOps for model packages. Each package.yaml (a trained model, its Azure-style
@@ -342,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     azure.add_argument("--name", help="the package name (default: the endpoint's or the entry script folder's)")
     azure.add_argument(
         "--mode",
-        choices=["dockerfile", "image", "container", "kubernetes"],
+        choices=MODE_NAMES,
         default="container",
         help="output.mode of the package (default: container, a running service as on Azure)",
     )

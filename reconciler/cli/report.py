@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 
-from reconciler.apply import Outcome, Reconciliation, Relocked, front_container, serving_container
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
 from reconciler.desired.revision import Revision
 from reconciler.desired.state import Desired, image_settings
 from reconciler.engine.endpoint import score_url
-from reconciler.execute import ActionResult
+from reconciler.execute import ActionResult, Relocked
+from reconciler.pipeline import Outcome, Reconciliation
 from reconciler.plan import Action
 
 JSON_FORMAT = 1
@@ -157,13 +157,13 @@ def package_status(outcome: Outcome) -> dict:
     if outcome.images_on_disk is not None:
         status["images_on_disk"] = {"count": outcome.images_on_disk.count, "bytes": outcome.images_on_disk.bytes}
     observed = outcome.observed
-    if observed is None or manifest.output.mode == "dockerfile" or outcome.desired is None:
+    if observed is None or not package.mode.builds or outcome.desired is None:
         return status
     image = next((i for i in observed.images if i.hash == outcome.desired.image_hash), None)
     status["image"] = image.tags[0] if image and image.tags else (image.id[7:19] if image else None)
-    if manifest.output.mode != "container":
+    if not package.mode.serves:
         return status
-    serving, front = serving_container(outcome), front_container(outcome)
+    serving, front = outcome.serving_container(), outcome.front_container()
     if serving is not None:
         status["container"] = f"{serving.name}: {serving.status}"
     if front is not None:
@@ -181,19 +181,19 @@ def package_status(outcome: Outcome) -> dict:
 
 def _revision(outcome: Outcome) -> Revision | None:
     """The commit what serves (or what was written) came from: the serving container's in
-    container mode, the image's in image mode, the folder's in the other modes."""
+    modes that serve, the committed folder's in modes whose output is committed, else the image's."""
     observed, desired = outcome.observed, outcome.desired
     if observed is None or desired is None:
         return None
-    mode = outcome.package.manifest.output.mode
-    if mode == "container":
-        serving = serving_container(outcome)
+    mode = outcome.package.mode
+    if mode.serves:
+        serving = outcome.serving_container()
         return serving.revision if serving else None
-    if mode == "image":
-        image = next((i for i in observed.images if i.hash == desired.image_hash), None)
-        return image.revision if image else None
-    folder = observed.manifests if mode == "kubernetes" else observed.folder
-    return folder.revision if folder else None
+    if mode.commits_output:
+        folder = observed.manifests if mode.renders_manifests else observed.folder
+        return folder.revision if folder else None
+    image = next((i for i in observed.images if i.hash == desired.image_hash), None)
+    return image.revision if image else None
 
 
 def _on_disk(images: dict | None) -> str:

@@ -52,6 +52,7 @@ class ReconcilerError(Exception):
     """A failure with a message meant for the user. Raise one of the two kinds below."""
 
     temporary = False
+    delay: float | None = None  # when to try again, if the failure knows (temporary ones only)
 
 
 class PermanentError(ReconcilerError):

@@ -27,6 +27,10 @@ from reconciler.core.errors import TemporaryError
 class LockTimeout(TemporaryError):
     """Another reconciler held a package for longer than we were willing to wait."""
 
+    def __init__(self, message: str, holder: str):
+        super().__init__(message)
+        self.holder = holder  # who holds it, as describe_holder says
+
 
 def lock_directory() -> Path:
     folder = Path(tempfile.gettempdir()) / f"reconciler-locks-{os.getuid()}"
@@ -74,7 +78,7 @@ class PackageLocks:
                             holder = describe_holder(lock_path)
                             os.close(handle)
                             raise LockTimeout(
-                                f"{manifest} is being reconciled by {holder}; waited {self.timeout:g} s"
+                                f"{manifest} is being reconciled by {holder}; waited {self.timeout:g} s", holder
                             ) from None
                         time.sleep(0.1)
                 os.ftruncate(handle, 0)

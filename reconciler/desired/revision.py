@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from reconciler.core import labels
 from reconciler.spec.package import Package
 
 GIT_TIMEOUT_S = 10
@@ -37,28 +38,23 @@ class Revision:
 
     def labels(self) -> dict[str, str]:
         """OCI annotations as image and container labels, and ours."""
-        labels = {
-            "org.opencontainers.image.revision": self.commit,
-            "reconciler.revision": self.short,
-        }
+        found = {labels.OCI_REVISION: self.commit, labels.REVISION: self.short}
         if self.branch:
-            labels["reconciler.branch"] = self.branch
+            found[labels.BRANCH] = self.branch
         if self.source:
-            labels["org.opencontainers.image.source"] = self.source
-        return labels
+            found[labels.OCI_SOURCE] = self.source
+        return found
 
     def to_json(self) -> dict:
         return {"commit": self.commit, "dirty": self.dirty, "branch": self.branch, "source": self.source}
 
     @classmethod
-    def from_labels(cls, labels: dict[str, str]) -> Revision | None:
-        commit = labels.get("org.opencontainers.image.revision", "")
+    def from_labels(cls, found: dict[str, str]) -> Revision | None:
+        commit = found.get(labels.OCI_REVISION, "")
         if not commit:
             return None
-        dirty = labels.get("reconciler.revision", "").endswith("-dirty")
-        return cls(
-            commit, dirty, labels.get("reconciler.branch", ""), labels.get("org.opencontainers.image.source", "")
-        )
+        dirty = found.get(labels.REVISION, "").endswith("-dirty")
+        return cls(commit, dirty, found.get(labels.BRANCH, ""), found.get(labels.OCI_SOURCE, ""))
 
     @classmethod
     def from_json(cls, data: object) -> Revision | None:

@@ -94,7 +94,7 @@ class Desired:
     def push_ref(self) -> str:
         """The registry tag when the image is pushed (`output.image.push`, or kubernetes mode), else ""."""
         output = self.package.manifest.output
-        return self.registry_ref if output.image.push or output.mode == "kubernetes" else ""
+        return self.registry_ref if output.image.push or self.package.mode.pushes else ""
 
 
 def by_digest(tag_reference: str, digest: str) -> str:
@@ -270,7 +270,7 @@ def _check_contents(package: Package, files: tuple[InputFile, ...]) -> None:
 
 def is_dev(package: Package, dev: bool) -> bool:
     """Dev mode applies to serving containers: their code is mounted, not baked in."""
-    return dev and package.manifest.output.mode == "container"
+    return dev and package.mode.serves
 
 
 def desire(
@@ -282,6 +282,7 @@ def desire(
     secrets: SecretSource,
     pin_base: PinBase | None = None,
     dev: bool = False,
+    runtime: str | None = None,
 ) -> Desired:
     """The package's desired state.
 
@@ -289,7 +290,8 @@ def desire(
     where an engine is there to ask). With `dev` (watch --dev), a container's code is
     mounted from the source folder and reloaded in place, so app files leave the image
     hash and the mount enters the container hash. A container's secrets enter its hash as
-    keyed digests (see desired.secrets)."""
+    keyed digests (see desired.secrets). `runtime`: the runtime's digest, when the caller
+    has it already (it is the same for every package)."""
     dev = is_dev(package, dev)
     lock, locked, notes = ensure_lock(package, wheel_cache, frozen=frozen, pin_base=pin_base)
     index_url = package.manifest.inference.environment.index_url
@@ -308,7 +310,7 @@ def desire(
     file_digests = {file.destination: file_input(file, digester) for file in files}
     inputs = {name: digest for name, digest in file_digests.items() if not (dev and name.startswith("app/"))}
     inputs["package.lock"] = lock.digest
-    inputs["runtime"] = runtime_digest(digester)
+    inputs["runtime"] = runtime or runtime_digest(digester)
     inputs["Dockerfile"] = value_digest(dockerfile)
     for name, value in image_settings(package).items():
         inputs[name] = value_digest(value)
@@ -319,7 +321,7 @@ def desire(
     container = container_settings(package)
     if dev:
         container["dev"] = {"source": str(package.source_directory)}
-    secret_values = secrets.for_package(package) if output.mode == "container" else SecretValues()
+    secret_values = secrets.for_package(package) if package.mode.serves else SecretValues()
     if secret_values.digests:
         container["secrets"] = secret_values.digests
     container_hash = value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
@@ -327,10 +329,10 @@ def desire(
         package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, container, secret_values
     )
     proxy_hash = ""
-    if output.mode == "container" and output.container.proxy:
+    if package.mode.serves and output.container.proxy:
         proxy_hash = value_digest({"hash_schema": HASH_SCHEMA, "proxy": proxy_settings(package)})
     rendered: dict[str, str] = {}
-    if package.manifest.output.mode == "kubernetes":
+    if package.mode.renders_manifests:
         rendered = manifests_inputs(package, image_hash, desired.push_ref)
     return replace(
         desired,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core.errors import PermanentError
 from reconciler.engine.docker import BuildFailed, BuildResult, Engine, EngineUnavailable, engine_address
+from reconciler.engine.specs import BuildSpec
 
 Progress = Callable[[str], None]
 
@@ -110,19 +111,10 @@ class Builder:
     def description(self) -> str:
         return self.cli.description if self.cli else "the engine's legacy builder"
 
-    def build(
-        self,
-        folder: str,
-        tags: list[str],
-        labels: dict[str, str],
-        *,
-        network: bool,
-        platform: str | None,
-        progress: Progress,
-    ) -> BuildResult:
+    def build(self, spec: BuildSpec, progress: Progress) -> BuildResult:
         if self.cli is None:
-            return self.engine.build(folder, tags, labels, network=network, platform=platform, progress=progress)
-        return _buildkit_build(self.cli, folder, tags, labels, network=network, platform=platform, progress=progress)
+            return self.engine.build(spec, progress)
+        return _buildkit_build(self.cli, spec, progress)
 
 
 def choose_builder(engine: Engine) -> Builder:
@@ -151,16 +143,8 @@ class _Vertex:
     output: list[str] = field(default_factory=list)
 
 
-def _buildkit_build(
-    cli: DockerCli,
-    folder: str,
-    tags: list[str],
-    labels: dict[str, str],
-    *,
-    network: bool,
-    platform: str | None,
-    progress: Progress,
-) -> BuildResult:
+def _buildkit_build(cli: DockerCli, spec: BuildSpec, progress: Progress) -> BuildResult:
+    tags = spec.tags
     environment = dict(os.environ)
     command = [cli.path, "buildx", "build", "--load"] if cli.buildx else [cli.path, "build"]
     if not cli.buildx:
@@ -170,13 +154,13 @@ def _buildkit_build(
     command += ["--progress=plain", "--iidfile", iidfile]
     for tag in tags:
         command += ["--tag", tag]
-    for key, value in sorted(labels.items()):
+    for key, value in sorted(spec.labels.items()):
         command += ["--label", f"{key}={value}"]
-    if not network:
+    if not spec.network:
         command += ["--network", "none"]
-    if platform:
-        command += ["--platform", platform]
-    command.append(folder)
+    if spec.platform:
+        command += ["--platform", spec.platform]
+    command.append(spec.folder)
     vertices: dict[str, _Vertex] = {}
     steps = cached = 0
     failed: _Vertex | None = None

@@ -1,8 +1,8 @@
 """Every call reconciler makes to the Docker engine, in one place, and nothing else.
 
 Answers come back as the engine gives them (summaries, IDs); `observed` turns them
-into state. Builds go through the engine's build API (the legacy builder: what the
-Docker SDK speaks), streamed step by step.
+into state. What to create comes in as `specs`, every setting decided by the planner.
+Builds are `builders`' choice: BuildKit through the docker CLI, or the legacy builder here.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from reconciler.core.errors import PermanentError, TemporaryError
+from reconciler.desired.dockerfile import CONTAINER_PORT
 from reconciler.engine.endpoint import is_ready
-from reconciler.engine.labels import MANAGED
-
-CONTAINER_PORT = "5001/tcp"
+from reconciler.core.labels import MANAGED
+from reconciler.engine.specs import BuildSpec, Confinement, ContainerSpec, NetworkSpec
 
 
 class EngineError(TemporaryError):
@@ -80,38 +80,26 @@ class BuildResult:
     cached: int
 
 
-@dataclass(frozen=True)
-class Confinement:
-    """What a container may do beyond serving: read-only root (with a tmpfs /tmp), capabilities,
-    privilege gain, processes, and how much log it keeps."""
+def host_options(confinement: Confinement) -> dict:
+    """A container's confinement as keyword arguments of docker's create_host_config."""
+    import docker
 
-    read_only_root: bool
-    tmp_bytes: int
-    drop_capabilities: bool
-    no_new_privileges: bool
-    pids_limit: int  # 0: no limit
-    log_max_size: str  # json-file rotation: "20m"
-    log_max_files: int
-
-    def host_options(self) -> dict:
-        """As keyword arguments of docker's create_host_config."""
-        import docker
-
-        options: dict = {
-            "log_config": docker.types.LogConfig(
-                type="json-file", config={"max-size": self.log_max_size, "max-file": str(self.log_max_files)}
-            )
-        }
-        if self.read_only_root:
-            options["read_only"] = True
-            options["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.tmp_bytes}"}
-        if self.drop_capabilities:
-            options["cap_drop"] = ["ALL"]
-        if self.no_new_privileges:
-            options["security_opt"] = ["no-new-privileges:true"]
-        if self.pids_limit:
-            options["pids_limit"] = self.pids_limit
-        return options
+    options: dict = {
+        "log_config": docker.types.LogConfig(
+            type="json-file",
+            config={"max-size": confinement.log_max_size, "max-file": str(confinement.log_max_files)},
+        )
+    }
+    if confinement.read_only_root:
+        options["read_only"] = True
+        options["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={confinement.tmp_bytes}"}
+    if confinement.drop_capabilities:
+        options["cap_drop"] = ["ALL"]
+    if confinement.no_new_privileges:
+        options["security_opt"] = ["no-new-privileges:true"]
+    if confinement.pids_limit:
+        options["pids_limit"] = confinement.pids_limit
+    return options
 
 
 class Engine:
@@ -188,19 +176,12 @@ class Engine:
                     raise EngineError(f"cannot pull {reference}: {chunk['error']}")
             return self.api.inspect_image(reference)["Id"]
 
-    def build(
-        self,
-        folder: str,
-        tags: list[str],
-        labels: dict[str, str],
-        *,
-        network: bool,
-        platform: str | None,
-        progress: Callable[[str], None],
-    ) -> BuildResult:
-        """Build `folder` and tag it; each step is reported through `progress` as it starts."""
+    def build(self, spec: BuildSpec, progress: Callable[[str], None]) -> BuildResult:
+        """Build with the engine's legacy builder (what the Docker SDK speaks) and tag it;
+        each step is reported through `progress` as it starts."""
         import docker
 
+        tags = spec.tags
         step = ""
         tail: list[str] = []
         image_id = None
@@ -208,14 +189,14 @@ class Engine:
         with engine_call(f"build {tags[0]}"):
             try:
                 stream = self.api.build(
-                    path=folder,
+                    path=spec.folder,
                     tag=tags[0],
-                    labels=labels,
+                    labels=dict(spec.labels),
                     rm=True,
                     forcerm=True,
                     decode=True,
-                    network_mode=None if network else "none",
-                    platform=platform,
+                    network_mode=None if spec.network else "none",
+                    platform=spec.platform,
                 )
                 for chunk in stream:
                     if "error" in chunk:
@@ -265,72 +246,50 @@ class Engine:
 
     # -- containers -------------------------------------------------------------------
 
-    def create_container(
-        self,
-        image: str,
-        name: str,
-        *,
-        host: str,
-        port: int,
-        labels: dict[str, str],
-        restart: bool = True,
-        mounts: dict[str, str] | None = None,
-        environment: dict[str, str] | None = None,
-        cpus: float | None = None,
-        memory: int | None = None,
-        gpus: int = 0,
-        network: str | None = None,
-        command: list[str] | None = None,
-        container_port: int = 5001,
-        confinement: Confinement | None = None,
-    ) -> str:
-        """Create (not start) a container publishing `container_port` (5001) on host:port (port 0:
-        any free one), on `network` when given.
-
-        Serving containers restart unless stopped (they come back after a reboot); a
-        canary does not, so a failing one stays failed. `mounts` (host folder -> path in
-        the container) are read-only. `cpus`, `memory` (bytes) and `gpus` are limits."""
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create (not start) the container `spec` describes; its ID."""
         import docker
 
-        limits: dict = confinement.host_options() if confinement else {}
-        if cpus:
-            limits["nano_cpus"] = int(cpus * 1e9)
-        if memory:
-            limits["mem_limit"] = memory
-        if gpus:
+        limits: dict = host_options(spec.confinement) if spec.confinement else {}
+        if spec.cpus:
+            limits["nano_cpus"] = int(spec.cpus * 1e9)
+        if spec.memory:
+            limits["mem_limit"] = spec.memory
+        if spec.gpus:
             limits["device_requests"] = [
-                docker.types.DeviceRequest(driver="nvidia", count=gpus, capabilities=[["gpu"]])
+                docker.types.DeviceRequest(driver="nvidia", count=spec.gpus, capabilities=[["gpu"]])
             ]
-        with engine_call(f"cannot create container {name}"):
+        with engine_call(f"cannot create container {spec.name}"):
             host_config = self.api.create_host_config(
-                port_bindings={container_port: (host, port or None)},
-                restart_policy={"Name": "unless-stopped" if restart else "no"},
+                port_bindings={spec.container_port: (spec.host, spec.port or None)},
+                restart_policy={"Name": "unless-stopped" if spec.restart else "no"},
                 init=True,
-                binds={source: {"bind": target, "mode": "ro"} for source, target in (mounts or {}).items()},
-                network_mode=network,
+                binds={source: {"bind": target, "mode": "ro"} for source, target in spec.mounts.items()},
+                network_mode=spec.network,
                 **limits,
             )
             created = self.api.create_container(
-                image,
-                name=name,
-                labels=labels,
-                ports=[container_port],
+                spec.image,
+                name=spec.name,
+                labels=dict(spec.labels),
+                ports=[spec.container_port],
                 host_config=host_config,
                 detach=True,
-                environment=environment or None,
-                command=command,
+                environment=dict(spec.environment) or None,
+                command=list(spec.command) if spec.command else None,
             )
         return created["Id"]
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+    def ensure_network(self, network: NetworkSpec) -> None:
         """A bridge network of that name, created when missing (containers on it reach each
         other by name; nothing else is on it)."""
+        name = network.name
         with engine_call(f"cannot list networks named {name}"):
             if any(n.get("Name") == name for n in self.api.networks(names=[name])):
                 return
         with engine_call(f"cannot create network {name}"):
             try:
-                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+                self.api.create_network(name, driver="bridge", labels=dict(network.labels), check_duplicate=True)
             except Exception as error:  # noqa: BLE001 - created meanwhile by another reconciler: fine
                 if "already exists" not in str(error):
                     raise
@@ -343,10 +302,10 @@ class Engine:
         with engine_call(f"cannot start container {container_id[:12]}"):
             self.api.start(container_id)
 
-    def published_port(self, container_id: str, container_port: str = CONTAINER_PORT) -> int:
+    def published_port(self, container_id: str, container_port: int = CONTAINER_PORT) -> int:
         with engine_call(f"cannot inspect container {container_id[:12]}"):
             ports = self.api.inspect_container(container_id)["NetworkSettings"]["Ports"]
-        bindings = ports.get(container_port) or []
+        bindings = ports.get(f"{container_port}/tcp") or []
         if not bindings:
             raise EngineError(f"container {container_id[:12]} publishes no port")
         return int(bindings[0]["HostPort"])

@@ -1,13 +1,13 @@
 """The executor: carries out a plan's typed actions and decides nothing.
 
-One handler per action kind, in an explicit dispatch table. Packages run side by side
-on one bounded pool; a package's own actions run in order, and once one fails the rest
-of that package's actions are skipped with `upstream failed`. Other packages go on.
-Builds take a slot from a shared semaphore (one at a time by default), held only around
-the build itself, so no pool ever waits on itself.
+One handler per payload type, in an explicit dispatch table; each reads its payload and
+nothing else. Packages run side by side on one bounded pool; a package's own actions run in
+order, and once one fails the rest of that package's actions are skipped with `upstream
+failed`. Other packages go on. Builds take a slot from a shared semaphore (one at a time by
+default), held only around the build itself, so no pool ever waits on itself.
 
-How a serving container is replaced (behind the proxy, or directly after a canary) is
-`serving`'s.
+How a serving container is replaced is `serving`'s; `upkeep` holds the handlers of the
+commands around apply (pull, lock).
 """
 
 from __future__ import annotations
@@ -16,22 +16,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from reconciler.core.errors import ReconcilerError, TemporaryError
+from reconciler.core.errors import InvalidInput, Problem, ReconcilerError, TemporaryError
 from reconciler.desired.buildfolder import render_folder
 from reconciler.desired.digest import Digester
 from reconciler.desired.folder_writer import FolderWriter, write_stamped_folder
 from reconciler.desired.kubernetes import render_kubernetes
-from reconciler.desired.revision import Revision, revision_of
-from reconciler.desired.state import Desired, by_digest
+from reconciler.desired.state import by_digest
 from reconciler.desired.wheels import WheelCache
-from reconciler.engine import labels
 from reconciler.engine.builders import Builder, choose_builder
 from reconciler.engine.docker import Engine
 from reconciler.engine.endpoint import request_reload
+from reconciler.execute import upkeep
 from reconciler.execute.serving import Serving
-from reconciler.plan import Action, ActionKind
+from reconciler.plan import actions as payloads
+from reconciler.plan.actions import Action
 
 Progress = Callable[[str, str], None]  # (package, line)
 
@@ -43,6 +43,9 @@ class ActionResult:
     seconds: float
     detail: str = ""
     permanent: bool = False  # failed in a way that retrying the same inputs cannot fix
+    value: object = None  # what a handler found, for the report (the new lock, the image pulled)
+    delay: float | None = None  # a temporary failure's own hint of when to try again
+    problems: list[Problem] = field(default_factory=list)  # a failure in the user's files, each with its place
 
     @property
     def kind(self) -> str:
@@ -79,43 +82,30 @@ class Executor:
         self.should_stop = should_stop
         self._builder: Builder | None = None
         self._builder_lock = threading.Lock()
-        self._revisions: dict[str, Revision | None] = {}
-        self.handlers: dict[ActionKind, Callable[[Desired | None, Action], str]] = {
-            ActionKind.PULL: self._pull,
-            ActionKind.WRITE: self._write,
-            ActionKind.WRITE_MANIFESTS: self._write_manifests,
-            ActionKind.BUILD: self._build,
-            ActionKind.PUSH: self._push,
-            ActionKind.CREATE: self._create,
-            ActionKind.RECREATE: self._recreate,
-            ActionKind.START: self._start,
-            ActionKind.RELOAD: self._reload,
-            ActionKind.REMOVE_CONTAINER: self._remove_container,
-            ActionKind.REMOVE_IMAGE: self._remove_image,
-            ActionKind.CREATE_PROXY: self._create_proxy,
-            ActionKind.RECREATE_PROXY: self._recreate_proxy,
-            ActionKind.START_PROXY: self._start_proxy,
-            ActionKind.RETIRE: self._retire,
+        self.handlers: dict[type, Callable[[Action], object]] = {
+            payloads.PullImage: lambda action: self.engine.pull(action.payload.reference)[7:19],
+            payloads.WriteFolder: self._write,
+            payloads.WriteManifests: self._write_manifests,
+            payloads.Build: self._build,
+            payloads.Push: self._push,
+            payloads.CreateDirect: lambda action: self._serving(action).create_direct(action.payload),
+            payloads.RecreateDirect: lambda action: self._serving(action).recreate_direct(action.payload),
+            payloads.Swap: lambda action: self._serving(action).swap(action.payload),
+            payloads.Start: lambda action: self._serving(action).start(action.payload),
+            payloads.Reload: self._reload,
+            payloads.CreateProxy: lambda action: self._serving(action).create_proxy(action.payload),
+            payloads.StartProxy: lambda action: self._serving(action).start_proxy(action.payload),
+            payloads.Retire: lambda action: self._serving(action).retire(action.payload),
+            payloads.RemoveContainer: self._remove_container,
+            payloads.RemoveImage: self._remove_image,
+            payloads.RemoveNetwork: self._remove_network,
+            payloads.FetchImage: lambda action: upkeep.fetch(self.engine, action.payload),
+            payloads.Relock: lambda action: upkeep.relock(self._engine, self.wheels, action.payload),
         }
 
     @property
     def engine(self) -> Engine:
         return self._engine()
-
-    def revision(self, desired: Desired) -> Revision | None:
-        """The commit the package's inputs come from, asked of git once per run."""
-        key = str(desired.package.manifest_path)
-        if key not in self._revisions:
-            self._revisions[key] = revision_of(desired.package)
-        return self._revisions[key]
-
-    def _revision_json(self, desired: Desired) -> dict | None:
-        revision = self.revision(desired)
-        return revision.to_json() if revision else None
-
-    def _revision_labels(self, desired: Desired) -> dict[str, str]:
-        revision = self.revision(desired)
-        return revision.labels() if revision else {}
 
     def builder(self, package: str) -> Builder:
         """Chosen once per run, on the first build; a fallback to the legacy builder is said once."""
@@ -126,18 +116,19 @@ class Executor:
                     self.progress(package, f"note: {self._builder.note}")
             return self._builder
 
-    # -- handlers: one per action kind ------------------------------------------------
+    # -- handlers: one per payload type ---------------------------------------------------
 
-    def _pull(self, desired: Desired | None, action: Action) -> str:
-        return self.engine.pull(action.image)[7:19]
-
-    def _write(self, desired: Desired, action: Action) -> str:
-        stamp = render_folder(desired, self.wheels, self.digester, self._revision_json(desired))
+    def _write(self, action: Action) -> str:
+        payload: payloads.WriteFolder = action.payload
+        revision = payload.revision.to_json() if payload.revision else None
+        stamp = render_folder(payload.desired, self.wheels, self.digester, revision)
         return f"{len(stamp.files)} files"
 
-    def _write_manifests(self, desired: Desired, action: Action) -> str:
+    def _write_manifests(self, action: Action) -> str:
         """Render the Kubernetes folder for the image the registry has: its digest is asked of
         the registry, which is what the cluster will pull from."""
+        payload: payloads.WriteManifests = action.payload
+        desired = payload.desired
         package = desired.package
         digest = self.engine.registry_digest(desired.push_ref)
         if not digest:
@@ -157,99 +148,60 @@ class Executor:
             inputs=desired.manifests_inputs,
             digester=self.digester,
             fill=fill,
-            revision=self._revision_json(desired),
+            revision=payload.revision.to_json() if payload.revision else None,
         )
         return f"{len(files)} files, image {digest[:19]}"
 
-    def _build(self, desired: Desired, action: Action) -> str:
-        package = desired.package
-        manifest = package.manifest
-        tags = [action.image, f"{manifest.image_repository}:latest"]
-        if desired.registry_ref:
-            tags.append(desired.registry_ref)
-        image_labels = {k: v for k, v in manifest.labels.items() if not k.startswith("reconciler.")}
-        image_labels.update(self._revision_labels(desired))
-        image_labels.update(
-            {
-                labels.PACKAGE: package.name,
-                labels.IMAGE_HASH: desired.image_hash,
-                labels.MANIFEST: package.owner,
-            }
-        )
-        environment = manifest.inference.environment
-        builder = self.builder(package.name)
+    def _build(self, action: Action) -> str:
+        builder = self.builder(action.package)
         with self.build_slots:
-            built = builder.build(
-                str(package.output_directory),
-                tags,
-                image_labels,
-                network=bool(environment.system_packages),
-                platform=None if environment.platform == "linux/amd64" else environment.platform,
-                progress=lambda line: self.progress(package.name, line),
-            )
+            built = builder.build(action.payload.spec, lambda line: self.progress(action.package, line))
         return f"image {built.image_id[7:19]}, {built.cached} of {built.steps} steps cached"
 
-    def _push(self, desired: Desired | None, action: Action) -> str:
-        digest = self.engine.push(action.image)
+    def _push(self, action: Action) -> str:
+        digest = self.engine.push(action.payload.reference)
         return f"digest {digest}" if digest else "pushed"
 
-    def _serving(self, desired: Desired) -> Serving:
-        package = desired.package.name
-        return Serving(self.engine, desired, self._revision_labels(desired), lambda line: self.progress(package, line))
+    def _serving(self, action: Action) -> Serving:
+        return Serving(self.engine, lambda line: self.progress(action.package, line))
 
-    def _create(self, desired: Desired, action: Action) -> str:
-        serving = self._serving(desired)
-        return serving.replace_behind_proxy(action) if action.proxied else serving.create_direct(action)
-
-    def _recreate(self, desired: Desired, action: Action) -> str:
-        serving = self._serving(desired)
-        return serving.replace_behind_proxy(action) if action.proxied else serving.recreate_direct(action)
-
-    def _start(self, desired: Desired, action: Action) -> str:
-        return self._serving(desired).start(action)
-
-    def _create_proxy(self, desired: Desired, action: Action) -> str:
-        return self._serving(desired).create_proxy(action)
-
-    def _recreate_proxy(self, desired: Desired, action: Action) -> str:
-        return self._serving(desired).recreate_proxy(action)
-
-    def _start_proxy(self, desired: Desired, action: Action) -> str:
-        return self._serving(desired).start_proxy(action)
-
-    def _retire(self, desired: Desired, action: Action) -> str:
-        return self._serving(desired).retire(action)
-
-    def _reload(self, desired: Desired, action: Action) -> str:
-        request_reload(action.host, action.port)
+    def _reload(self, action: Action) -> str:
+        at = action.payload.at
+        request_reload(at.host, at.port)
         return "reloaded (dev)"
 
-    def _remove_container(self, desired: Desired | None, action: Action) -> str:
-        self.engine.stop(action.subject)
-        self.engine.remove_container(action.subject)
+    def _remove_container(self, action: Action) -> str:
+        self.engine.stop(action.payload.container)
+        self.engine.remove_container(action.payload.container)
         return "removed"
 
-    def _remove_image(self, desired: Desired | None, action: Action) -> str:
-        self.engine.remove_image(action.subject)
+    def _remove_image(self, action: Action) -> str:
+        self.engine.remove_image(action.payload.image)
+        return "removed"
+
+    def _remove_network(self, action: Action) -> str:
+        self.engine.remove_network(action.payload.name)
         return "removed"
 
     # -- running ----------------------------------------------------------------------
 
-    def run_action(self, desired: Desired | None, action: Action) -> ActionResult:
+    def run_action(self, action: Action) -> ActionResult:
         started = time.perf_counter()
-        permanent = False
+        status, permanent, value, delay, problems = "done", False, None, None, []
         try:
-            detail = self.handlers[action.kind](desired, action)
-            status = "done"
+            done = self.handlers[type(action.payload)](action)  # a detail, or a value with one
+            detail, value = (done, None) if isinstance(done, str) else (done.detail, done)
         except ReconcilerError as error:
             detail, status, permanent = str(error), "failed", not error.temporary
+            delay = error.delay
+            problems = error.problems if isinstance(error, InvalidInput) else []
         except OSError as error:  # a full disk, a folder that vanished: may pass on a later try
             detail, status = f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), "failed"
         except Exception as error:  # noqa: BLE001 - a bug or an SDK surprise: this package fails, others go on
             detail, status = f"{type(error).__name__}: {error}", "failed"
-        return ActionResult(action, status, time.perf_counter() - started, detail, permanent)
+        return ActionResult(action, status, time.perf_counter() - started, detail, permanent, value, delay, problems)
 
-    def run_actions(self, desired: Desired | None, actions: Sequence[Action]) -> list[ActionResult]:
+    def run_actions(self, actions: Sequence[Action]) -> list[ActionResult]:
         """A package's actions in order; after a failure (or a stop) the rest are skipped."""
         results: list[ActionResult] = []
         upstream_failed = False
@@ -258,19 +210,17 @@ class Executor:
                 why = "upstream failed" if upstream_failed else "interrupted"
                 results.append(ActionResult(action, "skipped", 0.0, why))
                 continue
-            result = self.run_action(desired, action)
+            result = self.run_action(action)
             results.append(result)
             upstream_failed = result.status == "failed"
         return results
 
-    def run_packages(
-        self, work: Sequence[tuple[Desired | None, Sequence[Action]]], *, jobs: int
-    ) -> list[list[ActionResult]]:
+    def run_packages(self, work: Sequence[Sequence[Action]], *, jobs: int) -> list[list[ActionResult]]:
         """Each package's actions, packages side by side on at most `jobs` threads."""
         if not work:
             return []
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(work)))) as pool:
-            futures = [pool.submit(self.run_actions, desired, actions) for desired, actions in work]
+            futures = [pool.submit(self.run_actions, actions) for actions in work]
             return [future.result() for future in futures]
 
 

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.core.errors import ReconcilerError
+from reconciler.desired.dockerfile import CONTAINER_PORT
 from reconciler.desired.pins import BasePin
 from reconciler.desired.proxy import PROXY_PORT
 from reconciler.desired.revision import Revision
-from reconciler.engine import labels
-from reconciler.engine.docker import CONTAINER_PORT, Engine
+from reconciler.core import labels
+from reconciler.engine.docker import Engine
 from reconciler.engine.endpoint import is_ready
 from reconciler.observed.base_image import moved_from_pin, pin_from_engine
 
@@ -85,6 +86,7 @@ class Observed:
     manifests: FolderState | None = None  # the Kubernetes folder (kubernetes mode)
     proxy_image_present: bool = True
     foreign: tuple[ContainerState, ...] = ()  # containers of a same-named package from another checkout
+    names: frozenset[str] = frozenset()  # every name the package's containers hold, those being removed too
 
 
 def image_state(summary: dict) -> ImageState:
@@ -121,7 +123,7 @@ def container_state(summary: dict) -> ContainerState:
     """A container as the engine lists it."""
     labels_ = summary.get("Labels") or {}
     port = host_ip = None
-    private = (int(CONTAINER_PORT.split("/")[0]), PROXY_PORT)
+    private = (CONTAINER_PORT, PROXY_PORT)
     for binding in summary.get("Ports") or []:
         if binding.get("PrivatePort") in private and binding.get("PublicPort"):
             port, host_ip = binding["PublicPort"], binding.get("IP")
@@ -198,14 +200,19 @@ class Snapshot:
     base_failures: dict[str, str] = field(default_factory=dict)  # reference -> why it cannot be inspected
     inspects: int = 0  # images looked up by tag so far in this run
     every_container_listed: bool = False
+    removing: list[ContainerState] = field(default_factory=list)  # gone but for their names
 
     @classmethod
     def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
         """Our containers (one label-filtered list), our images and every container's image
         when `images`, and each base image (one inspect per reference)."""
-        listed = engine.containers(managed_only=True)
+        listed = [container_state(s) for s in engine.containers(managed_only=True)]
         # a container the engine is removing is gone already: nothing can start or reuse it
-        snapshot = cls(engine, containers=[container_state(s) for s in listed if s.get("State") != "removing"])
+        snapshot = cls(
+            engine,
+            containers=[c for c in listed if c.state != "removing"],
+            removing=[c for c in listed if c.state == "removing"],
+        )
         if images:
             snapshot._list_images()
         for reference in sorted(set(bases)):
@@ -299,9 +306,10 @@ class Snapshot:
         the same name from another checkout (another `owner`) is reported, never taken over."""
         containers = self.containers_of(owner)
         foreign = tuple(c for c in self.containers if c.package == package and c.manifest != owner)
+        names = frozenset(c.name for c in [*containers, *self.removing] if c.manifest == owner)
         images = self.images_of(package)
         if base_image is None:
-            return Observed(folder, images=images, containers=containers, foreign=foreign)
+            return Observed(folder, images=images, containers=containers, foreign=foreign, names=names)
         if base is not None and base.by == "image id":
             from_image = base.pin  # FROM names the tag, but only the pinned image will do
         else:
@@ -326,4 +334,5 @@ class Snapshot:
             registry_has=registry_has,
             images_in_use=in_use,
             foreign=foreign,
+            names=names,
         )

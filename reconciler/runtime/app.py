@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import os
 import re
@@ -30,49 +29,21 @@ from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs, quote
 
 from . import swagger
+from .bodies import BodyBudget, BodyRefused
 from .config import Settings
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
+from .responses import HTML, JSON, METHOD_NOT_ALLOWED, NOT_FOUND, TEXT, StreamFailed, error_response, json_body
 from .runner import RunThread, ScoringTimeout
 from .user_script import BadRequest, EntryScript, Request, is_http_response
 
 log = logging.getLogger("reconciler.runtime")
 probes_log = logging.getLogger("reconciler.runtime.requests")
 
+PROBE_PATHS = frozenset({"/", "/ready", "/metrics"})  # polled: logged at DEBUG only when they succeed
 REQUEST_ID_LIMIT = 100
 SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")  # what a request id may hold to be echoed and logged
-
-
-class StreamFailed(Exception):
-    """A streamed body failed after its headers went out: the connection must not look complete."""
-
-
-class BodyRefused(Exception):
-    def __init__(self, status: int, message: str):
-        self.status, self.message = status, message
-
-
-JSON = [(b"content-type", b"application/json")]
-TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-HTML = [(b"content-type", b"text/html; charset=utf-8")]  # what Flask, so Azure's server, calls "Healthy"
-PROBE_PATHS = frozenset({"/", "/ready", "/metrics"})  # polled: logged at DEBUG only when they succeed
-# Flask's wording, which Azure's server answers with
-METHOD_NOT_ALLOWED = "The method is not allowed for the requested URL."
-NOT_FOUND = (
-    "The requested URL was not found on the server. If you entered the URL manually please check your spelling "
-    "and try again."
-)
-
-
-def _json_body(value: object) -> bytes:
-    return json.dumps(value).encode()
-
-
-def _error(status: int, message: str, run_failed: bool = False) -> tuple[int, list, bytes]:
-    """Azure's error response: a JSON message, and whether run() itself failed (always said)."""
-    flag = (b"x-ms-run-function-failed", b"True" if run_failed else b"False")
-    return status, [JSON[0], flag], _json_body({"message": message})
 
 
 def model_dir_listing(model_dir: str | None, limit: int = 200) -> str:
@@ -114,7 +85,7 @@ class ScoringApp:
         self.service_ready = service_ready or (lambda: self.ready)
         self.script: EntryScript | None = None
         self.ready = False
-        self.inflight_bytes = 0  # request bodies held right now
+        self.bodies = BodyBudget(self.settings)
         self.runner: RunThread | None = None
         self.request_log: RequestLog | None = None
         self.swagger: dict[str, bytes] = {}
@@ -206,20 +177,20 @@ class ScoringApp:
         if client_request_id is not None and (too_long or not SAFE_ID.match(client_request_id)):
             client_request_id = None
         if too_long:
-            status, headers, body = _error(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
+            status, headers, body = error_response(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
         elif path == "/score":
             status, headers, body = await self._score(method, scope, receive)
         elif path == "/":
             status, headers, body = (
-                (200, list(HTML), b"Healthy") if method in ("GET", "HEAD") else _error(405, METHOD_NOT_ALLOWED)
+                (200, list(HTML), b"Healthy") if method in ("GET", "HEAD") else error_response(405, METHOD_NOT_ALLOWED)
             )
         elif path == "/ready":
             if method not in ("GET", "HEAD"):
-                status, headers, body = _error(405, METHOD_NOT_ALLOWED)
+                status, headers, body = error_response(405, METHOD_NOT_ALLOWED)
             elif self.ready and self.service_ready():
                 status, headers, body = 200, list(TEXT), b"Ready"
             else:
-                status, headers, body = _error(503, "init() has not returned yet")
+                status, headers, body = error_response(503, "init() has not returned yet")
         elif path == "/metrics" and method == "GET":
             status, headers, body = 200, [(b"content-type", METRICS_TYPE)], self.metrics.exposition()
         elif path == "/swagger.json" and method == "GET":
@@ -227,7 +198,7 @@ class ScoringApp:
         elif path == "/-/reload" and method == "POST" and self.settings.dev_reload:
             status, headers, body = await self._reload()
         else:
-            status, headers, body = _error(404, NOT_FOUND)
+            status, headers, body = error_response(404, NOT_FOUND)
         if request_id:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
             headers.append((b"x-ms-request-id", (client_request_id or request_id).encode("latin-1")))
@@ -260,43 +231,12 @@ class ScoringApp:
         elif probes_log.isEnabledFor(logging.DEBUG):
             probes_log.debug("method=%s path=%s status=%d", method, path, status)
 
-    async def _read_body(self, scope, receive) -> bytes:
-        """The request body. BodyRefused over the per-request limit (413), when the bodies held
-        at once would pass their budget (503, try again), or when it arrives too slowly (408).
-        The bytes are counted in `inflight_bytes` until `_release`."""
-        limit = self.settings.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise BodyRefused(413, f"request body is larger than the {limit / (1024 * 1024):g} MB limit")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.settings.body_timeout_s):
-                while True:
-                    message = await receive()
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    self.inflight_bytes += len(chunk)
-                    if size > limit:
-                        raise BodyRefused(413, f"request body is larger than the {limit / (1024 * 1024):g} MB limit")
-                    if self.inflight_bytes > self.settings.max_inflight_body_bytes:
-                        raise BodyRefused(503, "too many large requests at once; try again")
-                    chunks.append(chunk)
-                    if not message.get("more_body"):
-                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        except TimeoutError:
-            self.inflight_bytes -= size
-            raise BodyRefused(408, f"the request body did not arrive within {self.settings.body_timeout_s} s") from None
-        except BodyRefused:
-            self.inflight_bytes -= size
-            raise
-
     async def _score(self, method: str, scope, receive) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
         if method not in ("GET", "POST", "OPTIONS"):
-            return _error(405, METHOD_NOT_ALLOWED)
+            return error_response(405, METHOD_NOT_ALLOWED)
         limit = self.settings.max_concurrent_requests
         if limit and self.scoring >= limit:
-            status, headers, payload = _error(429, f"more than {limit} requests at once; try again")
+            status, headers, payload = error_response(429, f"more than {limit} requests at once; try again")
             headers.append((b"retry-after", b"1"))
             return status, headers, payload
         self.scoring += 1
@@ -313,23 +253,23 @@ class ScoringApp:
                 async with asyncio.timeout(self.timeout_s):
                     await self.initialised.wait()
             except TimeoutError:
-                return _error(503, f"init() did not return within the scoring timeout ({self.timeout_s:g} s)")
+                return error_response(503, f"init() did not return within the scoring timeout ({self.timeout_s:g} s)")
             if not self.ready:
-                return _error(503, "the entry script failed to start; the service's log says why")
+                return error_response(503, "the entry script failed to start; the service's log says why")
         raw_http = self.script.raw_http
         if method == "OPTIONS" and not raw_http:  # a @rawhttp run() answers OPTIONS itself, as with Azure
             return 200, [(b"content-type", b"text/html; charset=utf-8"), (b"x-ms-run-function-failed", b"False")], b""
         try:
-            body = await self._read_body(scope, receive) if method == "POST" or raw_http else b""
+            body = await self.bodies.read(scope, receive) if method == "POST" or raw_http else b""
         except BodyRefused as refused:
-            status, headers, payload = _error(refused.status, refused.message)
+            status, headers, payload = error_response(refused.status, refused.message)
             if refused.status == 503:
                 headers.append((b"retry-after", b"1"))
             return status, headers, payload
         try:
             return await self._score_body(scope, body)
         finally:
-            self.inflight_bytes -= len(body)
+            self.bodies.release(body)
 
     async def _score_body(self, scope, body: bytes) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
         script = self.script
@@ -337,7 +277,7 @@ class ScoringApp:
         try:
             arguments = script.arguments(request)
         except BadRequest as error:
-            return _error(error.status, error.message)
+            return error_response(error.status, error.message)
         try:
             ok, result, seconds = await self.runner.call(script.run, arguments, self.timeout_s)
         except ScoringTimeout:
@@ -347,13 +287,13 @@ class ScoringApp:
                 request.headers.get("X-Request-Id", ""),
             )
             self.metrics.run_failures.inc()
-            return _error(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms", run_failed=True)
+            return error_response(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms", run_failed=True)
         timing = (b"x-ms-run-fn-exec-ms", f"{seconds * 1000:.3f}".encode())
         if ok and is_http_response(result):
             return self._script_response(result, timing)
         if ok:
             try:
-                return 200, [JSON[0], (b"x-ms-run-function-failed", b"False"), timing], _json_body(result)
+                return 200, [JSON[0], (b"x-ms-run-function-failed", b"False"), timing], json_body(result)
             except (TypeError, ValueError) as error:
                 log.error("run() returned a value that is not JSON-serialisable: %s", error)
                 message = f"run() returned a value that is not JSON-serialisable ({type(result).__name__})"
@@ -364,7 +304,7 @@ class ScoringApp:
             )
             message = "An unexpected error occurred in scoring script. Check the logs for more info."
         self.metrics.run_failures.inc()
-        status, headers, body = _error(500, message, run_failed=True)
+        status, headers, body = error_response(500, message, run_failed=True)
         return status, headers + [timing], body
 
     def _script_response(self, response, timing: tuple[bytes, bytes]) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
@@ -434,7 +374,7 @@ class ScoringApp:
 
     async def _reload(self) -> tuple[int, list, bytes]:
         if not self.ready:
-            return _error(503, "init() has not returned yet")
+            return error_response(503, "init() has not returned yet")
         ok, value, seconds = await self.runner.call(self._load_again, {}, None)
         if not ok:
             log.error(
@@ -442,22 +382,22 @@ class ScoringApp:
                 "".join(traceback.format_exception(type(value), value, value.__traceback__)),
             )
             reason = traceback.format_exception_only(type(value), value)[-1].strip()
-            return _error(500, f"reload failed: {reason}; the previous code keeps serving")
+            return error_response(500, f"reload failed: {reason}; the previous code keeps serving")
         self.script, self.swagger = value
         log.info("entry script reloaded in %.3f s", seconds)
-        return 200, list(JSON), _json_body({"reloaded": True, "seconds": round(seconds, 3)})
+        return 200, list(JSON), json_body({"reloaded": True, "seconds": round(seconds, 3)})
 
     def _swagger(self, scope) -> tuple[int, list, bytes]:
         requested = parse_qs(scope["query_string"].decode("latin-1")).get("version", ["2"])[0]
         version = swagger.VERSION_ALIASES.get(requested)
         if version is None:
-            return _error(404, f"Swagger version [{requested}] is not valid. Supported versions: [2, 3].")
+            return error_response(404, f"Swagger version [{requested}] is not valid. Supported versions: [2, 3].")
         if not self.ready:
-            return _error(503, "init() has not returned yet")
+            return error_response(503, "init() has not returned yet")
         document = self.swagger.get(version)
         if document is None:
             supported = ", ".join(sorted(self.swagger))
-            return _error(
+            return error_response(
                 404,
                 f"Swagger version [{requested}] is not supported for the scoring script. "
                 f"Supported swagger versions: [{supported}].",

@@ -4,7 +4,7 @@ uvicorn closes a keep-alive connection that stays idle after a response, but nev
 that is idle from the start or that sends its request head byte by byte: a slow client
 could hold every socket of a worker. This protocol gives every request head a deadline,
 from the moment the connection opens or the next request begins until its headers are in.
-(A body that arrives too slowly is the app's 408, see app.ScoringApp._read_body.)
+(A body that arrives too slowly is the 408 of `bodies`.)
 """
 
 from __future__ import annotations

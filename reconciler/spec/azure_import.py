@@ -25,7 +25,8 @@ import yaml
 
 from reconciler.core.atomic import write_atomic
 from reconciler.core.errors import InvalidInput, Problem
-from reconciler.spec.manifest import ENV_NAME, RESERVED_VARIABLES
+from reconciler.spec.fields import ENV_NAME, RESERVED_VARIABLES
+from reconciler.spec.modes import Mode
 from reconciler.spec.yamldoc import YamlError, load_yaml
 
 SECRET_WORDS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CONNECTION_STRING|CREDENTIAL|SAS)", re.I)
@@ -241,7 +242,7 @@ def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: li
     output: dict = {"mode": mode}
     count = data.get("instance_count")
     if isinstance(count, int) and count != 1:
-        if mode == "kubernetes":
+        if Mode(mode).renders_manifests:
             output["kubernetes"] = {"replicas": count}
         else:
             not_carried.append(f"instance_count {count}: one container in {mode} mode (kubernetes mode has replicas)")

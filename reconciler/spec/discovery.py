@@ -97,7 +97,7 @@ def _check_conflicts(workspace: Workspace) -> None:
         claims[("name", manifest.name)].append((package, ("name",)))
         for folder, loc in package.output_directories:
             claims[("output folder", str(folder))].append((package, loc))
-        if manifest.output.mode == "container":
+        if package.mode.serves:
             container = manifest.output.container
             claims[("container name", manifest.container_name)].append((package, ("output", "container", "name")))
             claims[("port", f"{container.port}")].append((package, ("output", "container", "port")))

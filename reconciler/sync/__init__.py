@@ -1,5 +1,5 @@
 """`reconciler sync`: decides *when* to run the apply pipeline from a git ref, never *what*.
 
 `repository` is the agent's own clone, `status` its status file, `agent` the rounds.
-Imports `summary`, `apply` and below.
+Imports `loop`, `pipeline` and below.
 """

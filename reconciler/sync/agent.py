@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
-from reconciler import apply
-from reconciler.apply import Options, Reconciliation
+from reconciler import pipeline
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.package_locks import LockTimeout, PackageLocks
-from reconciler.summary import outcome_line
+from reconciler.loop import MAX_BACKOFF_S, Backoff, Holds, settle, stop_on_signals
+from reconciler.pipeline import Options, Reconciliation
 from reconciler.sync.repository import Clone
 from reconciler.sync.status import Event, SyncStatus, in_seconds, now
-
-MAX_BACKOFF_S = 300.0
 
 
 class SyncAgent:
@@ -59,8 +57,8 @@ class SyncAgent:
         self.checked_out = ""  # the commit in the work tree
         self.refused = ""  # a commit whose signature did not verify (said once)
         self.failed_commit = ""  # the commit whose round failed permanently
-        self.waiting: dict[Path, str] = {}  # manifests that failed permanently at failed_commit
-        self.failures = 0  # temporary failures in a row
+        self.holds = Holds()  # packages that failed permanently at failed_commit
+        self.backoff = Backoff(cap_s=min(MAX_BACKOFF_S, interval_s))  # never later than the next round
         self.conclusions: list[str] = []  # the round's outcome lines, said after the status is written
 
     def say(self, line: str) -> None:
@@ -99,18 +97,18 @@ class SyncAgent:
             self.checked_out = commit
             self.say(f"sync: {commit[:7]} ({self.ref}): {self.clone.subject(commit)}")
         if commit != self.failed_commit:
-            self.waiting = {}  # the ref moved: everything is worth trying again
+            self.holds.release_all()  # the ref moved: everything is worth trying again
         try:
-            reconciliation = apply.run(
+            reconciliation = pipeline.run(
                 [str(self.clone.folder / self.path)],
                 self.options,
-                hold=self.waiting,
+                hold=self.holds.hashes,
                 should_stop=self.stop.is_set,
                 progress=(lambda name, line: self.say(f"{name}: {line}")) if self.verbose else None,
             )
         except ReconcilerError as error:
             return self._failed(commit, error)
-        self.failures = 0
+        self.backoff.succeeded(None)
         return self._report(commit, reconciliation, new)
 
     def _report(self, commit: str, reconciliation: Reconciliation, new: bool) -> bool:
@@ -122,14 +120,12 @@ class SyncAgent:
             for problem in problems:
                 self.conclude(f"error: {problem}")
         failures = list(problems)
-        for outcome in reconciliation.outcomes:
-            line = outcome_line(outcome, short if new else None, "resync")
-            if line.text:
-                self.conclude(line.text)
-            if line.failed:
-                failures.append(line.text.split(" -> ", 1)[-1].splitlines()[0])
-            if line.permanent:
-                self.waiting[outcome.package.manifest_path] = outcome.desired.container_hash
+        triggers = {o.package.manifest_path: short for o in reconciliation.outcomes} if new else None
+        for said in settle(reconciliation, self.backoff, self.holds, triggers=triggers):
+            if said.line.text:
+                self.conclude(said.line.text)
+            if said.line.failed:
+                failures.append(said.line.error)
         for result in reconciliation.cleanup_results:
             self.conclude(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
         if reconciliation.manifests_found == 0:
@@ -148,7 +144,7 @@ class SyncAgent:
     def _failed(self, commit: str, error: ReconcilerError) -> bool:
         """A round that could not run; temporary failures are retried sooner (capped backoff)."""
         if error.temporary:
-            self.failures += 1
+            self.backoff.failed(None, error.delay)
         self.status.last_error = Event(commit, now(), str(error)[:500])
         self.conclude(f"sync: error: {error}")
         return False
@@ -156,9 +152,9 @@ class SyncAgent:
     # -- the loop ---------------------------------------------------------------------
 
     def _next_wait(self) -> float:
-        if self.failures:
-            return min(MAX_BACKOFF_S, self.interval_s, 2.0 ** min(self.failures - 1, 8))
-        return self.interval_s * random.uniform(0.9, 1.1)
+        """The interval (with jitter), or sooner when a retry is due."""
+        regular = self.interval_s * random.uniform(0.9, 1.1)
+        return max(0.0, self.backoff.next_due(time.monotonic() + regular) - time.monotonic())
 
     def run(self, *, once: bool) -> int:
         """Rounds until SIGTERM/SIGINT (exit 0), or one round with --once (exit as apply)."""
@@ -167,11 +163,8 @@ class SyncAgent:
             lock = PackageLocks([self.state / "agent"], timeout=0, command="reconciler sync")
             lock.acquire()
         except LockTimeout as error:
-            holder = str(error).split(" is being reconciled by ", 1)[-1].split(";")[0]
-            raise PermanentError(f"another sync agent uses the state folder {self.state}: {holder}") from None
-        if threading.current_thread() is threading.main_thread():
-            for stop_signal in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(stop_signal, lambda *_: self.stop.set())
+            raise PermanentError(f"another sync agent uses the state folder {self.state}: {error.holder}") from None
+        stop_on_signals(self.stop)
         previous = SyncStatus.read(self.state)
         if previous is not None and (previous.repository, previous.ref, previous.path) == (
             self.status.repository,

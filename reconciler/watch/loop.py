@@ -20,56 +20,19 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from reconciler import apply
-from reconciler.apply import Options, Reconciliation
+from reconciler import pipeline
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.package_locks import LockTimeout
 from reconciler.core.paths import display_path
-from reconciler.summary import outcome_line
+from reconciler.loop import Backoff, Holds, settle, stop_on_signals
+from reconciler.pipeline import Options, Reconciliation
 from reconciler.watch.events import FileEvents
 from reconciler.watch.router import ChangeSet, WatchedPackage, folders_to_watch, route
-
-MAX_BACKOFF_S = 60.0
-_MAX_DOUBLINGS = 6  # 2**6 s = 64 s > MAX_BACKOFF_S: the exponent stops growing there
-
-
-class Retries:
-    """When to try again after temporary failures: 1 s, 2 s, 4 s, ... at most 60 s.
-    Keyed by manifest (None: the whole run)."""
-
-    def __init__(self) -> None:
-        self.due: dict[Path | None, tuple[int, float]] = {}  # key -> (failures in a row, when)
-
-    def failed(self, key: Path | None) -> float:
-        failures = self.due.get(key, (0, 0.0))[0] + 1
-        delay = min(MAX_BACKOFF_S, 2.0 ** min(failures - 1, _MAX_DOUBLINGS))
-        self.due[key] = (failures, time.monotonic() + delay)
-        return delay
-
-    def succeeded(self, key: Path | None) -> None:
-        self.due.pop(key, None)
-
-    @property
-    def whole_run_failing(self) -> bool:
-        return None in self.due
-
-    def next_due(self, default: float) -> float:
-        if None in self.due:  # the whole run failed: its retry covers every package
-            return min(self.due[None][1], default)
-        return min((when for _, when in self.due.values()), default=default)
-
-    def take_due(self, now: float) -> tuple[bool, set[Path]]:
-        """Whether the whole run is due, and which packages are (none while the whole run is
-        failing: a package retry would fail the same way, and spin)."""
-        if None in self.due:
-            return self.due[None][1] <= now, set()
-        return False, {key for key, (_, when) in self.due.items() if key is not None and when <= now}
 
 
 class Watcher:
@@ -97,8 +60,8 @@ class Watcher:
         self.stop = threading.Event()
         self.events = FileEvents(self.stop, quiet_s=quiet_s, cap_s=cap_s)
         self.watched: dict[Path, WatchedPackage] = {}
-        self.retries = Retries()
-        self.waiting: dict[Path, str] = {}  # manifest -> container hash that failed permanently
+        self.backoff = Backoff()
+        self.holds = Holds()
         self.shown_problems: set[str] = set()
         self.output_lock = threading.Lock()
         self.died = False
@@ -119,25 +82,22 @@ class Watcher:
     ) -> None:
         """One level-triggered run over `only` (None: every package) and its report."""
         try:
-            reconciliation = apply.run(
+            reconciliation = pipeline.run(
                 self.paths,
                 self.options,
                 only=only,
                 reload=frozenset(reload),
-                hold=self.waiting,
+                hold=self.holds.hashes,
                 should_stop=self.stop.is_set,
                 progress=(lambda name, line: self.say(f"{name}: {line}")) if self.verbose else None,
             )
-        except LockTimeout as error:
-            self._retry(None, f"waiting: {error}")
-            return
-        except ReconcilerError as error:
-            self._retry(None, f"error: {error}")
+        except ReconcilerError as error:  # the run could not start: no engine, a lock held
+            self._retry(f"{'waiting' if isinstance(error, LockTimeout) else 'error'}: {error}", error.delay)
             return
         except Exception as error:  # noqa: BLE001 - a surprise mid-run: say it, retry
-            self._retry(None, f"error: {type(error).__name__}: {error}")
+            self._retry(f"error: {type(error).__name__}: {error}")
             return
-        self.retries.succeeded(None)
+        self.backoff.succeeded(None)
         self._remember(reconciliation)
         self._report(reconciliation, triggers or {}, reason)
 
@@ -155,19 +115,17 @@ class Watcher:
         self.events.watch_folders(folders_to_watch(self.paths, self.watched))
 
     def _what_stays(self, package) -> str:
-        mode = package.manifest.output.mode
-        if mode == "container":
-            return "its containers are " + (
-                "removed (--prune)" if self.options.prune else "left running (watch --prune removes them)"
-            )
-        if mode in ("image", "kubernetes"):
-            return "its images are " + (
-                "removed (--prune)" if self.options.prune else "kept (watch --prune removes them)"
-            )
-        return "its build folder stays"
+        leaves = package.mode.capabilities.leaves
+        if leaves == "folder":
+            return "its build folder stays"
+        kept = "left running" if leaves == "containers" else "kept"
+        return f"its {leaves} are " + (
+            "removed (--prune)" if self.options.prune else f"{kept} (watch --prune removes them)"
+        )
 
-    def _retry(self, key: Path | None, message: str) -> None:
-        self.say(f"{message}; retrying in {self.retries.failed(key):g} s")
+    def _retry(self, message: str, hint: float | None = None) -> None:
+        """The whole run could not start: try it again with backoff."""
+        self.say(f"{message}; retrying in {self.backoff.failed(None, hint):g} s")
 
     def _report(self, reconciliation: Reconciliation, triggers: dict[Path, str], reason: str) -> None:
         problems = [str(p) for p in reconciliation.problems] + [
@@ -177,27 +135,19 @@ class Watcher:
             if problem not in self.shown_problems:
                 self.say(f"error: {problem}")
         self.shown_problems = set(problems)
-        for outcome in reconciliation.outcomes:
-            manifest = outcome.package.manifest_path
-            line = outcome_line(outcome, triggers.get(manifest), reason)
-            if line.permanent:
-                self.retries.succeeded(manifest)
-                self.waiting[manifest] = outcome.desired.container_hash
-                self.say(f"{line.text}; waiting for a change to its inputs")
-            elif line.failed:
-                self._retry(manifest, line.text)
-            else:
-                self.retries.succeeded(manifest)
-                if not outcome.held:
-                    self.waiting.pop(manifest, None)
-                if line.text:
-                    self.say(line.text)
+        for said in settle(reconciliation, self.backoff, self.holds, triggers=triggers, reason=reason):
+            if said.held:
+                self.say(f"{said.line.text}; waiting for a change to its inputs")
+            elif said.retry_in is not None:
+                self.say(f"{said.line.text}; retrying in {said.retry_in:g} s")
+            elif said.line.text:
+                self.say(said.line.text)
         for result in reconciliation.cleanup_results:
             self.say(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
 
     def _run_changes(self, changes: ChangeSet) -> None:
         for manifest in changes.touched:
-            self.waiting.pop(manifest, None)  # its inputs changed: worth trying again
+            self.holds.release(manifest)  # its inputs changed: worth trying again
         triggers = changes.triggers(self.watched)
         only = None if changes.rescan else set(changes.touched)
         self.run_pipeline(only, triggers, changes.reload, reason="resync")
@@ -216,7 +166,7 @@ class Watcher:
         self.run_pipeline(None, reason="start")
         resync_at = self._next_resync()
         while not self.stop.is_set():
-            batch = self.events.next_batch(max(0.0, self.retries.next_due(resync_at) - time.monotonic()))
+            batch = self.events.next_batch(max(0.0, self.backoff.next_due(resync_at) - time.monotonic()))
             if self.stop.is_set():
                 break
             now = time.monotonic()
@@ -224,20 +174,19 @@ class Watcher:
                 changes = route(batch, self.watched, self.paths, dev=self.dev)
                 if not changes.empty:
                     self._run_changes(changes)
-            everything, packages = self.retries.take_due(now)
+            everything, packages = self.backoff.take_due(now)
             if everything:
                 self.run_pipeline(None, reason="retry")
             if packages:
                 self.run_pipeline(packages, reason="retry")
             if time.monotonic() >= resync_at:
-                if not self.retries.whole_run_failing:  # its retry stands in for the resync
+                if not self.backoff.whole_run_failing:  # its retry stands in for the resync
                     self.run_pipeline(None)
                 resync_at = self._next_resync()
 
     def run(self) -> int:
         """Watch until SIGINT or SIGTERM; 0 then, 1 if the loop itself died."""
-        for stop_signal in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop_signal, lambda *_: self.stop.set())
+        stop_on_signals(self.stop)
         worker = threading.Thread(target=self._guarded_loop, name="watch", daemon=True)
         worker.start()
         while worker.is_alive() and not self.stop.wait(0.1):

@@ -100,9 +100,7 @@ def route(batch: set[str], watched: Mapping[Path, WatchedPackage], roots: list[s
             changes.rescan = True  # a new folder: it may become a package; watch it from now on
     if dev:
         changes.reload = {
-            manifest
-            for manifest, only_app in app_only.items()
-            if only_app and watched[manifest].package.manifest.output.mode == "container"
+            manifest for manifest, only_app in app_only.items() if only_app and watched[manifest].package.mode.serves
         }
     return changes
 

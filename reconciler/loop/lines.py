@@ -1,5 +1,5 @@
-"""What the long-running loops (watch, sync) print: one line per package per run that did
-something.
+"""What the long-running loops (watch, sync) say: one line per package per run that did
+something, as a value (the text, and whether and how it failed) that they never parse back.
 
 `sklearn-regression: score.py changed -> write 0.0 s, build 0.9 s, recreate 2.3 s, ready at ...`
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.apply import Outcome
+from reconciler.pipeline import Outcome
 from reconciler.plan import ActionKind
 
 
@@ -17,6 +17,8 @@ class Line:
     text: str | None  # None: nothing worth a line (a resync that found the package in sync)
     failed: bool = False  # an action failed (a failed dev reload does not count: the old code serves)
     permanent: bool = False  # and the same inputs will fail the same way
+    error: str = ""  # the failure's first line: what a status records
+    delay: float | None = None  # a temporary failure's own hint of when to try again
 
 
 def outcome_line(outcome: Outcome, trigger: str | None, reason: str) -> Line:
@@ -29,7 +31,7 @@ def outcome_line(outcome: Outcome, trigger: str | None, reason: str) -> Line:
     if not trigger:
         first = outcome.plan.actions[0].cause if outcome.plan and outcome.plan.actions else None
         trigger = f"{reason}: {first}" if first else None
-    parts, failed, permanent, ready = [], False, False, ""
+    parts, failure, ready = [], None, ""
     for result in outcome.results:
         if result.action.kind is ActionKind.RELOAD:
             done = result.status == "done"
@@ -40,9 +42,13 @@ def outcome_line(outcome: Outcome, trigger: str | None, reason: str) -> Line:
                 ready = result.detail
         elif result.status == "failed":
             parts.append(f"{result.kind} FAILED after {result.seconds:.1f} s: {result.detail}")
-            failed, permanent = True, result.permanent
+            failure = result
     if ready:
         parts.append(ready)
     if not parts:
         return Line(f"{name}: {trigger} -> in sync" if event else None)
-    return Line(f"{name}: {trigger or reason} -> {', '.join(parts)}", failed, permanent)
+    text = f"{name}: {trigger or reason} -> {', '.join(parts)}"
+    if failure is None:
+        return Line(text)
+    error = f"{failure.kind} FAILED after {failure.seconds:.1f} s: {failure.detail}".splitlines()[0]
+    return Line(text, True, failure.permanent, error, failure.delay)

@@ -14,3 +14,8 @@ CONTAINER_HASH = "reconciler.container-hash"
 CONTAINER_INPUTS = "reconciler.container-inputs"  # JSON: a short digest per setting, to say which changed
 ROLE = "reconciler.role"  # "" (serves on the published port), "backend", "proxy", "canary"
 PROXY_HASH = "reconciler.proxy-hash"
+# where an image or container came from (desired.revision): provenance, never a hash
+REVISION = "reconciler.revision"  # the short commit, `-dirty` when the inputs differed from it
+BRANCH = "reconciler.branch"
+OCI_REVISION = "org.opencontainers.image.revision"  # the whole commit
+OCI_SOURCE = "org.opencontainers.image.source"  # the origin remote, without credentials

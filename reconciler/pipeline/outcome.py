@@ -1,0 +1,79 @@
+"""What a run gives back: one `Outcome` per package, in one `Reconciliation`, and the views
+the reports and loops read from them (which container serves, which publishes the port)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.core.errors import Problem
+from reconciler.desired.proxy import serving_name
+from reconciler.desired.state import Desired
+from reconciler.execute import ActionResult
+from reconciler.observed.state import ContainerState, ImagesOnDisk, Observed
+from reconciler.plan import Cleanup, PackagePlan
+from reconciler.spec.package import Package
+
+
+@dataclass
+class Outcome:
+    """One package through the pipeline."""
+
+    package: Package
+    desired: Desired | None = None
+    observed: Observed | None = None
+    plan: PackagePlan | None = None
+    problems: list[Problem] = field(default_factory=list)
+    results: list[ActionResult] = field(default_factory=list)
+    held: bool = False  # not executed: the caller is waiting for its inputs to change
+    readiness: str | None = None  # the serving container's /ready, when status asked
+    images_on_disk: ImagesOnDisk | None = None  # when status asked
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.problems) or any(r.status == "failed" for r in self.results)
+
+    @property
+    def failure(self) -> ActionResult | None:
+        """The action that failed, if one did."""
+        return next((r for r in self.results if r.status == "failed"), None)
+
+    def front_container(self) -> ContainerState | None:
+        """What publishes the package's port: its proxy, or the container that serves directly."""
+        if self.observed is None:
+            return None
+        containers = self.observed.containers
+        return next((c for c in containers if c.role == "proxy"), None) or next(
+            (c for c in containers if not c.role), None
+        )
+
+    def serving_container(self) -> ContainerState | None:
+        """The container that answers requests: the one named `<name>-serving` behind a proxy."""
+        if self.observed is None:
+            return None
+        name = serving_name(self.package)
+        containers = self.observed.containers
+        return next((c for c in containers if c.role == "backend" and c.name == name), None) or next(
+            (c for c in containers if not c.role), None
+        )
+
+
+@dataclass
+class Reconciliation:
+    outcomes: list[Outcome]
+    problems: list[Problem]  # manifests that did not load, paths that do not exist
+    manifests_found: int
+    cleanup: Cleanup = field(default_factory=Cleanup)
+    packages: list[Package] = field(default_factory=list)  # every package that loaded, planned or not
+    cleanup_results: list[ActionResult] = field(default_factory=list)
+
+    @property
+    def has_errors(self) -> bool:
+        return (
+            bool(self.problems)
+            or any(o.failed for o in self.outcomes)
+            or any(r.status == "failed" for r in self.cleanup_results)
+        )
+
+    @property
+    def has_changes(self) -> bool:
+        return any(o.plan and o.plan.actions for o in self.outcomes) or bool(self.cleanup.actions)
