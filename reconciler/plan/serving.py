@@ -151,6 +151,9 @@ def _plan_direct(intent: Intent, observed: Observed, actions: list[Action], buil
     current = next((c for c in serving if c.container_hash == intent.container_hash), None) or (
         serving[0] if serving else None
     )
+    for other in serving:  # it holds the port (an update killed midway leaves two): it goes first
+        if other is not current:
+            actions.append(_remove(intent, other, "a second container for this package"))
     spec = replace(intent.run, name=intent.container, host=intent.host, port=intent.port)
     if current is None:
         create = CreateDirect(at, spec, intent.ready_timeout_s)
@@ -172,8 +175,5 @@ def _plan_direct(intent: Intent, observed: Observed, actions: list[Action], buil
     elif current.state != "running":
         start = Start(at, current.id, behind_proxy=False, ready_timeout_s=intent.ready_timeout_s)
         actions.append(Action(ActionKind.START, intent.name, f"container {current.state}", start))
-    for other in serving:
-        if other is not current:
-            actions.append(_remove(intent, other, "a second container for this package"))
     for leftover in leftovers:
         actions.append(_remove(intent, leftover, f"{leftover.role} left by an interrupted replacement"))

@@ -1,0 +1,179 @@
+"""The serving protocols and the executor against the fake engine: the tier between the golden
+plan tests and the real engine. Real files, the real pipeline, planner and executor; only the
+Docker engine is in memory, so every interruption point of an update is tried in seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import pipeline
+
+from .conftest import BASE_IMAGE, PROXY_IMAGE, engine_package
+from .fake_engine import FakeEngine, Killed, connect_to
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeEngine:
+    engine = FakeEngine()
+    engine.add_image(BASE_IMAGE)
+    engine.add_image(PROXY_IMAGE)
+    connect_to(monkeypatch, engine)
+    return engine
+
+
+def apply(path) -> pipeline.Reconciliation:
+    return pipeline.run([str(path)], pipeline.Options(lock_timeout_s=5))
+
+
+def plan(path) -> pipeline.Reconciliation:
+    with pipeline.Session() as session:
+        return pipeline.reconcile([str(path)], session, frozen=True)
+
+
+def edit(package) -> None:
+    score = package / "score.py"
+    score.write_text(score.read_text() + "\n# a new version\n")
+
+
+def serving_state(engine: FakeEngine) -> list[tuple[str, str, str]]:
+    """(role, name, state) of every container, sorted."""
+    return sorted(
+        (c.spec.labels.get("reconciler.role", ""), c.name, c.state) for c in engine.stored_containers.values()
+    )
+
+
+def failures(reconciliation) -> list[str]:
+    return [r.detail for o in reconciliation.outcomes for r in o.results if r.status == "failed"]
+
+
+def test_from_nothing_the_proxy_and_one_serving_container_then_in_sync(fake, repo, runtime_only_lock):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    result = apply(package)
+    assert failures(result) == [] and not result.has_errors
+    assert serving_state(fake) == [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
+    assert set(fake.networks) == {"reconciler-demo"}
+    assert [o.plan.actions for o in plan(package).outcomes] == [[]]
+
+
+def test_an_update_moves_traffic_without_a_refused_request_and_leaves_nothing_behind(fake, repo, runtime_only_lock):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    old = next(c for c in fake.stored_containers.values() if c.name == "demo-serving")
+    fake.watch_service(old.spec.port or fake.running("proxy")[0].host_port, "demo-serving")
+    edit(package)
+    result = apply(package)
+    assert failures(result) == []
+    assert fake.refusals == []
+    assert old.id not in fake.stored_containers
+    assert serving_state(fake) == [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
+    new = next(c for c in fake.stored_containers.values() if c.name == "demo-serving")
+    assert new.starts == 1  # the container that passed readiness is the one that serves
+
+
+def test_an_update_killed_after_any_engine_call_is_finished_by_the_next_apply(fake, repo, runtime_only_lock):
+    """kill -9 after each step of a proxied update in turn: the next apply converges to one
+    serving container of the new version, no request is refused at any moment, and a plan
+    after it is in sync."""
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    fake.watch_service(fake.running("proxy")[0].host_port, "demo-serving")
+    edit(package)
+    before, start = fake.save(), len(fake.calls)
+    apply(package)
+    steps = fake.calls[start:]
+    assert len(steps) >= 8, steps  # build, tag, create, start, renames, stop, remove...
+    wanted = serving_state(fake)
+    for killed_at in range(len(steps)):
+        fake.restore(before)
+        fake.kill_after = start + killed_at
+        with pytest.raises(Killed):
+            apply(package)
+        fake.kill_after = None
+        result = apply(package)
+        where = f"killed before {steps[killed_at]!r}"
+        assert failures(result) == [], where
+        assert serving_state(fake) == wanted, where
+        assert fake.refusals == [], where
+        assert [o.plan.actions for o in plan(package).outcomes] == [[]], where
+
+
+def test_a_new_version_that_never_becomes_ready_leaves_the_old_one_serving(fake, repo, runtime_only_lock):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    fake.watch_service(fake.running("proxy")[0].host_port, "demo-serving")
+    old = next(c for c in fake.stored_containers.values() if c.name == "demo-serving")
+    fake.broken_builds = True
+    edit(package)
+    result = apply(package)
+    [failure] = [r for o in result.outcomes for r in o.results if r.status == "failed"]
+    assert failure.permanent and "did not become ready" in failure.detail
+    assert fake.refusals == []
+    assert serving_state(fake) == [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
+    assert fake.stored_containers[old.id].name == "demo-serving"
+
+
+def test_without_the_proxy_a_canary_that_fails_changes_nothing(fake, repo, runtime_only_lock):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("container: {", "container: {proxy: false, "))
+    apply(package)
+    [old] = fake.stored_containers.values()
+    fake.broken_builds = True
+    edit(package)
+    result = apply(package)
+    [failure] = [r for o in result.outcomes for r in o.results if r.status == "failed"]
+    assert failure.permanent and "the canary" in failure.detail
+    assert list(fake.stored_containers) == [old.id] and old.state == "running" and old.name == "demo"
+
+
+def test_without_the_proxy_an_update_killed_anywhere_converges(fake, repo, runtime_only_lock):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("container: {", "container: {proxy: false, "))
+    apply(package)
+    edit(package)
+    before, start = fake.save(), len(fake.calls)
+    apply(package)
+    steps, wanted = fake.calls[start:], serving_state(fake)
+    assert wanted == [("", "demo", "running")]
+    for killed_at in range(len(steps)):
+        fake.restore(before)
+        fake.kill_after = start + killed_at
+        with pytest.raises(Killed):
+            apply(package)
+        fake.kill_after = None
+        where = f"killed before {steps[killed_at]!r}"
+        assert failures(apply(package)) == [], where
+        assert serving_state(fake) == wanted, where
+
+
+def test_down_removes_the_containers_then_the_network(fake, repo, runtime_only_lock):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    with pipeline.Session() as session:
+        results = pipeline.down([o.package for o in plan(package).outcomes], session)
+    assert sorted(r.target for r in results) == ["container demo", "container demo-serving"]
+    assert all(r.status == "done" for r in results)
+    assert fake.stored_containers == {} and fake.networks == {}
+    assert fake.calls[-1] == "remove network reconciler-demo"
+
+
+def test_a_failed_action_skips_the_rest_of_its_package_and_not_the_others(fake, repo, runtime_only_lock):
+    engine_package(repo, BASE_IMAGE, runtime_only_lock, "broken")
+    engine_package(repo, BASE_IMAGE, runtime_only_lock, "fine")
+    fake.failing_builds.add("broken")
+    result = apply(repo)
+    by_name = {o.package.name: [(r.kind, r.status, r.detail) for r in o.results] for o in result.outcomes}
+    assert [(kind, status) for kind, status, _ in by_name["broken"]] == [
+        ("write", "done"),
+        ("build", "failed"),
+        ("create", "skipped"),
+    ]
+    assert by_name["broken"][-1][2] == "upstream failed"
+    assert [(kind, status) for kind, status, _ in by_name["fine"]] == [
+        ("write", "done"),
+        ("build", "done"),
+        ("create", "done"),
+    ]
+    [failure] = [r for o in result.outcomes for r in o.results if r.status == "failed"]
+    assert failure.permanent  # the same inputs fail the same way: watch waits for a change
