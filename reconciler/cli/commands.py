@@ -16,7 +16,6 @@ from reconciler.cli import report
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 from reconciler.core.paths import display_path
 from reconciler.engine.docker import EngineUnavailable
-from reconciler.execute import printing_progress
 from reconciler.spec.package import MANIFEST_NAME
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -92,6 +91,8 @@ def apply_(arguments: argparse.Namespace) -> int:
         lock_timeout_s=arguments.lock_timeout,
         secrets_file=arguments.secrets,
     )
+    from reconciler.execute import printing_progress
+
     progress = printing_progress(sys.stderr if arguments.output == "json" else sys.stdout)
     reconciliation = pipeline.run(arguments.paths, options, progress=progress)
     _emit(reconciliation, arguments, "apply", report.apply_text)

@@ -7,15 +7,18 @@ ever added, and `format` changes if one ever has to change meaning.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
 from reconciler.desired.revision import Revision
 from reconciler.desired.state import Desired, image_settings
 from reconciler.engine.endpoint import score_url
-from reconciler.execute import ActionResult, Relocked
 from reconciler.pipeline import Outcome, Reconciliation
 from reconciler.plan import Action
+
+if TYPE_CHECKING:
+    from reconciler.execute import ActionResult, Relocked
 
 JSON_FORMAT = 1
 

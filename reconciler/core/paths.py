@@ -11,11 +11,17 @@ def display_path(path: str | os.PathLike[str]) -> str:
     """A path as a person wants to read it: relative to the working directory when below it,
     and printable whatever bytes its name holds (what is not UTF-8 shows as \\xNN)."""
     path = os.fspath(path)
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        relative = os.pardir
-    shown = path if relative.startswith(os.pardir) else relative
+    cwd = os.getcwd()
+    below = cwd.rstrip(os.sep) + os.sep
+    if path.startswith(os.sep) and not path.startswith(2 * os.sep) and os.path.normpath(path) == path:
+        # absolute and normalised, the usual case: relpath's work (and its own getcwd) spared
+        shown = "." if path == cwd else path[len(below) :] if path.startswith(below) else path
+    else:
+        try:
+            relative = os.path.relpath(path)
+        except ValueError:  # another drive on Windows
+            relative = os.pardir
+        shown = path if relative.startswith(os.pardir) else relative
     return os.fsencode(shown).decode("utf-8", "backslashreplace")
 
 
@@ -23,6 +29,29 @@ def inside(path: Path | str, root: Path | str) -> bool:
     """Whether `path` is `root` or below it (both absolute and normalised)."""
     path, root = str(path), str(root)
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class RealPaths:
+    """os.path.realpath with each folder on the way resolved once. One loading of a
+    repository's packages asks about thousands of paths in the same few folders; made anew
+    for each, as links may change between runs."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    def __call__(self, path: str | os.PathLike[str]) -> str:
+        path = os.fspath(path)
+        known = self._known.get(path)
+        if known is None:
+            known = self._known[path] = self._resolve(path)
+        return known
+
+    def _resolve(self, path: str) -> str:
+        parent, name = os.path.split(path)
+        if not name or name in (os.curdir, os.pardir) or not os.path.isabs(path) or parent == path:
+            return os.path.realpath(path)
+        candidate = os.path.join(self(parent), name)
+        return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
 
 
 @functools.lru_cache(maxsize=4096)

@@ -38,9 +38,14 @@ def bytes_digest(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+)  # made once: dumps makes one a call
+
+
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def value_digest(value: Any) -> str:

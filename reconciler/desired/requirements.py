@@ -18,8 +18,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import display_path, inside, real_path
 from reconciler.spec.package import Package
@@ -29,6 +27,14 @@ _INCLUDE = re.compile(r"^(?P<option>-r|--requirement|-c|--constraint)(?:\s+|=)(?
 _OPTION = re.compile(r"^(-{1,2}[A-Za-z][A-Za-z0-9-]*)")
 _HASH = re.compile(r"^--hash[= ](sha256|sha384|sha512):[0-9a-f]+$")
 ALLOWED_HINT = "a requirement such as scikit-learn==1.5.2, with optional --hash=sha256:... options"
+
+
+def parse_requirement(text: str):
+    """packaging's Requirement; imported here, as a package with no requirements of its own
+    never needs it (a no-op plan is mostly start-up time). Raises ValueError."""
+    from packaging.requirements import Requirement
+
+    return Requirement(text)
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,8 @@ class _Reader:
                 return
             hashes.append(value.replace("--hash ", "--hash="))
         try:
-            parsed = Requirement(requirement.strip())
-        except InvalidRequirement as error:
+            parsed = parse_requirement(requirement.strip())
+        except ValueError as error:  # packaging's InvalidRequirement
             self._problem(path, number, f"not a valid requirement ({str(error).splitlines()[0]})")
             return
         if parsed.url:
@@ -176,7 +182,7 @@ def read_requirements(package: Package) -> Requirements:
     else:
         for index, line in enumerate(environment.pip or []):
             reader.lines.append(line)
-            requirement = Requirement(line)  # the manifest checked it parses
+            requirement = parse_requirement(line)  # the manifest checked it parses
             if requirement.url:
                 reader.problems.append(
                     package.problem(

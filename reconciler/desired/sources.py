@@ -58,6 +58,8 @@ def _compiled_spec(user_lines: tuple[str, ...]) -> pathspec.PathSpec:
     return pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORES, *user_lines, *ALWAYS_IGNORED])
 
 
+ONLY_GIT = pathspec.GitIgnoreSpec.from_lines([".git/"])  # what a model folder never holds
+
 _KINDS = ((stat_module.S_ISFIFO, "a named pipe"), (stat_module.S_ISSOCK, "a socket"), (stat_module.S_ISCHR, "a device"))
 
 
@@ -121,21 +123,23 @@ class _Walker:
                 is_dir = False
             if self.spec.match_file(child + "/" if is_dir else child):
                 continue  # ignored: never followed, never read
-            shown = display_path(entry.path)
             try:
                 entry.name.encode("utf-8")
             except UnicodeEncodeError:
-                self._problem(f"{shown}: the name is not UTF-8; rename it, or list it in {IGNORE_FILE}")
+                self._problem(
+                    f"{display_path(entry.path)}: the name is not UTF-8; rename it, or list it in {IGNORE_FILE}"
+                )
                 continue
-            self._entry(entry, child, shown)
+            self._entry(entry, child)
 
-    def _entry(self, entry: os.DirEntry, child: str, shown: str) -> None:
+    def _entry(self, entry: os.DirEntry, child: str) -> None:
         path = entry.path
+        shown = functools.partial(display_path, entry.path)  # only a problem shows it
         try:
             if entry.is_symlink():
                 path = os.path.realpath(entry.path, strict=True)
                 if not inside(path, self.real_root):
-                    self._problem(f"{shown} is a symlink to {path}, outside the repository")
+                    self._problem(f"{shown()} is a symlink to {path}, outside the repository")
                     return
                 status = os.stat(path)
             else:
@@ -143,14 +147,14 @@ class _Walker:
         except FileNotFoundError:
             return  # a dangling link: nothing to copy
         except OSError as error:
-            self._problem(f"{shown} cannot be read ({error.strerror}); a symlink loop?")
+            self._problem(f"{shown()} cannot be read ({error.strerror}); a symlink loop?")
             return
         if stat_module.S_ISDIR(status.st_mode):
             self._directory(path, child, (status.st_dev, status.st_ino))
         elif stat_module.S_ISREG(status.st_mode):
             self.files.append(InputFile(path, f"{self.prefix}/{child}", bool(status.st_mode & 0o111), status))
         else:
-            self._problem(f"{shown} is {special_kind(status.st_mode)}, not a file; list it in {IGNORE_FILE}")
+            self._problem(f"{shown()} is {special_kind(status.st_mode)}, not a file; list it in {IGNORE_FILE}")
 
 
 def source_files(package: Package) -> list[InputFile]:
@@ -173,12 +177,11 @@ def model_files(package: Package) -> list[InputFile]:
     """Each model's file or folder, as `models/<name>/<version>/<original name>...`,
     which is where Azure puts registered models."""
     files: list[InputFile] = []
-    only_git = pathspec.GitIgnoreSpec.from_lines([".git/"])
     for index, (model, path) in enumerate(zip(package.manifest.models, package.model_paths)):
         prefix = f"models/{model.name}/{model.version}/{path.name}"
         real = os.path.realpath(path)
         if os.path.isdir(real):
-            walker = _Walker(package, prefix, only_git, set(), ("models", index, "path"), app=False)
+            walker = _Walker(package, prefix, ONLY_GIT, set(), ("models", index, "path"), app=False)
             files.extend(walker.walk(real))
         else:
             status = os.stat(real)

@@ -98,8 +98,7 @@ class StatCache:
             for path, *row in rows:
                 self._memory[path] = tuple(row)
 
-    def lookup(self, path: str, stat: os.stat_result) -> str | None:
-        """The digest recorded for this exact file state, or None."""
+    def _row(self, path: str) -> tuple | None:
         with self._lock:
             if self._db is None:
                 return None
@@ -115,6 +114,11 @@ class StatCache:
                 except sqlite3.DatabaseError:
                     self._reset()
                     return None
+        return row
+
+    def lookup(self, path: str, stat: os.stat_result) -> str | None:
+        """The digest recorded for this exact file state, or None."""
+        row = self._row(path)
         if row is None:
             return None
         size, mtime_ns, ctime_ns, inode, device, digest, hashed_at_ns = row
@@ -134,7 +138,34 @@ class StatCache:
 
     def store(self, path: str, stat: os.stat_result, digest: str, hashed_at_ns: int) -> None:
         """Remember a digest computed at `hashed_at_ns` (taken before reading the file)."""
-        row = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev, digest, hashed_at_ns)
+        self._put(
+            path, (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev, digest, hashed_at_ns)
+        )
+
+    # A folder's row (its path with a trailing slash, size -1): the fingerprint of every file's
+    # stat in it when it was last found to match its stamp, like git's index for a work tree.
+
+    def folder_known_clean(self, folder: str, fingerprint: str) -> bool:
+        """Whether the folder, listed with exactly this fingerprint, matched its stamp before
+        (and had been still for the racy window then)."""
+        row = self._row(folder.rstrip("/") + "/")
+        if row is None:
+            return False
+        size, newest_ns, _, _, _, recorded, hashed_at_ns = row
+        return (
+            size == -1
+            and recorded == fingerprint
+            and isinstance(hashed_at_ns, int)
+            and isinstance(newest_ns, int)
+            and newest_ns + RACY_WINDOW_NS <= hashed_at_ns
+        )
+
+    def remember_folder_clean(self, folder: str, fingerprint: str, newest_ns: int, checked_at_ns: int) -> None:
+        """Remember that the folder, listed with this fingerprint (its files' newest change at
+        `newest_ns`), matched its stamp when checked at `checked_at_ns`."""
+        self._put(folder.rstrip("/") + "/", (-1, newest_ns, newest_ns, 0, 0, fingerprint, checked_at_ns))
+
+    def _put(self, path: str, row: tuple) -> None:
         with self._lock:
             if self._db is None:
                 return

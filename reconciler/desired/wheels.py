@@ -7,16 +7,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from reconciler.core.errors import PermanentError
 from reconciler.desired.pip import pip_target_arguments, run_pip
 
 
-@dataclass(frozen=True)
-class LockedWheel:
-    """One wheel as package.lock pins it."""
+class LockedWheel(NamedTuple):
+    """One wheel as package.lock pins it (a tuple: a plan reads thousands)."""
 
     name: str
     version: str

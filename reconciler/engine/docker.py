@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from reconciler.core.errors import PermanentError, TemporaryError
+from reconciler.core.labels import MANAGED
 from reconciler.desired.dockerfile import CONTAINER_PORT
 from reconciler.engine.endpoint import is_ready
-from reconciler.core.labels import MANAGED
 from reconciler.engine.specs import BuildSpec, Confinement, ContainerSpec, NetworkSpec
 
 

@@ -3,7 +3,6 @@ the loopback address that matches the address it was published on."""
 
 from __future__ import annotations
 
-import http.client
 import json
 
 from reconciler.core.errors import PermanentError, TemporaryError
@@ -21,6 +20,8 @@ def score_url(bind_address: str | None, port: int) -> str:
 
 def is_ready(bind_address: str | None, port: int, timeout: float) -> bool:
     """GET /ready answered 200; OSError when nothing answers at all."""
+    import http.client  # here: a plan that probes no container never loads it (nor ssl)
+
     connection = http.client.HTTPConnection(loopback_for(bind_address), port, timeout=timeout)
     try:
         connection.request("GET", "/ready")
@@ -34,6 +35,8 @@ def request_reload(bind_address: str | None, port: int, timeout: float = 60) -> 
 
     PermanentError with the runtime's own message when the new code fails (the old code
     keeps serving); TemporaryError when nothing answers."""
+    import http.client
+
     host = loopback_for(bind_address)
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:

@@ -14,12 +14,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from reconciler.core import labels
 from reconciler.core.errors import ReconcilerError
 from reconciler.desired.dockerfile import CONTAINER_PORT
 from reconciler.desired.pins import BasePin
 from reconciler.desired.proxy import PROXY_PORT
 from reconciler.desired.revision import Revision
-from reconciler.core import labels
 from reconciler.engine.docker import Engine
 from reconciler.engine.endpoint import is_ready
 from reconciler.observed.base_image import moved_from_pin, pin_from_engine

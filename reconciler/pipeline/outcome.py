@@ -4,14 +4,17 @@ the reports and loops read from them (which container serves, which publishes th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reconciler.core.errors import Problem
 from reconciler.desired.proxy import serving_name
 from reconciler.desired.state import Desired
-from reconciler.execute import ActionResult
 from reconciler.observed.state import ContainerState, ImagesOnDisk, Observed
 from reconciler.plan import Cleanup, PackagePlan
 from reconciler.spec.package import Package
+
+if TYPE_CHECKING:  # a plan that changes nothing never loads the executor
+    from reconciler.execute import ActionResult
 
 
 @dataclass

@@ -21,13 +21,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 from reconciler.core.package_locks import PackageLocks
 from reconciler.desired.revision import revision_of
 from reconciler.desired.state import desire
 from reconciler.engine.docker import EngineUnavailable
-from reconciler.execute import Executor, Progress
 from reconciler.observed.folder import observe_folder
 from reconciler.observed.state import Observed, Snapshot, images_on_disk, readiness
 from reconciler.pipeline.outcome import Outcome, Reconciliation
@@ -35,6 +35,9 @@ from reconciler.pipeline.session import Session
 from reconciler.plan import Action, ActionKind, Cleanup, Intent, PackagePlan, plan_cleanup, plan_manifests, plan_package
 from reconciler.spec.discovery import discover, load_workspace
 from reconciler.spec.package import Package
+
+if TYPE_CHECKING:  # loaded by the session when a run has something to do
+    from reconciler.execute import Executor, Progress
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.core.cachedir import cache_dir
 from reconciler.desired.digest import Digester
@@ -14,7 +15,9 @@ from reconciler.desired.statcache import StatCache
 from reconciler.desired.state import runtime_digest
 from reconciler.desired.wheels import WheelCache
 from reconciler.engine.docker import Engine, EngineUnavailable
-from reconciler.execute import Executor, Progress
+
+if TYPE_CHECKING:
+    from reconciler.execute import Executor, Progress
 
 
 class Session:
@@ -47,6 +50,10 @@ class Session:
         return runtime_digest(self.digester)
 
     def executor(self, progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False) -> Executor:
+        """The executor, imported here: a plan that changes nothing never loads it, nor the
+        builders and renderers it imports (a no-op plan is mostly start-up time)."""
+        from reconciler.execute import Executor
+
         return Executor(
             engine=lambda: self.engine,
             wheels=self.wheels,

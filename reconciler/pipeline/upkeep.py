@@ -4,15 +4,18 @@ containers, then its network), `pull` (a pushed image by hash) and `lock` (resol
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from reconciler.core.errors import InvalidInput, PermanentError
 from reconciler.desired.pins import read_lock
-from reconciler.execute import ActionResult
 from reconciler.observed.state import Snapshot
 from reconciler.pipeline.run import desire_packages
 from reconciler.pipeline.session import Session
 from reconciler.plan import plan_down, plan_fetch, plan_relock
 from reconciler.spec.package import Package
+
+if TYPE_CHECKING:
+    from reconciler.execute import ActionResult
 
 
 def down(packages: Sequence[Package], session: Session) -> list[ActionResult]:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.core import labels
 from reconciler.core.paths import display_path
 from reconciler.desired.dockerfile import DEV_APP_ROOT
 from reconciler.desired.proxy import (
@@ -24,7 +25,6 @@ from reconciler.desired.proxy import (
     serving_name,
 )
 from reconciler.desired.state import Desired
-from reconciler.core import labels
 from reconciler.engine.specs import BuildSpec, Confinement, ContainerSpec, NetworkSpec
 from reconciler.spec.modes import Mode
 from reconciler.spec.output import ContainerOutput, memory_bytes
@@ -79,7 +79,7 @@ class Intent:
             image_hash=desired.image_hash,
             container_hash=desired.container_hash,
             inputs=desired.inputs,
-            container_inputs=desired.container_inputs,
+            container_inputs=desired.container_inputs if package.mode.serves else {},
             base_image=desired.base.from_reference
             if desired.base
             else manifest.inference.environment.resolved_base_image,

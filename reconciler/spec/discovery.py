@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.errors import InvalidInput, Problem
-from reconciler.core.paths import display_path
+from reconciler.core.paths import RealPaths, display_path
 from reconciler.core.stamp import STAMP_NAME
 from reconciler.spec.package import MANIFEST_NAME, Package, load_package
 
@@ -80,9 +80,10 @@ def _walk(top: Path) -> list[Path]:
 def load_workspace(paths: list[str | os.PathLike[str]]) -> Workspace:
     manifests, problems = discover(paths)
     workspace = Workspace(problems=problems, manifests_found=len(manifests))
+    real_paths = RealPaths()  # the repository's folders, resolved once for every package
     for manifest_path in manifests:
         try:
-            workspace.packages.append(load_package(manifest_path))
+            workspace.packages.append(load_package(manifest_path, real_paths))
         except InvalidInput as error:
             workspace.problems.extend(error.problems)
     _check_conflicts(workspace)

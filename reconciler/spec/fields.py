@@ -5,11 +5,8 @@ Every string that reaches the generated Dockerfile is constrained by a pattern (
 newlines, quotes, `$` or leading `-` where they could change its meaning).
 """
 
-from __future__ import annotations
-
 from typing import Annotated
 
-from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 PACKAGE_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -81,9 +78,11 @@ def pattern(regex: str, **kwargs) -> type[str]:
 
 
 def _valid_requirement(text: str) -> str:
+    from packaging.requirements import Requirement  # here: only manifests with pip entries need it
+
     try:
         Requirement(text)
-    except InvalidRequirement as error:
+    except ValueError as error:  # packaging's InvalidRequirement
         reason = str(error).splitlines()[0]
         raise ValueError(f"not a valid requirement: {reason}") from None
     return text

@@ -7,9 +7,7 @@ patterns, `output` the output block); whether files exist and stay inside the re
 is checked by `package`.
 """
 
-from __future__ import annotations
-
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -85,7 +83,7 @@ class Environment(Strict):
         return variables
 
     @model_validator(mode="after")
-    def _one_requirements_source(self) -> Environment:
+    def _one_requirements_source(self) -> Self:
         given = [name for name in ("requirements", "pip", "conda_file") if getattr(self, name) is not None]
         if len(given) > 1:
             raise ValueError(
@@ -145,7 +143,7 @@ class Inference(Strict):
         return secrets
 
     @model_validator(mode="after")
-    def _secrets_are_not_variables(self) -> Inference:
+    def _secrets_are_not_variables(self) -> Self:
         both = sorted(set(self.secrets).intersection(self.environment.variables))
         if both:
             raise ValueError(f"{', '.join(both)} is both a secret and an environment variable of the image")

@@ -1,9 +1,7 @@
 """The manifest's `output` block: what to produce (the mode) and how: the image, the
 serving container, the Kubernetes manifests, and the resources a serving container gets."""
 
-from __future__ import annotations
-
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -40,7 +38,7 @@ class ImageOutput(Strict):
     )
 
     @model_validator(mode="after")
-    def _push_needs_registry(self) -> ImageOutput:
+    def _push_needs_registry(self) -> Self:
         if self.push and not self.registry:
             raise ValueError("`push: true` needs `registry: HOST:PORT`")
         return self
@@ -86,7 +84,7 @@ class Autoscale(Strict):
     cpu_percent: int = Field(80, ge=1, le=1000, description="Average CPU use, in percent of the request, to aim for.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> Autoscale:
+    def _ordered(self) -> Self:
         if self.max < self.min:
             raise ValueError(f"max ({self.max}) is below min ({self.min})")
         return self
@@ -203,7 +201,7 @@ class Output(Strict):
         return memory_bytes(self.resources.memory or DEFAULT_CONTAINER_MEMORY)
 
     @model_validator(mode="after")
-    def _kubernetes_needs(self) -> Output:
+    def _kubernetes_needs(self) -> Self:
         if self.kind.pushes and not self.image.registry:
             raise ValueError(
                 f"output.mode {self.mode} needs output.image.registry: the cluster pulls the image from it"

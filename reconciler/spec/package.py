@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from reconciler.core.errors import InvalidInput, Problem
-from reconciler.core.paths import display_path, inside, real_path
+from reconciler.core.paths import RealPaths, display_path, inside
 from reconciler.spec.conda import CondaEnvironment, read_conda_file
 from reconciler.spec.manifest import Manifest
 from reconciler.spec.modes import Mode
@@ -123,7 +123,7 @@ class Package:
 
 
 def _join(base: Path, relative: str) -> Path:
-    return Path(os.path.normpath(base / relative))
+    return Path(os.path.normpath(os.path.join(base, relative)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -135,8 +135,9 @@ def repository_root(directory: Path) -> Path:
     return directory
 
 
-def load_package(manifest_path: Path) -> Package:
-    """Load and check one manifest; raise InvalidInput listing every problem."""
+def load_package(manifest_path: Path, real_paths: RealPaths | None = None) -> Package:
+    """Load and check one manifest; raise InvalidInput listing every problem. `real_paths`:
+    the run's memo of resolved folders, when many packages are loaded at once."""
     manifest_path = Path(os.path.abspath(manifest_path))
     try:
         if not stat.S_ISREG(os.stat(manifest_path).st_mode):  # a named pipe would block the read
@@ -174,7 +175,7 @@ def load_package(manifest_path: Path) -> Package:
         root=repository_root(manifest_path.parent),
         document=document,
     )
-    problems = _filesystem_problems(package)
+    problems = _filesystem_problems(package, real_paths or RealPaths())
     if problems:
         raise InvalidInput(problems)
     if package.conda_file:
@@ -219,43 +220,49 @@ def _with_conda(package: Package) -> Package:
 # -- filesystem checks ----------------------------------------------------------------
 
 
-def _path_problem(package: Package, loc: Loc, path: Path, *, want: str) -> Problem | None:
+def _path_problem(package: Package, loc: Loc, path: Path, real_paths: RealPaths, *, want: str) -> Problem | None:
     """Check one manifest path: inside the repository (also after symlinks), of the right kind."""
     root = package.root
     if not inside(path, root):
         return package.problem(loc, f"{display_path(path)} is outside the repository ({display_path(root)})")
-    if not os.path.lexists(path):
+    real = real_paths(path)
+    try:
+        status: os.stat_result | None = os.stat(real)
+    except OSError:
+        status = None
+    if status is None and not os.path.lexists(path):
         return package.problem(loc, f"{display_path(path)} does not exist")
-    real = Path(os.path.realpath(path))
-    if not inside(real, real_path(root)):
+    if not inside(real, real_paths(root)):
         return package.problem(loc, f"{display_path(path)} is a symlink to {real}, outside the repository")
-    if want == "file" and not real.is_file():
+    is_file = status is not None and stat.S_ISREG(status.st_mode)
+    is_dir = status is not None and stat.S_ISDIR(status.st_mode)
+    if want == "file" and not is_file:
         return package.problem(loc, f"{display_path(path)} is not a file")
-    if want == "folder" and not real.is_dir():
+    if want == "folder" and not is_dir:
         return package.problem(loc, f"{display_path(path)} is not a folder")
-    if want == "any" and not (real.is_file() or real.is_dir()):
+    if want == "any" and not (is_file or is_dir):
         return package.problem(loc, f"{display_path(path)} is neither a file nor a folder (a named pipe, a device?)")
-    if not os.access(real, os.R_OK | (os.X_OK if real.is_dir() else 0)):
+    if not os.access(real, os.R_OK | (os.X_OK if is_dir else 0)):
         return package.problem(loc, f"{display_path(path)} is not readable")
     return None
 
 
-def _filesystem_problems(package: Package) -> list[Problem]:
+def _filesystem_problems(package: Package, real_paths: RealPaths) -> list[Problem]:
     problems: list[Problem] = []
     for index, path in enumerate(package.model_paths):
-        problem = _path_problem(package, ("models", index, "path"), path, want="any")
-        if problem is None and path.is_file() and not _readable_file(path):
+        problem = _path_problem(package, ("models", index, "path"), path, real_paths, want="any")
+        if problem is None and os.path.isfile(real_paths(path)) and not _readable_file(path):
             problem = package.problem(("models", index, "path"), f"{display_path(path)} cannot be read")
         if problem:
             problems.append(problem)
     source_loc = ("inference", "source_directory")
-    source_problem = _path_problem(package, source_loc, package.source_directory, want="folder")
+    source_problem = _path_problem(package, source_loc, package.source_directory, real_paths, want="folder")
     if source_problem:
         problems.append(source_problem)
     else:
         entry_loc = ("inference", "entry_script")
         entry = package.entry_script
-        problem = _path_problem(package, entry_loc, entry, want="file")
+        problem = _path_problem(package, entry_loc, entry, real_paths, want="file")
         if problem is None and not inside(entry, package.source_directory):
             problem = package.problem(entry_loc, "the entry script must be inside source_directory")
         problems.extend([problem] if problem else entry_script_problems(package))
@@ -263,12 +270,12 @@ def _filesystem_problems(package: Package) -> list[Problem]:
         (package.requirements_file, ("inference", "environment", "requirements")),
         (package.conda_file, ("inference", "environment", "conda_file")),
     ):
-        problem = _path_problem(package, loc, path, want="file") if path else None
+        problem = _path_problem(package, loc, path, real_paths, want="file") if path else None
         if problem:
             problems.append(problem)
     for output, output_loc in package.output_directories:
         what = "the Kubernetes folder" if output_loc[-2] == "kubernetes" else "the build folder"
-        problems.extend(_output_problems(package, output, output_loc, what))
+        problems.extend(_output_problems(package, output, output_loc, what, real_paths))
     folders = [folder for folder, _ in package.output_directories]
     if len(folders) == 2 and (inside(folders[0], folders[1]) or inside(folders[1], folders[0])):
         problems.append(
@@ -277,7 +284,9 @@ def _filesystem_problems(package: Package) -> list[Problem]:
     return problems
 
 
-def _output_problems(package: Package, output: Path, output_loc: Loc, what: str) -> list[Problem]:
+def _output_problems(
+    package: Package, output: Path, output_loc: Loc, what: str, real_paths: RealPaths
+) -> list[Problem]:
     """A folder reconciler writes must be inside the repository, a real folder, and hold no input."""
     if not inside(output, package.root):
         return [package.problem(output_loc, f"{display_path(output)} is outside the repository")]
@@ -288,7 +297,7 @@ def _output_problems(package: Package, output: Path, output_loc: Loc, what: str)
                 package.problem(output_loc, f"{what} would contain the package's own input {display_path(path)}")
             )
             break
-    if os.path.islink(output) or not inside(os.path.realpath(output), real_path(package.root)):
+    if os.path.islink(output) or not inside(real_paths(output), real_paths(package.root)):
         problems.append(package.problem(output_loc, f"{display_path(output)} is a symlink; use a real folder"))
     return problems
 

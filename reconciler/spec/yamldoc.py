@@ -9,7 +9,7 @@ bounded so an "anchor bomb" is an error, not an out-of-memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
@@ -19,6 +19,7 @@ try:  # libyaml is much faster; the pure-Python loader gives the same nodes.
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
+STR_TAG = "tag:yaml.org,2002:str"
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_NODES = 20_000
 MAX_DEPTH = 64
@@ -26,8 +27,7 @@ MAX_DEPTH = 64
 Loc = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):  # one per value of every manifest: a tuple is cheaper to make
     line: int  # 1-based
     column: int  # 1-based
 
@@ -88,6 +88,8 @@ class _Builder:
         return self._scalar(node, loc)
 
     def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
+        if node.tag == STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value  # what SafeConstructor gives for a string, without its dispatch
         try:
             return self.scalars.construct_object(node, deep=True)
         except ConstructorError as error:
