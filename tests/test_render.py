@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 
 import pytest
 
@@ -29,13 +30,14 @@ def test_folder_holds_everything_a_build_needs(package_dir, repo, cache_root):
             "requirements.lock.txt",
         ]
         + [f"wheels/{p['filename']}" for p in lock["packages"]]
-        + [
-            f"runtime/reconciler_runtime/{n}"
-            for n in os.listdir(RUNTIME)
-            if n.endswith(".py") or n == "requirements.txt"
-        ]
+        + ["runtime/reconciler_runtime.zip"]
     )
     assert names == expected
+    with zipfile.ZipFile(folder / "runtime" / "reconciler_runtime.zip") as archive:  # the runtime, whole
+        assert sorted(archive.namelist()) == sorted(
+            f"reconciler_runtime/{n}" for n in os.listdir(RUNTIME) if n.endswith(".py") or n == "requirements.txt"
+        )
+        assert archive.read("reconciler_runtime/app.py") == (RUNTIME / "app.py").read_bytes()
     for entry in lock["packages"]:
         wheel = folder / "wheels" / entry["filename"]
         cached = cache_root / "wheels" / "sha256" / entry["sha256"][:2] / entry["sha256"] / entry["filename"]

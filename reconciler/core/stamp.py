@@ -56,7 +56,7 @@ def read_stamp(folder: Path) -> Stamp | None:
     """The folder's stamp; None when there is none; StampUnreadable when it is damaged."""
     path = folder / STAMP_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")  # no TextIOWrapper: JSON reads CRLF alike
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as error:

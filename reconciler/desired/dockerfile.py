@@ -27,6 +27,7 @@ MODELS_ROOT = f"{APP_ROOT}/azureml-models"
 VENV = "/opt/venv"
 RUNTIME_ROOT = "/opt/reconciler"
 RUNTIME_PACKAGE = "reconciler_runtime"
+RUNTIME_ARCHIVE = f"runtime/{RUNTIME_PACKAGE}.zip"  # in the build folder: imported from the zip as it is
 CONTAINER_PORT = 5001
 APP_USER_ID = 10001
 
@@ -109,8 +110,9 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
         f"WORKDIR {APP_ROOT}",
         f"COPY --from=dependencies {VENV} {VENV}",
         f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\",
-        f"    VIRTUAL_ENV={VENV} PYTHONPATH={RUNTIME_ROOT} PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
-        _copy(f"runtime/{RUNTIME_PACKAGE}/", f"{RUNTIME_ROOT}/{RUNTIME_PACKAGE}/"),
+        f"    VIRTUAL_ENV={VENV} PYTHONPATH={RUNTIME_ROOT}/{RUNTIME_PACKAGE}.zip PYTHONUNBUFFERED=1 "
+        "PYTHONDONTWRITEBYTECODE=1",
+        _copy(RUNTIME_ARCHIVE, f"{RUNTIME_ROOT}/{RUNTIME_PACKAGE}.zip"),
     ]
     lines += [_copy(model.folder, model.image_folder) for model in s.models]
     lines += [

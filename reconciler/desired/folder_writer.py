@@ -46,7 +46,9 @@ class FolderWriter:
         return True
 
     def text(self, relative: str, text: str) -> None:
-        data = text.encode()
+        self.data(relative, text.encode())
+
+    def data(self, relative: str, data: bytes) -> None:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

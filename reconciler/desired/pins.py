@@ -156,7 +156,7 @@ def read_lock(package: Package) -> Lock | None:
     """The package's lock, None if there is none; InvalidInput if it is damaged."""
     path = package.lock_path
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -42,26 +42,29 @@ class YamlError(Exception):
 
 @dataclass
 class YamlDocument:
+    """The values, and where each value and key was written: the parser's marks, turned into
+    positions only for the few a problem points at."""
+
     data: Any
-    value_positions: dict[Loc, Position] = field(default_factory=dict)
-    key_positions: dict[Loc, Position] = field(default_factory=dict)
+    value_marks: dict[Loc, yaml.Mark] = field(default_factory=dict)
+    key_marks: dict[Loc, yaml.Mark] = field(default_factory=dict)
 
     def position_of(self, loc: Loc) -> Position | None:
         """Where the value at `loc` is, or the closest enclosing value that exists."""
         loc = tuple(loc)
-        while loc:
-            if loc in self.value_positions:
-                return self.value_positions[loc]
+        while loc and loc not in self.value_marks:
             loc = loc[:-1]
-        return self.value_positions.get(())
+        mark = self.value_marks.get(loc)
+        return _position(mark) if mark is not None else None
 
     def key_position_of(self, loc: Loc) -> Position | None:
         """Where the key naming `loc` is written (for unknown or misplaced keys)."""
-        return self.key_positions.get(tuple(loc)) or self.position_of(loc)
+        mark = self.key_marks.get(tuple(loc))
+        return _position(mark) if mark is not None else self.position_of(loc)
 
 
-def _position(node: yaml.Node) -> Position:
-    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+def _position(mark: yaml.Mark) -> Position:
+    return Position(mark.line + 1, mark.column + 1)
 
 
 class _Builder:
@@ -75,12 +78,12 @@ class _Builder:
         if self.node_count > MAX_NODES:
             raise YamlError(
                 f"document expands to more than {MAX_NODES} values (an alias/anchor bomb?)",
-                _position(node),
+                _position(node.start_mark),
                 loc,
             )
         if len(loc) > MAX_DEPTH:
-            raise YamlError(f"values are nested more than {MAX_DEPTH} levels deep", _position(node), loc)
-        self.document.value_positions.setdefault(loc, _position(node))
+            raise YamlError(f"values are nested more than {MAX_DEPTH} levels deep", _position(node.start_mark), loc)
+        self.document.value_marks.setdefault(loc, node.start_mark)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
@@ -93,23 +96,23 @@ class _Builder:
         try:
             return self.scalars.construct_object(node, deep=True)
         except ConstructorError as error:
-            raise YamlError(str(error.problem or error), _position(node), loc) from None
+            raise YamlError(str(error.problem or error), _position(node.start_mark), loc) from None
         except Exception:  # noqa: BLE001 - e.g. `!!int abc`, `!!bool maybe`, a bad date
-            raise YamlError(f"cannot read {node.value!r} as {node.tag}", _position(node), loc) from None
+            raise YamlError(f"cannot read {node.value!r} as {node.tag}", _position(node.start_mark), loc) from None
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise YamlError("merge keys (<<) are not supported in manifests", _position(key_node), loc)
+                raise YamlError("merge keys (<<) are not supported in manifests", _position(key_node.start_mark), loc)
             if not isinstance(key_node, yaml.ScalarNode):
-                raise YamlError("mapping keys must be plain strings", _position(key_node), loc)
+                raise YamlError("mapping keys must be plain strings", _position(key_node.start_mark), loc)
             key = self._scalar(key_node, loc)
             if not isinstance(key, str):
-                raise YamlError(f"mapping key {key!r} must be a string (quote it)", _position(key_node), loc)
+                raise YamlError(f"mapping key {key!r} must be a string (quote it)", _position(key_node.start_mark), loc)
             if key in result:
-                raise YamlError(f"duplicate key {key!r}", _position(key_node), loc + (key,))
-            self.document.key_positions[loc + (key,)] = _position(key_node)
+                raise YamlError(f"duplicate key {key!r}", _position(key_node.start_mark), loc + (key,))
+            self.document.key_marks[loc + (key,)] = key_node.start_mark
             result[key] = self.build(value_node, loc + (key,))
         return result
 
