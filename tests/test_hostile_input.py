@@ -198,3 +198,58 @@ def test_connections_that_never_finish_a_request_head_are_closed(tmp_path):
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as polite:
             polite.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert polite.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+# -- nothing under a .git is ever content (the agent's clone keeps its remote's token there) --
+
+GIT_CONFIG = "[remote \"origin\"]\n\turl = https://x-access-token:ghp_CLONE_TOKEN@example.com/team/repo.git\n"
+
+
+def test_a_model_path_into_dot_git_is_refused_whatever_the_route(repo):
+    (repo / ".git" / "config").write_text(GIT_CONFIG)
+    (repo / "demo").mkdir()
+    (repo / "demo" / "innocent").symlink_to("../.git")
+    for path, shown in (("../.git/config", "../.git/config"), ("innocent/config", "innocent/config")):
+        write_package(
+            repo / "demo",
+            f"name: demo\nmodels: [{{name: m, version: 1, path: {path}}}]\ninference: {{environment: {{pip: []}}}}\n",
+        )
+        result = run_cli("validate", str(repo / "demo"), cwd=repo)
+        assert result.returncode == 1
+        assert "models[0].path:" in result.stderr and ".git (the repository's metadata), never content" in result.stderr
+        assert "ghp_CLONE_TOKEN" not in result.stdout + result.stderr
+
+
+def test_a_symlink_into_dot_git_in_the_source_folder_is_an_error_and_never_copied(repo, package_dir):
+    (repo / ".git" / "config").write_text(GIT_CONFIG)
+    (package_dir / "helpers").symlink_to("../.git")
+    result = run_cli("apply", str(package_dir), cwd=repo)
+    assert result.returncode == 1
+    assert "helpers is a symlink into .git (the repository's metadata), never content" in result.stdout
+    assert not (package_dir / "build").exists()
+
+
+def test_a_worktree_pointer_file_named_dot_git_is_never_copied(repo, package_dir):
+    (package_dir / ".reconcilerignore").write_text("!.*\n")  # un-ignore hidden files: .git still never goes in
+    (package_dir / ".git").write_text("gitdir: /elsewhere/.git/worktrees/demo\n")
+    (package_dir / ".env.example").write_text("A=1\n")
+    assert run_cli("apply", str(package_dir), cwd=repo).returncode == 0
+    app = package_dir / "build" / "demo" / "app"
+    assert (app / ".env.example").exists() and not (app / ".git").exists()
+
+
+def test_a_requirements_include_into_dot_git_is_refused(repo):
+    (repo / ".git" / "config").write_text(GIT_CONFIG)
+    package = package_with_requirements(repo, "-r ../.git/config\n")
+    result = run_cli("validate", str(package), cwd=repo)
+    assert result.returncode == 1
+    assert "demo/requirements.txt:1: requirements: .git/config is in .git" in result.stderr
+    assert "ghp_CLONE_TOKEN" not in result.stdout + result.stderr
+
+
+def test_no_output_folder_is_written_into_dot_git(repo):
+    manifest = write_package(repo / "demo")
+    manifest.write_text(manifest.read_text() + "output: {directory: ../.git/hooks}\n")
+    result = run_cli("validate", str(repo / "demo"), cwd=repo)
+    assert result.returncode == 1
+    assert "output.directory: .git/hooks is inside .git: reconciler writes no files there" in result.stderr

@@ -25,6 +25,15 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return os.fsencode(shown).decode("utf-8", "backslashreplace")
 
 
+GIT_METADATA = ".git"  # a repository's own folder (or a worktree's pointer file): never content
+
+
+def in_git_metadata(path: Path | str) -> bool:
+    """Whether `path` is, or is below, a `.git`: the repository's metadata, where a clone keeps
+    its remote's URL and credentials. Ask it of a real path, so no link leads around it."""
+    return GIT_METADATA in Path(path).parts
+
+
 def inside(path: Path | str, root: Path | str) -> bool:
     """Whether `path` is `root` or below it (both absolute and normalised)."""
     path, root = str(path), str(root)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.core.errors import InvalidInput, Problem
-from reconciler.core.paths import display_path, inside, real_path
+from reconciler.core.paths import display_path, in_git_metadata, inside, real_path
 from reconciler.spec.package import Package
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -74,6 +74,9 @@ class _Reader:
         shown = display_path(path)
         if not inside(real, self.root):
             self._problem(where[0], where[1], f"{shown} is outside the repository")
+            return None
+        if in_git_metadata(path) or in_git_metadata(real):
+            self._problem(where[0], where[1], f"{shown} is in .git (the repository's metadata), never content")
             return None
         try:
             status = os.stat(real)

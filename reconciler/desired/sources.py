@@ -4,7 +4,7 @@ Application code is every file below `source_directory`, minus:
 - what `.reconcilerignore` (gitignore syntax, at the top of the source folder) lists;
 - hidden files and folders (`.env`, `.aws/`: secrets must not be baked in by accident;
   a `!.name` line in `.reconcilerignore` brings one back);
-- always: `.git/`, `__pycache__/`, `*.pyc`;
+- always: `.git` (a folder, or a worktree's pointer file), `__pycache__/`, `*.pyc`;
 - files that are inputs in their own right (the manifest, the lock, the requirements
   file, the models) and outputs (the build folder, any stamped folder, other packages).
 
@@ -22,13 +22,13 @@ from pathlib import Path
 import pathspec
 
 from reconciler.core.errors import InvalidInput, Problem
-from reconciler.core.paths import display_path, inside, real_path
+from reconciler.core.paths import display_path, in_git_metadata, inside, real_path
 from reconciler.core.stamp import STAMP_NAME
 from reconciler.spec.package import MANIFEST_NAME, Package
 
 IGNORE_FILE = ".reconcilerignore"
 DEFAULT_IGNORES = [".*"]
-ALWAYS_IGNORED = [".git/", "__pycache__/", "*.pyc"]
+ALWAYS_IGNORED = [".git", "__pycache__/", "*.pyc"]  # .git: the folder, or a worktree's pointer file
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _compiled_spec(user_lines: tuple[str, ...]) -> pathspec.PathSpec:
     return pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORES, *user_lines, *ALWAYS_IGNORED])
 
 
-ONLY_GIT = pathspec.GitIgnoreSpec.from_lines([".git/"])  # what a model folder never holds
+ONLY_GIT = pathspec.GitIgnoreSpec.from_lines([".git"])  # what a model folder never holds
 
 _KINDS = ((stat_module.S_ISFIFO, "a named pipe"), (stat_module.S_ISSOCK, "a socket"), (stat_module.S_ISCHR, "a device"))
 
@@ -140,6 +140,9 @@ class _Walker:
                 path = os.path.realpath(entry.path, strict=True)
                 if not inside(path, self.real_root):
                     self._problem(f"{shown()} is a symlink to {path}, outside the repository")
+                    return
+                if in_git_metadata(path):
+                    self._problem(f"{shown()} is a symlink into .git (the repository's metadata), never content")
                     return
                 status = os.stat(path)
             else:

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from reconciler.core.errors import InvalidInput, Problem
-from reconciler.core.paths import RealPaths, display_path, inside
+from reconciler.core.paths import GIT_METADATA, RealPaths, display_path, in_git_metadata, inside
 from reconciler.spec.conda import CondaEnvironment, read_conda_file
 from reconciler.spec.manifest import Manifest
 from reconciler.spec.modes import Mode
@@ -234,6 +234,10 @@ def _path_problem(package: Package, loc: Loc, path: Path, real_paths: RealPaths,
         return package.problem(loc, f"{display_path(path)} does not exist")
     if not inside(real, real_paths(root)):
         return package.problem(loc, f"{display_path(path)} is a symlink to {real}, outside the repository")
+    if in_git_metadata(path) or in_git_metadata(real):
+        return package.problem(
+            loc, f"{display_path(path)} is {GIT_METADATA} (the repository's metadata), never content"
+        )
     is_file = status is not None and stat.S_ISREG(status.st_mode)
     is_dir = status is not None and stat.S_ISDIR(status.st_mode)
     if want == "file" and not is_file:
@@ -290,6 +294,12 @@ def _output_problems(
     """A folder reconciler writes must be inside the repository, a real folder, and hold no input."""
     if not inside(output, package.root):
         return [package.problem(output_loc, f"{display_path(output)} is outside the repository")]
+    if in_git_metadata(output) or in_git_metadata(real_paths(output)):
+        return [
+            package.problem(
+                output_loc, f"{display_path(output)} is inside {GIT_METADATA}: reconciler writes no files there"
+            )
+        ]
     problems = []
     for path in [package.directory, package.source_directory, *package.model_paths]:
         if inside(path, output):
