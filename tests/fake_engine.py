@@ -70,6 +70,7 @@ class FakeEngine:
         self.never_ready: set[str] = set()  # image hashes (reconciler.hash) whose containers exit at start
         self.broken_builds = False  # images built from now on never become ready (their init() fails)
         self.failing_builds: set[str] = set()  # packages whose builds fail, as a bad Dockerfile step would
+        self.create_error = ""  # when set, creating a container fails with it ({environment} filled in)
         self.calls: list[str] = []  # every changing call, in order
         self.kill_after: int | None = None
         self.refusals: list[str] = []  # after which call a request would have been refused
@@ -286,6 +287,8 @@ class FakeEngine:
 
     def create_container(self, spec: ContainerSpec) -> str:
         self._change(f"create {spec.name}")
+        if self.create_error:  # as an engine that quotes what it refused would
+            raise EngineError(self.create_error.format(environment={**spec.environment, **spec.secrets}))
         if any(c.name == spec.name for c in self.stored_containers.values()):
             raise EngineError(f"cannot create container {spec.name}: Conflict. The name is already in use")
         image = self._image(spec.image)

@@ -253,3 +253,55 @@ def test_no_output_folder_is_written_into_dot_git(repo):
     result = run_cli("validate", str(repo / "demo"), cwd=repo)
     assert result.returncode == 1
     assert "output.directory: .git/hooks is inside .git: reconciler writes no files there" in result.stderr
+
+
+# -- a secret's value is never printed, whatever its bytes --------------------------------
+
+
+@pytest.mark.parametrize("value", ["abc\x00def", '"abc\\ndef"', "abc\x1bdef"])
+def test_a_secret_value_with_a_control_character_is_refused_naming_only_its_key(repo, value):
+    manifest = write_package(repo / "demo")
+    manifest.write_text(manifest.read_text().replace("inference:\n", "inference:\n  secrets: [API_TOKEN]\n"))
+    manifest.write_text(manifest.read_text() + "output: {mode: container}\n")
+    secrets = repo / "secrets.env"
+    secrets.write_bytes(f"API_TOKEN={value}\n".encode())
+    result = run_cli("plan", str(repo / "demo"), "--secrets", str(secrets), cwd=repo)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "inference.secrets: the value of API_TOKEN holds a control character" in output
+    assert "abc" not in output and "def" not in output
+
+
+IMPORT_SECRETS = """\
+    name: blue
+    endpoint_name: leaky
+    model: {path: https://acct.blob.core.windows.net/models/m.pkl?sv=2022-11-02&se=2030-01-01&sp=r&sig=SAS_SIGNATURE}
+    code_configuration: {code: ., scoring_script: score.py}
+    environment_variables:
+      DB_PASS: hunter2
+      DATABASE_URL: postgres://app:DB_URL_PASSWORD@db.internal:5432/app
+      AUTH_HEADER: Bearer AUTH_VALUE
+      PRIVATE_PEM: "-----BEGIN PRIVATE KEY-----PEM_BODY"
+      BLOB_URL: https://acct.blob.core.windows.net/c?sv=1&sig=BLOB_SIGNATURE
+      PLAIN_SETTING: fine
+"""
+
+
+def test_import_azure_never_copies_or_prints_a_credential_by_name_or_by_value(repo):
+    folder = repo / "leaky"
+    write_package(folder)
+    (folder / "package.yaml").unlink()
+    deployment = folder / "deployment.yml"
+    deployment.write_text(textwrap.dedent(IMPORT_SECRETS))
+    result = run_cli("import", "azure", str(deployment), "--model", "model/model.txt", cwd=repo)
+    written = (folder / "package.yaml").read_text()
+    shown = result.stdout + result.stderr + written
+    for leaked in ("hunter2", "DB_URL_PASSWORD", "AUTH_VALUE", "PEM_BODY", "BLOB_SIGNATURE", "SAS_SIGNATURE", "sv=2022"):
+        assert leaked not in shown, leaked
+    for name in ("DB_PASS", "DATABASE_URL", "AUTH_HEADER", "PRIVATE_PEM", "BLOB_URL"):
+        assert f"environment_variables.{name}: looks like a secret" in result.stdout, name
+    assert "PLAIN_SETTING: fine" in written
+    again = run_cli("import", "azure", str(deployment), "--force", cwd=repo)  # the model's URL is only named
+    shown = again.stdout + again.stderr + (folder / "package.yaml").read_text()
+    assert "model https://acct.blob.core.windows.net/models/m.pkl: a registry reference" in shown
+    assert "SAS_SIGNATURE" not in shown and "sv=2022" not in shown

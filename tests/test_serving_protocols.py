@@ -177,3 +177,15 @@ def test_a_failed_action_skips_the_rest_of_its_package_and_not_the_others(fake, 
     ]
     [failure] = [r for o in result.outcomes for r in o.results if r.status == "failed"]
     assert failure.permanent  # the same inputs fail the same way: watch waits for a change
+
+
+def test_an_engine_error_that_quotes_a_secret_is_told_without_it(fake, repo, runtime_only_lock, monkeypatch):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("inference:\n", "inference:\n  secrets: [API_TOKEN]\n"))
+    monkeypatch.setenv("API_TOKEN", "tok-3f9a-never-shown")
+    fake.create_error = "cannot create container: invalid environment {environment}"
+    result = apply(package)
+    [failure] = failures(result)
+    assert "tok-3f9a-never-shown" not in failure
+    assert "'API_TOKEN': '<secret API_TOKEN>'" in failure

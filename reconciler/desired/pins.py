@@ -26,11 +26,11 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from reconciler import __version__
 from reconciler.core.atomic import write_atomic
+from reconciler.core.credentials import without_credentials
 from reconciler.core.errors import InvalidInput, PermanentError, Problem
 from reconciler.desired.digest import value_digest
 from reconciler.desired.pip import pip_target_arguments, run_pip
 from reconciler.desired.requirements import read_requirements
-from reconciler.desired.revision import without_credentials
 from reconciler.desired.wheels import LockedWheel, WheelCache
 from reconciler.spec.package import Package
 

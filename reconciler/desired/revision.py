@@ -13,9 +13,9 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from reconciler.core import labels
+from reconciler.core.credentials import without_credentials
 from reconciler.spec.package import Package
 
 GIT_TIMEOUT_S = 10
@@ -77,17 +77,6 @@ def _git(root: str, *arguments: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout if result.returncode == 0 else None
-
-
-def without_credentials(url: str) -> str:
-    """A remote URL fit for a label: `https://user:token@host/x.git` -> `https://host/x.git`."""
-    if re.match(r"^[a-z][a-z0-9+.-]*://", url):
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
-    return url.split("@", 1)[-1] if "@" in url.split(":", 1)[0] else url  # scp-like: git@host:team/x.git
 
 
 def package_inputs(package: Package) -> list[str]:

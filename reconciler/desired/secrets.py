@@ -12,6 +12,7 @@ could be checked against a guess.
 from __future__ import annotations
 
 import os
+import re
 import secrets as random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from reconciler.core.paths import display_path
 from reconciler.spec.package import Package
 
 KEY_BYTES = 32
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is a character like any other
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,15 @@ class SecretValues:
     @property
     def environment(self) -> dict[str, str]:
         return dict(self.values)
+
+
+def redact(text: str, values: dict[str, str]) -> str:
+    """Each of `values`'s values in `text` replaced by `<secret NAME>` (the longest first, so a
+    value inside another never leaves a part of it)."""
+    for name, value in sorted(values.items(), key=lambda item: -len(item[1])):
+        if value:
+            text = text.replace(value, f"<secret {name}>")
+    return text
 
 
 class SecretSource:
@@ -66,6 +77,14 @@ class SecretSource:
                 ]
             )
         values = {name: available[source] for name, source in sorted(sources.items())}
+        unfit = sorted(name for name, value in values.items() if CONTROL_CHARACTER.search(value))
+        if unfit:  # a value with a NUL or a newline would be cut or carried into an error: refused, never shown
+            raise InvalidInput(
+                [
+                    package.problem(("inference", "secrets"), f"the value of {name} holds a control character")
+                    for name in unfit
+                ]
+            )
         key = self._secret_key()
         digests = {
             name: blake3.blake3(f"{name}={value}".encode(), key=key).hexdigest() for name, value in values.items()

@@ -27,13 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from reconciler.core.credentials import without_credentials
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.proxy import PROXY_CONFINEMENT, PROXY_MEMORY_BYTES, proxy_command, render_proxy_config
-from reconciler.desired.revision import without_credentials
 from reconciler.desired.secrets import SecretSource, SecretValues
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache

@@ -275,7 +275,7 @@ class Engine:
                 ports=[spec.container_port],
                 host_config=host_config,
                 detach=True,
-                environment=dict(spec.environment) or None,
+                environment={**spec.environment, **spec.secrets} or None,
                 command=list(spec.command) if spec.command else None,
             )
         return created["Id"]

@@ -40,7 +40,8 @@ class ContainerSpec:
     network: str | None = None
     restart: bool = True  # serving containers come back after a reboot; a canary does not
     command: tuple[str, ...] | None = None
-    environment: Mapping[str, str] = field(default_factory=dict, repr=False)  # secrets among them
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # more environment, never shown
     mounts: Mapping[str, str] = field(default_factory=dict)
     cpus: float | None = None
     memory: int | None = None  # bytes

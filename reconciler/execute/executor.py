@@ -23,11 +23,13 @@ from reconciler.desired.buildfolder import render_folder
 from reconciler.desired.digest import Digester
 from reconciler.desired.folder_writer import FolderWriter, write_stamped_folder
 from reconciler.desired.kubernetes import render_kubernetes
+from reconciler.desired.secrets import redact
 from reconciler.desired.state import by_digest
 from reconciler.desired.wheels import WheelCache
 from reconciler.engine.builders import Builder, choose_builder
 from reconciler.engine.docker import Engine
 from reconciler.engine.endpoint import request_reload
+from reconciler.engine.specs import ContainerSpec
 from reconciler.execute import upkeep
 from reconciler.execute.serving import Serving
 from reconciler.plan import actions as payloads
@@ -192,13 +194,13 @@ class Executor:
             done = self.handlers[type(action.payload)](action)  # a detail, or a value with one
             detail, value = (done, None) if isinstance(done, str) else (done.detail, done)
         except ReconcilerError as error:
-            detail, status, permanent = str(error), "failed", not error.temporary
+            detail, status, permanent = redact(str(error), _secrets_of(action.payload)), "failed", not error.temporary
             delay = error.delay
             problems = error.problems if isinstance(error, InvalidInput) else []
         except OSError as error:  # a full disk, a folder that vanished: may pass on a later try
             detail, status = f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), "failed"
         except Exception as error:  # noqa: BLE001 - a bug or an SDK surprise: this package fails, others go on
-            detail, status = f"{type(error).__name__}: {error}", "failed"
+            detail, status = redact(f"{type(error).__name__}: {error}", _secrets_of(action.payload)), "failed"
         return ActionResult(action, status, time.perf_counter() - started, detail, permanent, value, delay, problems)
 
     def run_actions(self, actions: Sequence[Action]) -> list[ActionResult]:
@@ -222,6 +224,15 @@ class Executor:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(work)))) as pool:
             futures = [pool.submit(self.run_actions, actions) for actions in work]
             return [future.result() for future in futures]
+
+
+def _secrets_of(payload: object) -> dict[str, str]:
+    """The secret values a payload's containers get: an error about them is told without them."""
+    found: dict[str, str] = {}
+    for value in vars(payload).values():
+        if isinstance(value, ContainerSpec):
+            found |= value.secrets
+    return found
 
 
 def printing_progress(stream) -> Progress:

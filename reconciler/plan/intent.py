@@ -165,16 +165,17 @@ def serving_spec(desired: Desired) -> ContainerSpec:
     mode (watch --dev) the source folder mounted read-only, one worker, reloads on request.
     Name, address and role are the planner's to fill in per container."""
     output = desired.package.manifest.output
-    environment = desired.secrets.environment
+    environment: dict[str, str] = {}
     mounts: dict[str, str] = {}
     if desired.dev:
         mounts = {str(desired.package.source_directory): DEV_APP_ROOT}
-        environment |= {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"}
+        environment = {"RECONCILER_DEV": "1", "AML_APP_ROOT": DEV_APP_ROOT, "WORKER_COUNT": "1"}
     return ContainerSpec(
         image=desired.image_ref,
         name="",
         labels=container_labels(desired),
         environment=environment,
+        secrets=desired.secrets.environment,
         mounts=mounts,
         cpus=output.resources.cpu_cores,
         memory=output.container_memory_bytes,

@@ -24,12 +24,17 @@ from pathlib import Path
 import yaml
 
 from reconciler.core.atomic import write_atomic
+from reconciler.core.credentials import carries_credentials, without_credentials
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.spec.fields import ENV_NAME, RESERVED_VARIABLES
 from reconciler.spec.modes import Mode
 from reconciler.spec.yamldoc import YamlError, load_yaml
 
-SECRET_WORDS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CONNECTION_STRING|CREDENTIAL|SAS)", re.I)
+# Names that say a secret is inside (DB_PASS, AUTH_HEADER, PRIVATE_PEM, STORAGE_SAS_URL...): such a
+# variable becomes a runtime secret. A false positive costs a --secrets line; a miss, a leak.
+SECRET_WORDS = re.compile(
+    r"(KEY|TOKEN|SECRET|PASS|CONNECTION_?STRING|CREDENTIAL|SAS|AUTH|PEM|PRIVATE|SIGNATURE|COOKIE|SESSION|CERT)", re.I
+)
 IGNORED_FIELDS = frozenset({"$schema", "name", "endpoint_name", "type", "description", "tags"})
 CARRIED_FIELDS = frozenset(
     {"model", "code_configuration", "environment", "environment_variables", "request_settings", "instance_count"}
@@ -111,7 +116,7 @@ def _variables(values: dict, not_carried: list[str], where: str) -> tuple[dict, 
             not_carried.append(f"{where}.{name}: not a valid environment variable name")
         elif name in RESERVED_VARIABLES:
             not_carried.append(f"{where}.{name}: reconciler sets it from the manifest")
-        elif SECRET_WORDS.search(name):
+        elif SECRET_WORDS.search(name) or carries_credentials(str(value)):
             secrets.append(name)
             not_carried.append(
                 f"{where}.{name}: looks like a secret; now inference.secrets (pass its value with --secrets FILE), "
@@ -190,7 +195,8 @@ def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: li
     elif model is not None and not extra_models:
         reference = model if isinstance(model, str) else (model.get("path") if isinstance(model, dict) else model)
         not_carried.append(
-            f"model {reference}: a registry reference; download it (az ml model download) and pass --model PATH"
+            f"model {without_credentials(str(reference))}: a registry reference; download it (az ml model download) "
+            "and pass --model PATH"
         )
     elif model is None and not extra_models:
         problems.append(problem(("model",), "the deployment names no model; pass --model PATH"))

@@ -13,8 +13,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from reconciler.core.credentials import without_credentials
 from reconciler.core.errors import PermanentError, TemporaryError
-from reconciler.desired.revision import without_credentials
 
 GIT_TIMEOUT_S = 300
 
