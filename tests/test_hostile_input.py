@@ -305,3 +305,109 @@ def test_import_azure_never_copies_or_prints_a_credential_by_name_or_by_value(re
     shown = again.stdout + again.stderr + (folder / "package.yaml").read_text()
     assert "model https://acct.blob.core.windows.net/models/m.pkl: a registry reference" in shown
     assert "SAS_SIGNATURE" not in shown and "sv=2022" not in shown
+
+
+# -- bodies: handed to run() only whole; every request answered with Azure's error -------
+
+COUNTING = """\
+    import json, os
+
+    def init():
+        pass
+
+    def run(raw_data):
+        with open(os.environ["RUNS_FILE"], "a") as runs:
+            runs.write(f"{len(raw_data)}\\n")
+        return {"bytes": len(raw_data)}
+    """
+
+RAW_ECHO = """\
+    from azureml.contrib.services.aml_request import AMLRequest, rawhttp
+    from azureml.contrib.services.aml_response import AMLResponse
+
+    def init():
+        pass
+
+    @rawhttp
+    def run(request):
+        if request.args.get("bad") == "control":
+            return AMLResponse("x", 200, {"X-Note": "a\\x01b"})
+        if request.args.get("bad") == "unicode":
+            return AMLResponse("x", 200, {"X-Note": "snow \\u2603"})
+        if request.args.get("form"):
+            return AMLResponse(str(len(request.form)), 200)
+        return AMLResponse(request.get_data(), 200)
+    """
+
+
+def _azure_error(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json" and "x-ms-run-function-failed" in response.headers
+    assert "x-request-id" in response.headers
+    return response.json()
+
+
+def test_a_body_cut_short_never_reaches_run(tmp_path):
+    runs = tmp_path / "runs"
+    with RuntimeProcess(write_app(tmp_path / "app", COUNTING), env={"RUNS_FILE": str(runs)}) as server:
+        server.wait_ready()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as cut:
+            cut.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 14)
+            time.sleep(0.3)
+        assert requests.post(server.url + "/score", data="{}").json() == {"bytes": 2}
+        lines = server.request_log_lines(2)
+        assert runs.read_text().split() == ["2"], "only the whole body was scored"
+        assert any("status=400" in line for line in lines), lines
+
+
+def test_a_chunked_body_reaches_a_rawhttp_run_whole(tmp_path):
+    with RuntimeProcess(write_app(tmp_path / "app", RAW_ECHO)) as server:
+        server.wait_ready()
+        chunked = requests.post(server.url + "/score", data=iter([b"hello ", b"chunked ", b"world"]))
+        assert chunked.status_code == 200 and chunked.content == b"hello chunked world"
+
+
+def test_json_nested_too_deeply_is_a_400_with_azures_headers(tmp_path):
+    with RuntimeProcess(write_app(tmp_path / "app", SLEEPY)) as server:
+        server.wait_ready()
+        deep = requests.get(server.url + "/score", params={"data": "[" * 10_000 + "]" * 10_000})
+        assert _azure_error(deep, 400) == {"message": "the request's JSON is nested too deeply"}
+        assert any("status=400" in line for line in server.request_log_lines(1))
+
+
+def test_a_response_header_http_cannot_carry_is_a_json_500_not_a_cut_connection(tmp_path):
+    with RuntimeProcess(write_app(tmp_path / "app", RAW_ECHO)) as server:
+        server.wait_ready()
+        for kind in ("control", "unicode"):
+            bad = requests.post(server.url + "/score", params={"bad": kind}, data="x")
+            body = _azure_error(bad, 500)
+            assert bad.headers["x-ms-run-function-failed"] == "True"
+            assert "a X-Note header holding a character HTTP cannot carry" in body["message"]
+        assert len([line for line in server.request_log_lines(2) if "status=500" in line]) == 2
+
+
+def test_a_multipart_form_over_its_limits_is_a_413_as_flask_answers(tmp_path):
+    with RuntimeProcess(write_app(tmp_path / "app", RAW_ECHO)) as server:
+        server.wait_ready()
+        parts = {f"f{i}": (None, "v") for i in range(2000)}  # werkzeug's max_form_parts is 1,000
+        refused = requests.post(server.url + "/score", params={"form": "1"}, files=parts)
+        _azure_error(refused, 413)
+        assert refused.headers["x-ms-run-function-failed"] == "False"
+        big_field = {"f": (None, "v" * 5_000_000)}  # over werkzeug's max_form_memory_size
+        assert requests.post(server.url + "/score", params={"form": "1"}, files=big_field).status_code == 413
+
+
+def test_request_heads_are_bounded_where_the_runtime_faces_clients(tmp_path):
+    with RuntimeProcess(write_app(tmp_path / "app", SLEEPY), env={"MAX_REQUEST_HEAD_BYTES": "16384"}) as server:
+        server.wait_ready()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as greedy:
+            greedy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            try:
+                for _ in range(400):  # 4 MB of headers that never end
+                    greedy.sendall(b"X-Pad: " + b"p" * 10_000 + b"\r\n")
+            except OSError:
+                pass  # closed under us: what it should be
+            answer = greedy.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 431 ") and b'"message"' in answer
+        assert requests.get(server.url + "/").status_code == 200
+        assert any("status=431" in line for line in server.request_log_lines(1))

@@ -42,6 +42,22 @@ log = logging.getLogger("reconciler.runtime")
 probes_log = logging.getLogger("reconciler.runtime.requests")
 
 PROBE_PATHS = frozenset({"/", "/ready", "/metrics"})  # polled: logged at DEBUG only when they succeed
+CLIENT_ERRORS = frozenset({400, 413, 415, 431})  # werkzeug's refusals of a request, answered as Flask does
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # latin-1, no control character (\r, \n, NUL)
+
+
+def header_pair(name: str, value: str) -> tuple[bytes, bytes]:
+    """A response header as sent; ValueError saying which one HTTP cannot carry (never its value)."""
+    if not HEADER_NAME.match(name):
+        raise ValueError("a header whose name is not an HTTP token")
+    if not HEADER_VALUE.match(value):
+        raise ValueError(
+            f"a {name} header holding a character HTTP cannot carry (a control character, or beyond latin-1)"
+        )
+    return name.lower().encode("latin-1"), value.encode("latin-1")
+
+
 REQUEST_ID_LIMIT = 100
 SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")  # what a request id may hold to be echoed and logged
 
@@ -176,29 +192,13 @@ class ScoringApp:
             request_id = str(uuid.uuid4())  # never echo or log what could forge a header or a log field
         if client_request_id is not None and (too_long or not SAFE_ID.match(client_request_id)):
             client_request_id = None
-        if too_long:
-            status, headers, body = error_response(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
-        elif path == "/score":
-            status, headers, body = await self._score(method, scope, receive)
-        elif path == "/":
-            status, headers, body = (
-                (200, list(HTML), b"Healthy") if method in ("GET", "HEAD") else error_response(405, METHOD_NOT_ALLOWED)
+        try:
+            status, headers, body = await self._route(method, path, scope, receive, too_long)
+        except Exception:  # noqa: BLE001 - whatever breaks, the request gets Azure's error, a log line, a metric
+            log.error(
+                "the server failed on %s %s (request %s):\n%s", method, quote(path), request_id, traceback.format_exc()
             )
-        elif path == "/ready":
-            if method not in ("GET", "HEAD"):
-                status, headers, body = error_response(405, METHOD_NOT_ALLOWED)
-            elif self.ready and self.service_ready():
-                status, headers, body = 200, list(TEXT), b"Ready"
-            else:
-                status, headers, body = error_response(503, "init() has not returned yet")
-        elif path == "/metrics" and method == "GET":
-            status, headers, body = 200, [(b"content-type", METRICS_TYPE)], self.metrics.exposition()
-        elif path == "/swagger.json" and method == "GET":
-            status, headers, body = self._swagger(scope)
-        elif path == "/-/reload" and method == "POST" and self.settings.dev_reload:
-            status, headers, body = await self._reload()
-        else:
-            status, headers, body = error_response(404, NOT_FOUND)
+            status, headers, body = error_response(500, "the server failed on this request; its log says why")
         if request_id:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
             headers.append((b"x-ms-request-id", (client_request_id or request_id).encode("latin-1")))
@@ -230,6 +230,36 @@ class ScoringApp:
             self.request_log.write(method, shown, status, (time.perf_counter() - started) * 1000, request_id)
         elif probes_log.isEnabledFor(logging.DEBUG):
             probes_log.debug("method=%s path=%s status=%d", method, path, status)
+
+    def refused_connection(self, status: int) -> None:
+        """A request the connection refused before the app saw it (a head too large): its log
+        line and its metric, as any other request's."""
+        self.metrics.observe("other", status, 0.0)
+        self.request_log.write("-", "-", status, 0.0, "-")
+
+    async def _route(self, method: str, path: str, scope, receive, too_long: bool) -> tuple:
+        """The route's answer: (status, headers, body), the body bytes or chunks to stream."""
+        if too_long:
+            return error_response(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
+        if path == "/score":
+            return await self._score(method, scope, receive)
+        if path == "/":
+            return (
+                (200, list(HTML), b"Healthy") if method in ("GET", "HEAD") else error_response(405, METHOD_NOT_ALLOWED)
+            )
+        if path == "/ready":
+            if method not in ("GET", "HEAD"):
+                return error_response(405, METHOD_NOT_ALLOWED)
+            if self.ready and self.service_ready():
+                return 200, list(TEXT), b"Ready"
+            return error_response(503, "init() has not returned yet")
+        if path == "/metrics" and method == "GET":
+            return 200, [(b"content-type", METRICS_TYPE)], self.metrics.exposition()
+        if path == "/swagger.json" and method == "GET":
+            return self._swagger(scope)
+        if path == "/-/reload" and method == "POST" and self.settings.dev_reload:
+            return await self._reload()
+        return error_response(404, NOT_FOUND)
 
     async def _score(self, method: str, scope, receive) -> tuple[int, list, bytes | AsyncIterator[bytes]]:
         if method not in ("GET", "POST", "OPTIONS"):
@@ -291,6 +321,10 @@ class ScoringApp:
         timing = (b"x-ms-run-fn-exec-ms", f"{seconds * 1000:.3f}".encode())
         if ok and is_http_response(result):
             return self._script_response(result, timing)
+        if not ok and script.raw_http and getattr(result, "code", None) in CLIENT_ERRORS:
+            # werkzeug refusing the request while run() read it (a multipart form over its limits):
+            # what Flask, so Azure's server, answers, not a failure of run()
+            return error_response(result.code, getattr(result, "description", None) or "the request was refused")
         if ok:
             try:
                 return 200, [JSON[0], (b"x-ms-run-function-failed", b"False"), timing], json_body(result)
@@ -311,11 +345,17 @@ class ScoringApp:
         """A response object run() returned (AMLResponse, Flask's, werkzeug's) goes out as it is,
         flagged as failed when its status is 5xx, as Azure's server does."""
         failed = response.status_code >= 500
-        headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in response.headers.to_wsgi_list()
-            if name.lower() != "content-length" and not (failed and name.lower() == "x-ms-run-function-failed")
-        ]
+        try:
+            headers = [
+                header_pair(name, value)
+                for name, value in response.headers.to_wsgi_list()
+                if name.lower() != "content-length" and not (failed and name.lower() == "x-ms-run-function-failed")
+            ]
+        except ValueError as error:
+            log.error("run() returned a response with a header HTTP cannot carry: %s", error)
+            self.metrics.run_failures.inc()
+            status, headers, body = error_response(500, f"run() returned a response with {error}", run_failed=True)
+            return status, headers + [timing], body
         if failed:
             headers.append((b"x-ms-run-function-failed", b"True"))
         headers.append(timing)

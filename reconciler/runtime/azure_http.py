@@ -79,12 +79,13 @@ def build_request(scope: dict, body: bytes) -> AMLRequest:
         "wsgi.multithread": True,
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
+        "wsgi.input_terminated": True,  # whole and de-chunked: read it to its end, whatever the headers say
     }
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").upper().replace("-", "_")
         value = raw_value.decode("latin-1")
-        if name == "CONTENT_LENGTH":
-            continue  # the body is whole already: its real length stands
+        if name in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+            continue  # the body is whole already: its real length stands, and it is chunked no more
         key = name if name == "CONTENT_TYPE" else f"HTTP_{name}"
         environ[key] = f"{environ[key]},{value}" if key in environ else value
     return AMLRequest(environ)

@@ -1,5 +1,7 @@
 """Reading a request body within its limits: the per-request size (413), the budget of bytes
-held by all requests at once (503, try again), and a deadline for slow senders (408)."""
+held by all requests at once (503, try again), and a deadline for slow senders (408). A body
+is handed on only when it arrived whole, in any transfer encoding: a client that went away
+mid-body, or a body shorter than its Content-Length, is a 400 that run() never sees."""
 
 from __future__ import annotations
 
@@ -27,15 +29,20 @@ class BodyBudget:
         """The request body, counted in the budget until `release`."""
         limit = self.settings.max_body_bytes
         too_large = f"request body is larger than the {limit / (1024 * 1024):g} MB limit"
+        declared = None
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise BodyRefused(413, too_large)
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+                if declared > limit:
+                    raise BodyRefused(413, too_large)
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(self.settings.body_timeout_s):
                 while True:
                     message = await receive()
+                    if message["type"] == "http.disconnect":  # the client went away before the end
+                        raise BodyRefused(400, f"the request body ended after {size} bytes, before its end")
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     self.inflight += len(chunk)
@@ -45,6 +52,8 @@ class BodyBudget:
                         raise BodyRefused(503, "too many large requests at once; try again")
                     chunks.append(chunk)
                     if not message.get("more_body"):
+                        if declared is not None and size != declared:
+                            raise BodyRefused(400, f"the request body has {size} of its {declared} bytes")
                         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except TimeoutError:
             self.inflight -= size

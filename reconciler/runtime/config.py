@@ -41,6 +41,7 @@ class Settings:
     max_inflight_body_bytes: int = 2 * DEFAULT_MAX_BODY_BYTES  # all request bodies held at once, per worker
     body_timeout_s: int = 60  # a request body that takes longer to arrive gets a 408
     head_timeout_s: int = 10  # a connection whose request head takes longer is closed
+    max_head_bytes: int = 64 * 1024  # a request head larger than this gets a 431 (the connection closed)
     keep_alive_s: int = 5  # an idle connection between requests is closed after this
     cors_origins: tuple[str, ...] = ()
     service_name: str = "ML service"
@@ -75,6 +76,7 @@ class Settings:
             max_inflight_body_bytes=_integer(environ, "MAX_INFLIGHT_BODY_BYTES", 2 * DEFAULT_MAX_BODY_BYTES),
             body_timeout_s=_integer(environ, "REQUEST_BODY_TIMEOUT_S", 60),
             head_timeout_s=_integer(environ, "REQUEST_HEADER_TIMEOUT_S", 10),
+            max_head_bytes=_integer(environ, "MAX_REQUEST_HEAD_BYTES", 64 * 1024),
             keep_alive_s=_integer(environ, "KEEP_ALIVE_TIMEOUT_S", 5),
             cors_origins=origins,
             service_name=environ.get("SERVICE_NAME", "ML service"),

@@ -1,24 +1,43 @@
-"""HTTP connections that cannot be held open for nothing.
+"""HTTP connections that cannot be held open for nothing, nor fill memory with a head.
 
 uvicorn closes a keep-alive connection that stays idle after a response, but never one
 that is idle from the start or that sends its request head byte by byte: a slow client
 could hold every socket of a worker. This protocol gives every request head a deadline,
 from the moment the connection opens or the next request begins until its headers are in.
-(A body that arrives too slowly is the 408 of `bodies`.)
+And httptools keeps a head's headers however many there are: past `head_limit` bytes a
+head gets Azure's JSON error, 431, and the connection is closed (where the runtime faces
+clients itself: `proxy: false`, Kubernetes, `reconciler serve`). (A body that arrives too
+slowly is the 408 of `bodies`.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-def guarded_protocol(head_timeout_s: float) -> type[HttpToolsProtocol]:
-    """The httptools protocol, closing connections whose request head takes over `head_timeout_s`."""
+def head_too_large(limit: int) -> bytes:
+    body = json.dumps({"message": f"the request head is larger than {limit // 1024} KiB"}).encode()
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        b"x-ms-run-function-failed: False\r\nconnection: close\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def guarded_protocol(
+    head_timeout_s: float, head_limit: int, refused: Callable[[int], None] = lambda status: None
+) -> type[HttpToolsProtocol]:
+    """The httptools protocol, closing connections whose request head takes over `head_timeout_s`
+    or `head_limit` bytes; `refused(status)` is told of each (a log line and a metric)."""
 
     class HeadDeadlineProtocol(HttpToolsProtocol):
         head_deadline: asyncio.TimerHandle | None = None
+        head_bytes = 0  # bytes received since the current head began, until it is complete
 
         def _arm_head_deadline(self) -> None:
             if self.head_deadline is None:
@@ -34,6 +53,15 @@ def guarded_protocol(head_timeout_s: float) -> type[HttpToolsProtocol]:
                 self.head_deadline.cancel()
                 self.head_deadline = None
 
+        def data_received(self, data: bytes) -> None:
+            if self.head_deadline is not None:  # a head is coming in
+                self.head_bytes += len(data)
+            super().data_received(data)
+            if self.head_deadline is not None and self.head_bytes > head_limit and not self.transport.is_closing():
+                self.transport.write(head_too_large(head_limit))
+                self.transport.close()
+                refused(431)
+
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             self._arm_head_deadline()
@@ -44,6 +72,7 @@ def guarded_protocol(head_timeout_s: float) -> type[HttpToolsProtocol]:
 
         def on_headers_complete(self) -> None:
             self._disarm_head_deadline()
+            self.head_bytes = 0
             super().on_headers_complete()
 
         def connection_lost(self, exc) -> None:

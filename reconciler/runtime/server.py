@@ -38,7 +38,8 @@ def _uvicorn_config(settings: Settings, app):
         host=settings.host,
         port=settings.port,
         loop="auto",  # uvloop when installed
-        http=guarded_protocol(settings.head_timeout_s),  # httptools, with a deadline for request heads
+        # httptools, with a deadline and a size limit for request heads
+        http=guarded_protocol(settings.head_timeout_s, settings.max_head_bytes, app.refused_connection),
         timeout_keep_alive=settings.keep_alive_s,
         lifespan="on",
         access_log=False,  # our own request log line carries the request id and timing

@@ -156,6 +156,13 @@ class EntryScript:
             raise ScriptError("run() needs a parameter for the input data")
 
     def arguments(self, request: Request) -> dict[str, Any]:
+        """What run() is called with; BadRequest for what Azure's server would refuse."""
+        try:
+            return self._arguments(request)
+        except RecursionError:
+            raise BadRequest(400, "the request's JSON is nested too deeply") from None
+
+    def _arguments(self, request: Request) -> dict[str, Any]:
         """run()'s keyword arguments for a request, or BadRequest."""
         if self.raw_http:
             from .azure_http import build_request
