@@ -237,3 +237,50 @@ def test_an_engine_restart_in_the_middle_of_an_update_converges(served, repo, do
     assert result.returncode == 0, result.stdout + result.stderr
     assert_converged(docker_client, name, 2, port)
     assert run_cli("plan", str(package), cwd=repo).returncode == 0
+
+
+CRASHING_SCORE = """\
+import json
+import os
+
+RUNS = "/tmp/runs"
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    request = json.loads(raw_data)
+    if request.get("count"):
+        with open(RUNS) as runs:
+            return {"runs": len(runs.read().split())}
+    with open(RUNS, "a") as runs:
+        runs.write("ran\\n")
+    if request.get("crash"):
+        os._exit(1)  # the worker dies with the request in hand: no response at all
+    return {"ok": True}
+"""
+
+
+def test_the_proxy_never_sends_a_request_again_once_it_reached_a_container(served):
+    """A POST whose run() killed its worker ran four times: the proxy retried it on an empty
+    response. A request is resent only when its connection failed to open."""
+    package, name, port = served
+    (package / "score.py").write_text(CRASHING_SCORE)
+    manifest = package / "package.yaml"  # two workers: the supervisor replaces a dead one, /tmp stays
+    manifest.write_text(manifest.read_text().replace("inference:\n", "inference:\n  server: {workers: 2}\n"))
+    assert run_cli("apply", str(package)).returncode == 0
+    crashed = requests.post(f"http://127.0.0.1:{port}/score", json={"crash": True}, timeout=60)
+    assert crashed.status_code >= 500
+    deadline = time.monotonic() + 60  # the runtime starts a new worker
+    while True:
+        try:
+            counted = requests.post(f"http://127.0.0.1:{port}/score", json={"count": True}, timeout=10)
+            if counted.status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "no worker came back"
+        time.sleep(0.2)
+    assert counted.json() == {"runs": 1}

@@ -12,10 +12,14 @@ through Docker's DNS every 100 ms. A rename moves traffic, with no reload: clien
 connections stay open (a reload would close idle keep-alive ones, and a request sent on one
 at that instant would fail); new connections to the container go where the name points now;
 requests in flight to the old container finish there. Connections to the container are kept
-alive and reused (a new one per request cost 46% of requests/s, see docs/performance.md); a
-request sent on an idle one just as the draining container closes it is buffered, so
-HAProxy sends it again (`retry-on conn-failure empty-response`). A run() that is merely slow is
-never sent twice. Which container serves shows in the container list, by its name.
+alive and reused (a new one per request cost 46% of requests/s, see docs/performance.md).
+
+No request that reached a container is ever sent again (a run() that crashed its worker would
+run twice): HAProxy retries only a connection that failed to open. So an idle connection must
+never be closed by the container while HAProxy may send on it: HAProxy purges its idle
+connections within seconds (`pool-purge-delay`), the runtime behind it keeps them far longer
+(`BACKEND_ENVIRONMENT`), and a draining runtime serves what still comes on one, then closes it.
+Which container serves shows in the container list, by its name.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ PROXY_CONFINEMENT = {
     "pids_limit": 256,
 }
 RESOLVE_INTERVAL_MS = 100
-SWITCH_WAIT_S = 1.0  # ten resolutions: after a rename, the proxy sends nothing more to the old container
+SWITCH_WAIT_S = 1.0  # ten resolutions: after a rename, the proxy opens no new connection to the old container
+# How the runtime runs behind the proxy: the proxy is its only client, and closes idle connections itself.
+BACKEND_ENVIRONMENT = {"RECONCILER_BEHIND_PROXY": "1"}
 
 
 def network_name(package: Package) -> str:
@@ -84,7 +90,7 @@ defaults
     option redispatch
     http-reuse safe           # keep-alive to the container; a client's first request gets its own
     option http-buffer-request
-    retry-on conn-failure empty-response  # an idle connection the draining container closed: try again
+    retry-on conn-failure     # only a connection that failed to open: nothing of a request is ever sent twice
 
 resolvers docker
     nameserver embedded 127.0.0.11:53
@@ -99,5 +105,7 @@ frontend serving
     default_backend serving
 
 backend serving
-    server serving {serving_name(package)}:{CONTAINER_PORT} resolvers docker init-addr last,libc,none
+    # idle connections purged quickly, so those to a container that no longer serves go soon after
+    # the switch; the runtime behind the proxy never closes an idle one first (BACKEND_ENVIRONMENT)
+    server serving {serving_name(package)}:{CONTAINER_PORT} resolvers docker init-addr last,libc,none pool-purge-delay 500ms
 """

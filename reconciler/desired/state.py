@@ -33,7 +33,13 @@ from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
-from reconciler.desired.proxy import PROXY_CONFINEMENT, PROXY_MEMORY_BYTES, proxy_command, render_proxy_config
+from reconciler.desired.proxy import (
+    BACKEND_ENVIRONMENT,
+    PROXY_CONFINEMENT,
+    PROXY_MEMORY_BYTES,
+    proxy_command,
+    render_proxy_config,
+)
 from reconciler.desired.secrets import SecretSource, SecretValues
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
@@ -162,7 +168,7 @@ def container_settings(package: Package) -> dict[str, object]:
         "logs": manifest.output.container.logs.model_dump(),
     }
     if manifest.output.container.proxy:
-        settings["proxy"] = True
+        settings["proxy"] = BACKEND_ENVIRONMENT  # how the runtime runs behind it
     else:
         settings["host"] = manifest.output.container.host
         settings["port"] = manifest.output.container.port

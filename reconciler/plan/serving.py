@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.core import labels
+from reconciler.desired.proxy import BACKEND_ENVIRONMENT
 from reconciler.engine.specs import ContainerSpec
 from reconciler.observed.state import ContainerState, Observed
 from reconciler.plan.actions import (
@@ -77,6 +78,7 @@ def _backend(intent: Intent, taken: frozenset[str]) -> ContainerSpec:
         host="127.0.0.1",
         port=0,
         network=intent.network.name,
+        environment={**intent.run.environment, **BACKEND_ENVIRONMENT},
     )
 
 

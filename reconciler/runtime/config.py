@@ -43,6 +43,8 @@ class Settings:
     head_timeout_s: int = 10  # a connection whose request head takes longer is closed
     max_head_bytes: int = 64 * 1024  # a request head larger than this gets a 431 (the connection closed)
     keep_alive_s: int = 5  # an idle connection between requests is closed after this
+    behind_proxy: bool = False  # RECONCILER_BEHIND_PROXY=1: reconciler's proxy is the only client
+    drain_idle_s: int = 0  # behind the proxy: how long a shutdown leaves idle connections open
     cors_origins: tuple[str, ...] = ()
     service_name: str = "ML service"
     service_version: str = "1.0"
@@ -56,13 +58,17 @@ class Settings:
     def from_environ(cls, environ: dict[str, str], *, port: int | None = None, host: str | None = None) -> Settings:
         """Read AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, AZUREML_MODEL_DIR, WORKER_COUNT,
         SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES,
-        MAX_INFLIGHT_BODY_BYTES, REQUEST_BODY_TIMEOUT_S, REQUEST_HEADER_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S,
-        AZUREML_SOURCE_DIRECTORY, SERVICE_PATH_PREFIX, MAX_CONCURRENT_REQUESTS_PER_INSTANCE."""
+        MAX_INFLIGHT_BODY_BYTES, REQUEST_BODY_TIMEOUT_S, REQUEST_HEADER_TIMEOUT_S, MAX_REQUEST_HEAD_BYTES,
+        KEEP_ALIVE_TIMEOUT_S, AZUREML_SOURCE_DIRECTORY, SERVICE_PATH_PREFIX, MAX_CONCURRENT_REQUESTS_PER_INSTANCE,
+        RECONCILER_BEHIND_PROXY, IDLE_DRAIN_S."""
         app_root = environ.get("AML_APP_ROOT", DEFAULT_APP_ROOT)
         entry = environ.get("AZUREML_ENTRY_SCRIPT", "score.py")
         entry_path = entry if os.path.isabs(entry) else os.path.join(app_root, entry)
         source = environ.get("AZUREML_SOURCE_DIRECTORY", "").strip()
         origins = tuple(o.strip() for o in environ.get("AML_CORS_ORIGINS", "").split(",") if o.strip())
+        # behind the proxy, the proxy closes idle connections (it purges them within seconds) and
+        # the runtime never does first: a request sent on one just as it closed could not be resent
+        behind_proxy = environ.get("RECONCILER_BEHIND_PROXY") == "1"
         return cls(
             entry_script=entry_path,
             app_root=app_root,
@@ -77,7 +83,9 @@ class Settings:
             body_timeout_s=_integer(environ, "REQUEST_BODY_TIMEOUT_S", 60),
             head_timeout_s=_integer(environ, "REQUEST_HEADER_TIMEOUT_S", 10),
             max_head_bytes=_integer(environ, "MAX_REQUEST_HEAD_BYTES", 64 * 1024),
-            keep_alive_s=_integer(environ, "KEEP_ALIVE_TIMEOUT_S", 5),
+            keep_alive_s=_integer(environ, "KEEP_ALIVE_TIMEOUT_S", 300 if behind_proxy else 5),
+            behind_proxy=behind_proxy,
+            drain_idle_s=_integer(environ, "IDLE_DRAIN_S", 5) if behind_proxy else 0,
             cors_origins=origins,
             service_name=environ.get("SERVICE_NAME", "ML service"),
             service_version=environ.get("SERVICE_VERSION", "1.0"),

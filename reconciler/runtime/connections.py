@@ -30,14 +30,23 @@ def head_too_large(limit: int) -> bytes:
 
 
 def guarded_protocol(
-    head_timeout_s: float, head_limit: int, refused: Callable[[int], None] = lambda status: None
+    head_timeout_s: float,
+    head_limit: int,
+    refused: Callable[[int], None] = lambda status: None,
+    drain_idle_s: float = 0,
 ) -> type[HttpToolsProtocol]:
     """The httptools protocol, closing connections whose request head takes over `head_timeout_s`
-    or `head_limit` bytes; `refused(status)` is told of each (a log line and a metric)."""
+    or `head_limit` bytes; `refused(status)` is told of each (a log line and a metric).
+
+    With `drain_idle_s` (behind reconciler's proxy), a shutdown never closes an idle connection
+    first: the proxy may be sending a request on it at that very moment, and it must not resend
+    a request that reached a container. An idle connection stays open that long; a request that
+    comes on it is served and answered with `Connection: close`."""
 
     class HeadDeadlineProtocol(HttpToolsProtocol):
         head_deadline: asyncio.TimerHandle | None = None
         head_bytes = 0  # bytes received since the current head began, until it is complete
+        draining = False
 
         def _arm_head_deadline(self) -> None:
             if self.head_deadline is None:
@@ -74,6 +83,22 @@ def guarded_protocol(
             self._disarm_head_deadline()
             self.head_bytes = 0
             super().on_headers_complete()
+            if self.draining and self.cycle is not None:
+                self.cycle.keep_alive = False  # served, then closed by us: after a response, never before
+
+        def shutdown(self) -> None:
+            idle = self.cycle is None or self.cycle.response_complete
+            if not (drain_idle_s and idle):
+                super().shutdown()
+                return
+            self.draining = True
+            self.loop.call_later(drain_idle_s, self._drained)
+
+        def _drained(self) -> None:
+            """Still idle after the drain: the proxy has let it go (it purges idle connections
+            far sooner than this)."""
+            if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+                self.transport.close()
 
         def connection_lost(self, exc) -> None:
             self._disarm_head_deadline()

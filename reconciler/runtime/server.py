@@ -39,7 +39,9 @@ def _uvicorn_config(settings: Settings, app):
         port=settings.port,
         loop="auto",  # uvloop when installed
         # httptools, with a deadline and a size limit for request heads
-        http=guarded_protocol(settings.head_timeout_s, settings.max_head_bytes, app.refused_connection),
+        http=guarded_protocol(
+            settings.head_timeout_s, settings.max_head_bytes, app.refused_connection, settings.drain_idle_s
+        ),
         timeout_keep_alive=settings.keep_alive_s,
         lifespan="on",
         access_log=False,  # our own request log line carries the request id and timing
