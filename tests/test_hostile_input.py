@@ -202,7 +202,7 @@ def test_connections_that_never_finish_a_request_head_are_closed(tmp_path):
 
 # -- nothing under a .git is ever content (the agent's clone keeps its remote's token there) --
 
-GIT_CONFIG = "[remote \"origin\"]\n\turl = https://x-access-token:ghp_CLONE_TOKEN@example.com/team/repo.git\n"
+GIT_CONFIG = '[remote "origin"]\n\turl = https://x-access-token:ghp_CLONE_TOKEN@example.com/team/repo.git\n'
 
 
 def test_a_model_path_into_dot_git_is_refused_whatever_the_route(repo):
@@ -296,7 +296,15 @@ def test_import_azure_never_copies_or_prints_a_credential_by_name_or_by_value(re
     result = run_cli("import", "azure", str(deployment), "--model", "model/model.txt", cwd=repo)
     written = (folder / "package.yaml").read_text()
     shown = result.stdout + result.stderr + written
-    for leaked in ("hunter2", "DB_URL_PASSWORD", "AUTH_VALUE", "PEM_BODY", "BLOB_SIGNATURE", "SAS_SIGNATURE", "sv=2022"):
+    for leaked in (
+        "hunter2",
+        "DB_URL_PASSWORD",
+        "AUTH_VALUE",
+        "PEM_BODY",
+        "BLOB_SIGNATURE",
+        "SAS_SIGNATURE",
+        "sv=2022",
+    ):
         assert leaked not in shown, leaked
     for name in ("DB_PASS", "DATABASE_URL", "AUTH_HEADER", "PRIVATE_PEM", "BLOB_URL"):
         assert f"environment_variables.{name}: looks like a secret" in result.stdout, name
@@ -411,3 +419,86 @@ def test_request_heads_are_bounded_where_the_runtime_faces_clients(tmp_path):
         assert answer.startswith(b"HTTP/1.1 431 ") and b'"message"' in answer
         assert requests.get(server.url + "/").status_code == 200
         assert any("status=431" in line for line in server.request_log_lines(1))
+
+
+# -- import azure reads bounded regular files, and answers each wrong type with one line --
+
+GOOD_DEPLOYMENT = "name: blue\nendpoint_name: fine\nmodel: {path: model/model.txt}\ncode_configuration: {code: ., scoring_script: score.py}\n"
+
+
+@pytest.mark.parametrize(
+    "line, field, message",
+    [
+        ("environment_variables: [A, B]", "environment_variables", "must be a mapping of names to values, got a list"),
+        ('environment_variables: "A=1"', "environment_variables", "must be a mapping of names to values, got a string"),
+        ('request_settings: "fast"', "request_settings", "must be a mapping, got a string"),
+        (
+            "request_settings: {request_timeout_ms: soon}",
+            "request_settings.request_timeout_ms",
+            "must be a whole number",
+        ),
+        ("instance_count: two", "instance_count", "must be a whole number, got a string"),
+        ("endpoint_name: 123", "endpoint_name", "must be a string, got a number"),
+    ],
+)
+def test_import_azure_answers_a_wrong_type_with_one_line(repo, line, field, message):
+    folder = repo / "app"
+    write_package(folder)
+    (folder / "package.yaml").unlink()
+    deployment = folder / "deployment.yml"
+    text = GOOD_DEPLOYMENT.replace("endpoint_name: fine\n", "") if line.startswith("endpoint_name") else GOOD_DEPLOYMENT
+    deployment.write_text(text + line + "\n")
+    result = run_cli("import", "azure", str(deployment), cwd=repo)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [error] = result.stderr.strip().splitlines()
+    assert re.fullmatch(rf"error: app/deployment\.yml:\d+: {re.escape(field)}: {re.escape(message)}.*", error), error
+
+
+def test_import_azure_refuses_superscript_digits_in_a_version(repo):
+    folder = repo / "app"
+    write_package(folder)
+    (folder / "package.yaml").unlink()
+    deployment = folder / "deployment.yml"
+    deployment.write_text(GOOD_DEPLOYMENT.replace("{path: model/model.txt}", '{path: model/model.txt, version: "²"}'))
+    result = run_cli("import", "azure", str(deployment), cwd=repo)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "model.version: must be a version number (1, 2, ...), got '²'" in result.stderr
+    flag = run_cli(
+        "import", "azure", "--entry-script", str(folder / "score.py"), "--model", "model/model.txt=m:²", cwd=folder
+    )
+    assert flag.returncode == 1 and "Traceback" not in flag.stderr and "is not a whole number" in flag.stderr
+
+
+def test_import_azure_reads_only_bounded_regular_files(repo):
+    folder = repo / "app"
+    folder.mkdir()
+    (folder / "zero.yml").symlink_to("/dev/zero")
+    os.mkfifo(folder / "fifo.yml")
+    for name in ("zero.yml", "fifo.yml"):
+        result = run_cli("import", "azure", str(folder / name), cwd=repo, timeout=30)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert f"app/{name}: is not a regular file" in result.stderr
+    (folder / "huge.yml").write_text("# padding\n" * 40_000)
+    huge = run_cli("import", "azure", str(folder / "huge.yml"), cwd=repo)
+    assert huge.returncode == 1 and "is over 256 KiB" in huge.stderr
+
+
+# -- Kubernetes names and labels as the API server would have them --------------------------
+
+
+def test_kubernetes_labels_cannot_override_the_selector_and_names_start_with_a_letter(repo):
+    manifest = write_package(repo / "demo")
+    base = manifest.read_text()
+    kubernetes = "output: {mode: kubernetes, image: {registry: 'r:5000'}, kubernetes: {labels: {app.kubernetes.io/name: other}}}\n"
+    manifest.write_text(base + kubernetes)
+    result = run_cli("validate", str(repo / "demo"), cwd=repo)
+    assert result.returncode == 1
+    assert "app.kubernetes.io/name is set by reconciler (it selects the pods) and cannot be set here" in result.stderr
+    manifest.write_text(
+        base.replace("name: demo", "name: 9lives") + "output: {mode: kubernetes, image: {registry: 'r:5000'}}\n"
+    )
+    result = run_cli("validate", str(repo / "demo"), cwd=repo)
+    assert result.returncode == 1
+    assert "name: '9lives' starts with a digit: a Kubernetes Service's name must start with a letter" in result.stderr
+    manifest.write_text(base.replace("name: demo", "name: 9lives"))  # other modes: fine
+    assert run_cli("validate", str(repo / "demo"), cwd=repo).returncode == 0

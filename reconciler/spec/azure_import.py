@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from reconciler.core.credentials import carries_credentials, without_credentials
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.spec.fields import ENV_NAME, RESERVED_VARIABLES
 from reconciler.spec.modes import Mode
-from reconciler.spec.yamldoc import YamlError, load_yaml
+from reconciler.spec.yamldoc import MAX_MANIFEST_BYTES, YamlDocument, YamlError, load_yaml
 
 # Names that say a secret is inside (DB_PASS, AUTH_HEADER, PRIVATE_PEM, STORAGE_SAS_URL...): such a
 # variable becomes a runtime secret. A false positive costs a --secrets line; a miss, a leak.
@@ -92,7 +93,7 @@ class ModelSource:
         """`PATH`, `PATH=NAME` or `PATH=NAME:VERSION` (the --model flag)."""
         path, _, label = text.partition("=")
         name, _, version = label.partition(":")
-        if version and not version.isdigit():
+        if version and not re.fullmatch(r"[0-9]{1,9}", version):  # "²".isdigit() is True, int("²") fails
             raise InvalidInput([Problem("--model", f"version {version!r} of {text!r} is not a whole number")])
         return cls(Path(os.path.normpath(base / path)), name or None, int(version) if version else None)
 
@@ -158,67 +159,134 @@ def from_v1(
     return Imported(manifest)
 
 
-def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: list[ModelSource]) -> Imported:
-    """A CLI v2 managed online deployment YAML; the manifest goes beside it."""
+MAX_AZURE_YAML_BYTES = MAX_MANIFEST_BYTES
+
+
+def read_azure_yaml(path: Path) -> YamlDocument:
+    """An Azure YAML file: a regular file (a FIFO would hang the read, a link to /dev/zero never
+    end it), at most MAX_AZURE_YAML_BYTES, parsed safely with positions."""
     try:
-        document = load_yaml(path.read_bytes())
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            raise InvalidInput([Problem(str(path), "is not a regular file")])
+        if status.st_size > MAX_AZURE_YAML_BYTES:
+            raise InvalidInput(
+                [Problem(str(path), f"is over {MAX_AZURE_YAML_BYTES // 1024} KiB; is it an Azure YAML?")]
+            )
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_AZURE_YAML_BYTES + 1)
+        return load_yaml(raw)
     except OSError as error:
         raise InvalidInput([Problem(str(path), f"cannot read: {error.strerror}")]) from None
     except YamlError as error:
         line = error.position.line if error.position else None
         raise InvalidInput([Problem(str(path), error.message, line)]) from None
-    data = document.data
-    if not isinstance(data, dict):
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+class Fields:
+    """An Azure YAML's fields, read with their types checked: a value of the wrong type is one
+    problem naming the file, the line and the field, never a traceback."""
+
+    def __init__(self, path: Path, document: YamlDocument):
+        self.path, self.document = path, document
+        self.problems: list[Problem] = []
+
+    def problem(self, loc: tuple, message: str) -> None:
+        position = self.document.position_of(loc)
+        self.problems.append(
+            Problem(str(self.path), message, position.line if position else None, field=".".join(map(str, loc)))
+        )
+
+    def get(self, loc: tuple, kinds: type | tuple[type, ...], what: str, default: object = None) -> object:
+        """The value at `loc` if it is of `kinds`; `default` when absent (or, with a problem, wrong)."""
+        value: object = self.document.data
+        for part in loc:
+            if not isinstance(value, dict) or part not in value:
+                return default
+            value = value[part]
+        if value is None:
+            return default
+        if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+            self.problem(loc, f"must be {what}, got {_kind(value)}")
+            return default
+        if not isinstance(value, kinds):
+            self.problem(loc, f"must be {what}, got {_kind(value)}")
+            return default
+        return value
+
+    def version(self, loc: tuple) -> int | None:
+        """A model or asset version: a whole number, or a string of ASCII digits."""
+        value = self.get(loc, (int, str), "a version number")
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value):
+            return int(value)
+        if isinstance(value, int) and value >= 1:
+            return value
+        if value is not None:
+            self.problem(loc, f"must be a version number (1, 2, ...), got {str(value)[:40]!r}")
+        return None
+
+
+def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: list[ModelSource]) -> Imported:
+    """A CLI v2 managed online deployment YAML; the manifest goes beside it."""
+    document = read_azure_yaml(path)
+    if not isinstance(document.data, dict):
         raise InvalidInput([Problem(str(path), "a deployment YAML is a mapping (model, code_configuration, ...)", 1)])
+    fields = Fields(path, document)
+    data = document.data
     directory = path.parent
-
-    def problem(loc: tuple, message: str) -> Problem:
-        position = document.position_of(loc)
-        return Problem(str(path), message, position.line if position else None, field=".".join(map(str, loc)))
-
-    problems: list[Problem] = []
     not_carried: list[str] = []
-    manifest: dict = {"name": package_name(name or data.get("endpoint_name") or data.get("name") or path.stem)}
+    endpoint = fields.get(("endpoint_name",), str, "a string") or fields.get(("name",), str, "a string")
+    manifest: dict = {"name": package_name(name or endpoint or path.stem)}
 
     sources = list(extra_models)
-    model = data.get("model")
-    if isinstance(model, dict) and isinstance(model.get("path"), str) and "://" not in model["path"]:
-        version = model.get("version")
+    model = fields.get(("model",), (str, dict), "a registry reference or a mapping with a path")
+    model_path = fields.get(("model", "path"), str, "a path") if isinstance(model, dict) else None
+    if model_path and "://" not in model_path:
         sources.insert(
             0,
             ModelSource(
-                Path(os.path.normpath(directory / model["path"])),
-                model.get("name"),
-                int(version) if str(version).isdigit() else None,
+                Path(os.path.normpath(directory / model_path)),
+                fields.get(("model", "name"), str, "a string"),
+                fields.version(("model", "version")),
             ),
         )
     elif model is not None and not extra_models:
-        reference = model if isinstance(model, str) else (model.get("path") if isinstance(model, dict) else model)
+        reference = model if isinstance(model, str) else model_path
         not_carried.append(
             f"model {without_credentials(str(reference))}: a registry reference; download it (az ml model download) "
             "and pass --model PATH"
         )
-    elif model is None and not extra_models:
-        problems.append(problem(("model",), "the deployment names no model; pass --model PATH"))
+    elif model is None and not extra_models and "model" not in data:
+        fields.problem(("model",), "the deployment names no model; pass --model PATH")
     manifest["models"] = _models(sources, directory)
 
-    code = data.get("code_configuration")
-    if not isinstance(code, dict) or not isinstance(code.get("scoring_script"), str):
-        problems.append(problem(("code_configuration",), "code_configuration.scoring_script is missing"))
-        code = {}
-    source = Path(os.path.normpath(directory / str(code.get("code", "."))))
+    code = fields.get(("code_configuration",), dict, "a mapping with code and scoring_script") or {}
+    script = fields.get(("code_configuration", "scoring_script"), str, "a path") if code else None
+    if script is None:
+        fields.problem(("code_configuration",), "code_configuration.scoring_script is missing")
+    source = Path(os.path.normpath(directory / (fields.get(("code_configuration", "code"), str, "a path") or ".")))
     inference: dict = {
-        "entry_script": Path(code.get("scoring_script", "score.py")).as_posix(),
+        "entry_script": Path(script or "score.py").as_posix(),
         "source_directory": relative(source, directory),
     }
     environment: dict = {}
-    azure_environment = data.get("environment")
+    azure_environment = fields.get(("environment",), (str, dict), "a registry reference or a mapping")
     if isinstance(azure_environment, dict):
-        if isinstance(azure_environment.get("conda_file"), str):
-            environment["conda_file"] = relative(directory / azure_environment["conda_file"], directory)
-        if azure_environment.get("image"):
+        conda_file = fields.get(("environment", "conda_file"), str, "a path")
+        if conda_file:
+            environment["conda_file"] = relative(directory / conda_file, directory)
+        image = fields.get(("environment", "image"), str, "an image reference")
+        if image:
             not_carried.append(
-                f"environment.image {azure_environment['image']}: Azure's base image; the package builds on "
+                f"environment.image {image}: Azure's base image; the package builds on "
                 "python:<version>-slim (set environment.base_image for another)"
             )
         if azure_environment.get("build"):
@@ -227,15 +295,21 @@ def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: li
             not_carried.append(f"environment.{key}: no equivalent")
     elif azure_environment is not None:
         not_carried.append(
-            f"environment {azure_environment}: a registry reference; export its conda file and set "
-            "environment.conda_file"
+            f"environment {without_credentials(azure_environment)}: a registry reference; export its conda file and "
+            "set environment.conda_file"
         )
-    variables, secrets = _variables(data.get("environment_variables") or {}, not_carried, "environment_variables")
-    settings = data.get("request_settings") or {}
-    if isinstance(settings.get("request_timeout_ms"), int):
-        inference["server"] = {"timeout_ms": settings["request_timeout_ms"]}
-    if isinstance(settings.get("max_concurrent_requests_per_instance"), int):
-        variables["MAX_CONCURRENT_REQUESTS_PER_INSTANCE"] = settings["max_concurrent_requests_per_instance"]
+    variables, secrets = _variables(
+        fields.get(("environment_variables",), dict, "a mapping of names to values") or {},
+        not_carried,
+        "environment_variables",
+    )
+    settings = fields.get(("request_settings",), dict, "a mapping") or {}
+    timeout = fields.get(("request_settings", "request_timeout_ms"), int, "a whole number of milliseconds")
+    if timeout is not None:
+        inference["server"] = {"timeout_ms": timeout}
+    concurrency = fields.get(("request_settings", "max_concurrent_requests_per_instance"), int, "a whole number")
+    if concurrency is not None:
+        variables["MAX_CONCURRENT_REQUESTS_PER_INSTANCE"] = concurrency
     for key in sorted(set(settings) - {"request_timeout_ms", "max_concurrent_requests_per_instance"}):
         not_carried.append(f"request_settings.{key}: no equivalent")
     if variables:
@@ -246,8 +320,8 @@ def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: li
     manifest["inference"] = inference
 
     output: dict = {"mode": mode}
-    count = data.get("instance_count")
-    if isinstance(count, int) and count != 1:
+    count = fields.get(("instance_count",), int, "a whole number")
+    if count is not None and count != 1:
         if Mode(mode).renders_manifests:
             output["kubernetes"] = {"replicas": count}
         else:
@@ -255,8 +329,8 @@ def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: li
     manifest["output"] = output
     for key in sorted(set(data) - IGNORED_FIELDS - CARRIED_FIELDS):
         not_carried.append(f"{key}: {EXPLAINED_FIELDS.get(key, 'no equivalent')}")
-    if problems:
-        raise InvalidInput(problems)
+    if fields.problems:
+        raise InvalidInput(fields.problems)
     return Imported(manifest, not_carried)
 
 

@@ -24,6 +24,7 @@ CONTAINER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 BIND_ADDRESS = r"^(127\.0\.0\.1|0\.0\.0\.0|localhost|::1|::)$"
 REQUIREMENT = r"^[A-Za-z0-9][^\n\r]*$"
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+DNS_1035_LABEL = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"  # what a Service name must be: a letter first
 INDEX_URL = r"^https?://[^\s]+$"
 CPU_QUANTITY = r"^([1-9][0-9]{0,5}m|[0-9]{1,4}(\.[0-9]{1,3})?)$"
 MEMORY_QUANTITY = r"^[1-9][0-9]{0,9}(Ki|Mi|Gi|Ti|k|M|G|T)?$"

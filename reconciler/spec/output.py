@@ -3,7 +3,7 @@ serving container, the Kubernetes manifests, and the resources a serving contain
 
 from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from reconciler.spec.fields import (
     BIND_ADDRESS,
@@ -23,6 +23,17 @@ from reconciler.spec.fields import (
     pattern,
 )
 from reconciler.spec.modes import MODE_NAMES, Mode
+
+# The labels every object and pod carries from reconciler: two of them are the selector.
+RESERVED_KUBERNETES_LABELS = frozenset(
+    {
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/component",
+        "app.kubernetes.io/managed-by",
+    }
+)
 
 
 class ImageOutput(Strict):
@@ -113,6 +124,14 @@ class KubernetesOutput(Strict):
     annotations: dict[
         Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(max_length=4096)]
     ] = Field(default_factory=dict, description="Annotations added to every object and pod.")
+
+    @field_validator("labels")
+    @classmethod
+    def _not_the_selector(cls, labels: dict) -> dict:
+        reserved = sorted(RESERVED_KUBERNETES_LABELS.intersection(labels))
+        if reserved:  # a Deployment whose pods carry another name selects none of them
+            raise ValueError(f"{', '.join(reserved)} is set by reconciler (it selects the pods) and cannot be set here")
+        return labels
 
 
 class Security(Strict):

@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import functools
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import GIT_METADATA, RealPaths, display_path, in_git_metadata, inside
 from reconciler.spec.conda import CondaEnvironment, read_conda_file
+from reconciler.spec.fields import DNS_1035_LABEL
 from reconciler.spec.manifest import Manifest
 from reconciler.spec.modes import Mode
 from reconciler.spec.validation import dotted, problem_at, validation_problems
@@ -175,7 +177,7 @@ def load_package(manifest_path: Path, real_paths: RealPaths | None = None) -> Pa
         root=repository_root(manifest_path.parent),
         document=document,
     )
-    problems = _filesystem_problems(package, real_paths or RealPaths())
+    problems = _mode_problems(package) + _filesystem_problems(package, real_paths or RealPaths())
     if problems:
         raise InvalidInput(problems)
     if package.conda_file:
@@ -215,6 +217,15 @@ def _with_conda(package: Package) -> Package:
     inference = package.manifest.inference.model_copy(update={"environment": changed})
     manifest = package.manifest.model_copy(update={"inference": inference})
     return dataclasses.replace(package, manifest=manifest, conda=conda)
+
+
+def _mode_problems(package: Package) -> list[Problem]:
+    """What a mode asks of the manifest beyond its shape."""
+    if package.mode.renders_manifests and not re.match(DNS_1035_LABEL, package.name):
+        # the Service takes the package's name, and the API server refuses one that starts with a digit
+        message = f"{package.name!r} starts with a digit: a Kubernetes Service's name must start with a letter"
+        return [package.problem(("name",), message)]
+    return []
 
 
 # -- filesystem checks ----------------------------------------------------------------
