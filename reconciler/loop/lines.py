@@ -25,9 +25,11 @@ def outcome_line(outcome: Outcome, trigger: str | None, reason: str) -> Line:
     """The package's line. `trigger` says what changed (None: the run was a `reason`,
     such as a resync or a retry, and the plan's first cause says why it acted)."""
     name = outcome.package.name
-    if outcome.problems or outcome.held:
+    if outcome.problems or (outcome.held and not outcome.results):
         return Line(None)  # problems are reported on their own; the running container keeps serving
     event = trigger is not None
+    if outcome.held:  # held at failing inputs: only what served before was healed
+        trigger, event = f"held: {outcome.results[0].cause}", False
     if not trigger:
         first = outcome.plan.actions[0].cause if outcome.plan and outcome.plan.actions else None
         trigger = f"{reason}: {first}" if first else None

@@ -21,7 +21,8 @@ class Said:
     manifest: Path
     line: Line
     retry_in: float | None = None  # a temporary failure: retried in this many seconds
-    held: bool = False  # a permanent failure: held until its inputs change
+    held: bool = False  # a permanent failure: held from now on, until its inputs change
+    still_failing: str = ""  # held already (not tried again): the failure it is held for
 
 
 def settle(
@@ -37,7 +38,9 @@ def settle(
     for outcome in reconciliation.outcomes:
         manifest = outcome.package.manifest_path
         line = outcome_line(outcome, (triggers or {}).get(manifest), reason)
-        if line.permanent:
+        if outcome.held:
+            said.append(Said(manifest, line, still_failing=holds.error(manifest) or "held after a failure"))
+        elif line.permanent:
             backoff.succeeded(manifest)
             holds.hold(manifest, outcome.desired.container_hash, line.error)
             said.append(Said(manifest, line, held=True))

@@ -32,7 +32,17 @@ from reconciler.observed.folder import observe_folder
 from reconciler.observed.state import Observed, Snapshot, images_on_disk, readiness
 from reconciler.pipeline.outcome import Outcome, Reconciliation
 from reconciler.pipeline.session import Session
-from reconciler.plan import Action, ActionKind, Cleanup, Intent, PackagePlan, plan_cleanup, plan_manifests, plan_package
+from reconciler.plan import (
+    Action,
+    ActionKind,
+    Cleanup,
+    Intent,
+    PackagePlan,
+    plan_cleanup,
+    plan_manifests,
+    plan_package,
+    plan_restarts,
+)
 from reconciler.spec.discovery import discover, load_workspace
 from reconciler.spec.package import Package
 
@@ -228,7 +238,7 @@ def run(
 
     `hold` maps manifests to the container hash a caller has seen fail permanently: such a
     package is planned but not executed while its desired hash is the same (it is marked
-    `held`). Raises a TemporaryError (no engine, a lock held too long) before changing
+    `held`); only what served before is healed (a stopped container started). Raises a TemporaryError (no engine, a lock held too long) before changing
     anything; failures of single actions land in the outcomes' results."""
     manifests = only if only is not None else discover(list(paths))[0]
     with PackageLocks(manifests, timeout=options.lock_timeout_s, command=options.holder):
@@ -242,7 +252,10 @@ def run(
                     outcome.results = pulled.get(outcome.package.name, [])
             runnable = [o for o in plan.outcomes if _runnable(o, hold)]
             work = [_with_provenance(o, [a for a in o.plan.actions if a.kind is not ActionKind.PULL]) for o in runnable]
-            for outcome, results in zip(runnable, executor.run_packages(work, jobs=options.jobs)):
+            restarts = [(o, plan_restarts(o.plan.intent, o.observed)) for o in plan.outcomes if o.held]
+            healing = [o for o, actions in restarts if actions]
+            work += [actions for _, actions in restarts if actions]
+            for outcome, results in zip(runnable + healing, executor.run_packages(work, jobs=options.jobs)):
                 outcome.results += results
             if only is None and plan.cleanup.actions:
                 plan.cleanup_results = executor.run_actions(plan.cleanup.actions)

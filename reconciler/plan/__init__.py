@@ -11,6 +11,7 @@ from reconciler.plan.actions import Action, ActionKind, Payload, Published
 from reconciler.plan.cleanup import Cleanup, plan_cleanup
 from reconciler.plan.intent import Intent
 from reconciler.plan.package import PackagePlan, changed_inputs, plan_folder, plan_manifests, plan_package
+from reconciler.plan.serving import plan_restarts
 from reconciler.plan.upkeep import Teardown, plan_down, plan_fetch, plan_relock
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "plan_manifests",
     "plan_package",
     "plan_relock",
+    "plan_restarts",
 ]

@@ -69,6 +69,35 @@ def plan_serving(intent: Intent, observed: Observed, actions: list[Action], buil
         actions.append(Action(ActionKind.RELOAD, intent.name, "code changed (dev)", Reload(_published(intent))))
 
 
+def plan_restarts(intent: Intent, observed: Observed) -> list[Action]:
+    """For a package held at inputs that fail (a commit whose build fails): what served before
+    is kept serving, whatever its hash: a serving container or proxy that stopped is started."""
+    if not intent.mode.serves:
+        return []
+    actions = []
+    at = _published(intent)
+    cause = "{state}: what served before the failing inputs is kept serving"
+    if intent.proxy:
+        serving = next((c for c in observed.containers if c.role == "backend" and c.name == intent.serving), None)
+        proxy = next((c for c in observed.containers if c.role == "proxy"), None)
+        if serving is not None and serving.state != "running":
+            start = Start(at, serving.id, behind_proxy=True, ready_timeout_s=intent.ready_timeout_s)
+            actions.append(
+                Action(ActionKind.START, intent.name, cause.format(state=f"container {serving.state}"), start)
+            )
+        if proxy is not None and proxy.state != "running":
+            start_proxy = StartProxy(at, proxy.id, intent.ready_timeout_s)
+            actions.append(
+                Action(ActionKind.START_PROXY, intent.name, cause.format(state=f"proxy {proxy.state}"), start_proxy)
+            )
+        return actions
+    direct = next((c for c in observed.containers if not c.role), None)
+    if direct is not None and direct.state != "running":
+        start = Start(at, direct.id, behind_proxy=False, ready_timeout_s=intent.ready_timeout_s)
+        actions.append(Action(ActionKind.START, intent.name, cause.format(state=f"container {direct.state}"), start))
+    return actions
+
+
 def _backend(intent: Intent, taken: frozenset[str]) -> ContainerSpec:
     """A new container that may serve behind the proxy: on the package's network, with only
     an ephemeral loopback port (for its readiness probe); its name says which settings it runs."""

@@ -126,6 +126,8 @@ class SyncAgent:
                 self.conclude(said.line.text)
             if said.line.failed:
                 failures.append(said.line.error)
+            elif said.still_failing:  # held at this commit: it has not applied, whatever else healed
+                failures.append(said.still_failing)
         for result in reconciliation.cleanup_results:
             self.conclude(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
         if reconciliation.manifests_found == 0:
