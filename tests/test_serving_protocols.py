@@ -189,3 +189,37 @@ def test_an_engine_error_that_quotes_a_secret_is_told_without_it(fake, repo, run
     [failure] = failures(result)
     assert "tok-3f9a-never-shown" not in failure
     assert "'API_TOKEN': '<secret API_TOKEN>'" in failure
+
+
+def test_a_name_another_container_holds_is_an_error_of_the_plan_not_a_conflict_midway(fake, repo, runtime_only_lock):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    fake.add_image("somebody-elses:1")
+    from reconciler.engine.specs import ContainerSpec
+
+    fake.create_container(ContainerSpec("somebody-elses:1", "demo-serving", {}))  # not reconciler's
+    [outcome] = plan(package).outcomes
+    assert outcome.plan.actions == []
+    assert "container name demo-serving is held by a container that is not this package's" in outcome.plan.errors[0]
+    before = set(fake.stored_containers)
+    result = apply(package)
+    assert result.has_errors and set(fake.stored_containers) == before  # nothing built, nothing left running
+
+
+def test_a_swap_that_fails_at_the_rename_leaves_no_backend_running(fake, repo, runtime_only_lock, monkeypatch):
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    old = next(c for c in fake.stored_containers.values() if c.name == "demo-serving")
+    edit(package)
+    real_rename = fake.rename
+
+    def refuse_the_serving_name(container_id, name):
+        if name == "demo-serving" and container_id != old.id:
+            from reconciler.engine.docker import EngineError
+
+            raise EngineError("cannot rename: Conflict")
+        real_rename(container_id, name)
+
+    monkeypatch.setattr(fake, "rename", refuse_the_serving_name)
+    assert failures(apply(package))
+    assert serving_state(fake) == [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
+    assert fake.stored_containers[old.id].name == "demo-serving"

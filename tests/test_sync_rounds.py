@@ -28,7 +28,13 @@ def agent(tmp_path, fake, runtime_only_lock):
     package = engine_package(remote.work, BASE_IMAGE, runtime_only_lock, "demo")
     good = remote.commit("a package")
     agent = SyncAgent(
-        str(remote.bare), ref="main", path=".", interval_s=1, state=tmp_path / "state", prune=False, require_signed=False
+        str(remote.bare),
+        ref="main",
+        path=".",
+        interval_s=1,
+        state=tmp_path / "state",
+        prune=False,
+        require_signed=False,
     )
     assert agent.round(), agent.conclusions
     return agent, remote, package, good

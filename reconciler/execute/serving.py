@@ -165,10 +165,19 @@ class Serving:
                 engine.remove_container(backend)
             raise
         pause_at("backend-ready", self.say)
-        if payload.current:  # the one serving now gives up the name (the proxy keeps its address until reloaded)
-            engine.rename(payload.current, payload.retiring_name)
-            pause_at("old-renamed", self.say)
-        engine.rename(backend, payload.serving_name)
+        gave_up = False
+        try:
+            if payload.current:  # the one serving now gives up the name (the proxy keeps its address until reloaded)
+                engine.rename(payload.current, payload.retiring_name)
+                gave_up = True
+                pause_at("old-renamed", self.say)
+            engine.rename(backend, payload.serving_name)
+        except ReconcilerError:
+            if created:  # it never served: nothing is left running for nothing
+                engine.remove_container(backend)
+            if gave_up:
+                engine.rename(payload.current, payload.serving_name)
+            raise
         pause_at("new-renamed", self.say)
         for holder in payload.clear:  # publishing the port itself: must go before the proxy binds it
             engine.stop(holder)

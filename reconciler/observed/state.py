@@ -87,6 +87,7 @@ class Observed:
     proxy_image_present: bool = True
     foreign: tuple[ContainerState, ...] = ()  # containers of a same-named package from another checkout
     names: frozenset[str] = frozenset()  # every name the package's containers hold, those being removed too
+    names_elsewhere: frozenset[str] = frozenset()  # names held by containers that are not the package's
 
 
 def image_state(summary: dict) -> ImageState:
@@ -201,6 +202,7 @@ class Snapshot:
     inspects: int = 0  # images looked up by tag so far in this run
     every_container_listed: bool = False
     removing: list[ContainerState] = field(default_factory=list)  # gone but for their names
+    every_name: dict[str, str] = field(default_factory=dict)  # every container's name -> its manifest label
 
     @classmethod
     def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
@@ -239,7 +241,11 @@ class Snapshot:
         self._list_every_container()
 
     def _list_every_container(self) -> None:
-        self.container_images = {s["Id"]: s.get("ImageID", "") for s in self.engine.containers(managed_only=False)}
+        every = self.engine.containers(managed_only=False)
+        self.container_images = {s["Id"]: s.get("ImageID", "") for s in every}
+        self.every_name = {
+            (s.get("Names") or ["/?"])[0].lstrip("/"): (s.get("Labels") or {}).get(labels.MANIFEST, "") for s in every
+        }
         self.every_container_listed = True
 
     def package_images(self, package: str) -> list[ImageState]:
@@ -299,6 +305,7 @@ class Snapshot:
         base_image: str | None,
         base: BasePin | None,
         proxy_image: str | None = None,
+        serves: bool = False,
     ) -> Observed:
         """One package's observed state. `base_image` (the manifest's reference) is None in
         Dockerfile mode, where the engine has nothing of the package's to observe but
@@ -307,6 +314,9 @@ class Snapshot:
         containers = self.containers_of(owner)
         foreign = tuple(c for c in self.containers if c.package == package and c.manifest != owner)
         names = frozenset(c.name for c in [*containers, *self.removing] if c.manifest == owner)
+        if serves and not self.every_container_listed:  # which names another container holds
+            self._list_every_container()
+        elsewhere = frozenset(name for name, manifest in self.every_name.items() if manifest != owner)
         images = self.images_of(package)
         if base_image is None:
             return Observed(folder, images=images, containers=containers, foreign=foreign, names=names)
@@ -335,4 +345,5 @@ class Snapshot:
             images_in_use=in_use,
             foreign=foreign,
             names=names,
+            names_elsewhere=elsewhere - names,
         )

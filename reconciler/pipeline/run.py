@@ -136,6 +136,7 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> O
         base_image=base_image(package),
         base=desired.base,
         proxy_image=proxy_image(package),
+        serves=package.mode.serves,
     )
     return replace(observed, manifests=manifests)
 

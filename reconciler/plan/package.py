@@ -173,7 +173,11 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
         cause = "new image" if image is None else "registry lacks the tag"
         plan.actions.append(Action(ActionKind.PUSH, name, cause, Push(intent.push_to)))
     if mode.serves:
-        plan_serving(intent, observed, plan.actions, build_cause, reload=reload)
+        taken = plan_serving(intent, observed, plan.actions, build_cause, reload=reload)
+        if taken:
+            plan.errors.append(taken)
+            plan.actions.clear()
+            return plan
     if mode.renders_manifests and observed.manifests is not None:
         manifests = plan_manifests(intent, observed.manifests)
         plan.actions += manifests.actions

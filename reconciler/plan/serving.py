@@ -58,15 +58,26 @@ def _replace_cause(intent: Intent, current: ContainerState, build_cause: str) ->
     return f"container settings changed: {', '.join(changed) or 'how they are hashed'}"
 
 
-def plan_serving(intent: Intent, observed: Observed, actions: list[Action], build_cause: str, *, reload: bool) -> None:
+def plan_serving(
+    intent: Intent, observed: Observed, actions: list[Action], build_cause: str, *, reload: bool
+) -> str | None:
     """Append the serving container's actions. `reload` (watch --dev): when nothing else is
-    needed, the running container loads the new code in place."""
+    needed, the running container loads the new code in place. Returns an error instead when
+    a name the package's containers take is held by a container that is not the package's."""
+    wanted = [intent.container, intent.serving] if intent.proxy else [intent.container]
+    taken = [name for name in wanted if name in observed.names_elsewhere]
+    if taken:
+        return (
+            f"container name {taken[0]} is held by a container that is not this package's; remove it "
+            "(docker rm) or choose another output.container.name"
+        )
     if intent.proxy:
         _plan_proxied(intent, observed, actions, build_cause)
     else:
         _plan_direct(intent, observed, actions, build_cause)
     if reload and not actions:
         actions.append(Action(ActionKind.RELOAD, intent.name, "code changed (dev)", Reload(_published(intent))))
+    return None
 
 
 def plan_restarts(intent: Intent, observed: Observed) -> list[Action]:
