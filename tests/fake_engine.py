@@ -58,19 +58,21 @@ class FakeContainer:
     state: str = "created"
     host_port: int = 0
     starts: int = 0
+    network_id: str = ""  # the network it was created on, as the engine remembers it
 
 
 class FakeEngine:
     def __init__(self) -> None:
         self.stored_images: dict[str, FakeImage] = {}
         self.stored_containers: dict[str, FakeContainer] = {}
-        self.networks: dict[str, NetworkSpec] = {}
+        self.stored_networks: dict[str, tuple[str, NetworkSpec]] = {}  # name -> (id, what it was made with)
         self.registry: dict[str, tuple[str, str]] = {}  # reference -> (digest, image id)
         self.pullable: dict[str, dict[str, str]] = {}  # reference -> labels of an image a pull gives
         self.never_ready: set[str] = set()  # image hashes (reconciler.hash) whose containers exit at start
         self.broken_builds = False  # images built from now on never become ready (their init() fails)
         self.failing_builds: set[str] = set()  # packages whose builds fail, as a bad Dockerfile step would
         self.create_error = ""  # when set, creating a container fails with it ({environment} filled in)
+        self.dead_forwarders: set[str] = set()  # containers whose published port refuses (its forwarder died)
         self.calls: list[str] = []  # every changing call, in order
         self.kill_after: int | None = None
         self.refusals: list[str] = []  # after which call a request would have been refused
@@ -84,7 +86,7 @@ class FakeEngine:
     _STATE = (
         "stored_images",
         "stored_containers",
-        "networks",
+        "stored_networks",
         "registry",
         "never_ready",
         "calls",
@@ -184,6 +186,8 @@ class FakeEngine:
             if managed_only and c.spec.labels.get("reconciler.managed") != "true":
                 continue
             ports = [{"PrivatePort": c.spec.container_port, "PublicPort": c.host_port, "IP": c.spec.host}]
+            network_id = c.network_id if c.starts else ""  # as Docker: no endpoint before the first start
+            attached = {c.spec.network: {"NetworkID": network_id}} if c.spec.network else {}
             found.append(
                 {
                     "Id": c.id,
@@ -193,9 +197,18 @@ class FakeEngine:
                     "Status": "Up 1 second" if c.state == "running" else "Exited (0) 1 second ago",
                     "Ports": ports if c.host_port and c.state == "running" else [],
                     "ImageID": c.image_id,
+                    "NetworkSettings": {"Networks": attached},
                 }
             )
         return found
+
+    def networks(self, *, label: str) -> list[dict]:
+        key, _, value = label.partition("=")
+        return [
+            {"Id": network_id, "Name": name, "Labels": dict(spec.labels)}
+            for name, (network_id, spec) in self.stored_networks.items()
+            if key in spec.labels and (not value or spec.labels[key] == value)
+        ]
 
     def images(self, *, label: str) -> list[dict]:
         key, _, value = label.partition("=")
@@ -294,22 +307,26 @@ class FakeEngine:
         image = self._image(spec.image)
         if image is None:
             raise NotOnEngine(f"cannot create container {spec.name}: no such image {spec.image}")
-        if spec.network and spec.network not in self.networks:
+        if spec.network and spec.network not in self.stored_networks:
             raise NotOnEngine(f"cannot create container {spec.name}: network {spec.network} not found")
-        container = FakeContainer(self._new_id(), spec.name, spec, image.id)
+        network_id = self.stored_networks[spec.network][0] if spec.network else ""
+        container = FakeContainer(self._new_id(), spec.name, spec, image.id, network_id=network_id)
         self.stored_containers[container.id] = container
         return container.id
 
     def ensure_network(self, network: NetworkSpec) -> None:
-        if network.name not in self.networks:
+        if network.name not in self.stored_networks:
             self._change(f"create network {network.name}")
-            self.networks[network.name] = network
+            self.stored_networks[network.name] = (self._new_id(), network)
 
     def remove_network(self, name: str) -> None:
         self._change(f"remove network {name}")
-        if any(c.spec.network == name for c in self.stored_containers.values()):
+        current = self.stored_networks.get(name)
+        if current and any(
+            c.network_id == current[0] and c.state == "running" for c in self.stored_containers.values()
+        ):
             raise EngineError(f"cannot remove network {name}: it has active endpoints")
-        self.networks.pop(name, None)
+        self.stored_networks.pop(name, None)
 
     def start(self, container_id: str) -> None:
         container = self._container(container_id)
@@ -367,12 +384,19 @@ class FakeEngine:
             self._changed()
         return "the container exited with code 3"
 
+    def port_refuses(self, host: str | None, port: int, timeout: float = 0.5) -> bool:
+        """What a connection to a published port meets: refused when nothing publishes it."""
+        front = next((c for c in self.running() if c.host_port == port), None)
+        return front is None or front.id in self.dead_forwarders
+
 
 def connect_to(monkeypatch, engine: FakeEngine) -> None:
-    """Make every reconciler run in this test talk to `engine`."""
+    """Make every reconciler run in this test talk to `engine`, and probe its ports."""
     from reconciler.engine import docker
     from reconciler.execute import serving
+    from reconciler.observed import state
 
     monkeypatch.setattr(docker.Engine, "connect", classmethod(lambda cls: engine))
+    monkeypatch.setattr(state, "port_refuses", engine.port_refuses)
     monkeypatch.setattr(serving, "wait_switched", engine.switched)
     monkeypatch.setenv("RECONCILER_BUILDER", "legacy")  # builds go to engine.build

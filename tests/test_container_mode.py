@@ -712,3 +712,42 @@ def test_a_same_named_package_in_another_checkout_is_a_conflict_never_a_takeover
     assert "remove" not in result.stdout
     assert run_cli("down", str(second), cwd=other).stdout.strip() == "no containers to remove"
     assert ids(docker_client, unique_name) == (serving, image)
+
+
+def _docker_proxy_for(port: int) -> int:
+    """The pid of Docker's port forwarder for a published port (the daemon's userland proxy)."""
+    import subprocess
+
+    found = subprocess.run(["pgrep", "-f", f"docker-proxy .*-host-port {port}( |$)"], capture_output=True, text=True)
+    pids = [int(pid) for pid in found.stdout.split()]
+    assert pids, f"no docker-proxy publishes {port}: this test needs dockerd's userland proxy (its default)"
+    return pids[0]
+
+
+def test_a_dead_port_forwarder_and_a_network_removed_by_hand_are_healed(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
+    """Two faults under which plan said in sync while nothing answered (issue 23)."""
+    import signal
+
+    cleanup_engine.append(unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name)
+    port = port_of(package)
+    assert apply(package, cwd=repo).returncode == 0
+    os.kill(_docker_proxy_for(port), signal.SIGKILL)  # as when it ran out of descriptors
+    with pytest.raises(requests.ConnectionError):
+        score(port)
+    planned = run_cli("plan", str(package), cwd=repo)
+    assert planned.returncode == 2 and "refuses connections (Docker's port forwarder gone?)" in planned.stdout
+    assert apply(package, cwd=repo).returncode == 0
+    assert score(port).status_code == 200
+
+    for container in docker_client.containers.list(filters={"label": f"reconciler.package={unique_name}"}):
+        container.stop(timeout=5)
+    docker_client.networks.get(f"reconciler-{unique_name}").remove()
+    planned = run_cli("plan", str(package), cwd=repo)
+    assert planned.returncode == 2 and f"the network reconciler-{unique_name} is gone" in planned.stdout
+    healed = apply(package, cwd=repo)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert score(port).status_code == 200
+    assert run_cli("plan", str(package), cwd=repo).returncode == 0

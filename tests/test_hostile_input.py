@@ -502,3 +502,16 @@ def test_kubernetes_labels_cannot_override_the_selector_and_names_start_with_a_l
     assert "name: '9lives' starts with a digit: a Kubernetes Service's name must start with a letter" in result.stderr
     manifest.write_text(base.replace("name: demo", "name: 9lives"))  # other modes: fine
     assert run_cli("validate", str(repo / "demo"), cwd=repo).returncode == 0
+
+
+def test_a_model_inside_a_submodule_that_is_not_checked_out_says_so(repo):
+    (repo / ".gitmodules").write_text(
+        '[submodule "weights"]\n\tpath = vendor/weights\n\turl = https://example.com/w.git\n'
+    )
+    (repo / "vendor" / "weights").mkdir(parents=True)  # what a clone without submodules has: an empty folder
+    manifest = write_package(repo / "demo")
+    manifest.write_text(manifest.read_text().replace("path: model/model.txt", "path: ../vendor/weights/model.bin"))
+    result = run_cli("validate", str(repo / "demo"), cwd=repo)
+    assert result.returncode == 1
+    assert "vendor/weights/model.bin does not exist: it is inside the git submodule vendor/weights" in result.stderr
+    assert "never fetches submodules" in result.stderr

@@ -51,7 +51,7 @@ def test_from_nothing_the_proxy_and_one_serving_container_then_in_sync(fake, rep
     result = apply(package)
     assert failures(result) == [] and not result.has_errors
     assert serving_state(fake) == [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
-    assert set(fake.networks) == {"reconciler-demo"}
+    assert set(fake.stored_networks) == {"reconciler-demo"}
     assert [o.plan.actions for o in plan(package).outcomes] == [[]]
 
 
@@ -154,7 +154,7 @@ def test_down_removes_the_containers_then_the_network(fake, repo, runtime_only_l
         results = pipeline.down([o.package for o in plan(package).outcomes], session)
     assert sorted(r.target for r in results) == ["container demo", "container demo-serving"]
     assert all(r.status == "done" for r in results)
-    assert fake.stored_containers == {} and fake.networks == {}
+    assert fake.stored_containers == {} and fake.stored_networks == {}
     assert fake.calls[-1] == "remove network reconciler-demo"
 
 
@@ -223,3 +223,48 @@ def test_a_swap_that_fails_at_the_rename_leaves_no_backend_running(fake, repo, r
     assert failures(apply(package))
     assert serving_state(fake) == [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
     assert fake.stored_containers[old.id].name == "demo-serving"
+
+
+def test_a_network_removed_by_hand_is_seen_and_healed(fake, repo, runtime_only_lock):
+    """With the package's network gone, the service was down while plan said in sync, and with
+    the proxy stopped too every apply waited its ready timeout and failed."""
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    for container in fake.stored_containers.values():
+        fake.stop(container.id)
+    fake.remove_network("reconciler-demo")  # refused while they ran, as Docker refuses it
+    [outcome] = plan(package).outcomes
+    [action] = outcome.plan.actions
+    assert str(action).startswith("recreate demo on") and "the network reconciler-demo is gone" in action.cause
+    assert failures(apply(package)) == []
+    assert serving_state(fake) == [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
+    network_id = fake.stored_networks["reconciler-demo"][0]
+    assert all(c.network_id == network_id for c in fake.stored_containers.values())
+    assert [o.plan.actions for o in plan(package).outcomes] == [[]]
+
+
+def test_prune_removes_the_networks_no_manifest_wants(fake, repo, runtime_only_lock):
+    kept = engine_package(repo, BASE_IMAGE, runtime_only_lock, "kept")
+    gone = engine_package(repo, BASE_IMAGE, runtime_only_lock, "gone")
+    apply(repo)
+    assert set(fake.stored_networks) == {"reconciler-kept", "reconciler-gone"}
+    import shutil
+
+    shutil.rmtree(gone)
+    result = pipeline.run([str(repo)], pipeline.Options(lock_timeout_s=5, prune=True))
+    removed = [r.target for r in result.cleanup_results if r.status == "done"]
+    assert "network reconciler-gone" in removed, [(r.target, r.status, r.detail) for r in result.cleanup_results]
+    assert set(fake.stored_networks) == {"reconciler-kept"} and kept.exists()
+
+
+def test_a_published_port_that_refuses_connections_recreates_what_publishes_it(fake, repo, runtime_only_lock):
+    """Above HAProxy's maxconn, Docker's port forwarder ran out of descriptors and exited: the
+    port stayed dead while plan said in sync."""
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    proxy = fake.running("proxy")[0]
+    fake.dead_forwarders.add(proxy.id)
+    [action] = plan(package).outcomes[0].plan.actions
+    assert str(action).startswith("recreate proxy demo on") and "refuses connections" in action.cause
+    assert failures(apply(package)) == []
+    assert proxy.id not in fake.stored_containers and len(fake.running("proxy")) == 1

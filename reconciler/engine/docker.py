@@ -127,6 +127,21 @@ class Engine:
         with engine_call("cannot list containers"):
             return self.api.containers(all=True, filters={"label": f"{MANAGED}=true"} if managed_only else None)
 
+    def networks(self, *, label: str) -> list[dict]:
+        """Summaries of the networks that carry `label` (name, id, labels)."""
+        with engine_call("cannot list networks"):
+            return self.api.networks(filters={"label": label})
+
+    def network_in_use(self, name: str) -> bool:
+        """Whether any container is attached to the network (a prune never takes one in use)."""
+        with engine_call(f"cannot inspect network {name}"):
+            try:
+                return bool(self.api.inspect_network(name).get("Containers"))
+            except Exception as error:  # noqa: BLE001 - gone meanwhile: not in use
+                if "not found" in str(error).lower():
+                    return False
+                raise
+
     def images(self, *, label: str) -> list[dict]:
         """Summaries of the images that carry `label`."""
         with engine_call("cannot list images"):

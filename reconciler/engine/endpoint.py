@@ -18,6 +18,20 @@ def score_url(bind_address: str | None, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/score"
 
 
+def port_refuses(bind_address: str | None, port: int, timeout: float = 0.5) -> bool:
+    """Whether a connection to the published port is refused: nothing listens on it (Docker's
+    port forwarder died). A slow or full listener is not refused: only a refusal counts."""
+    import socket
+
+    try:
+        with socket.create_connection((loopback_for(bind_address), port), timeout=timeout):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def is_ready(bind_address: str | None, port: int, timeout: float) -> bool:
     """GET /ready answered 200; OSError when nothing answers at all."""
     import http.client  # here: a plan that probes no container never loads it (nor ssl)

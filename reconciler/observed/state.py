@@ -21,7 +21,7 @@ from reconciler.desired.pins import BasePin
 from reconciler.desired.proxy import PROXY_PORT
 from reconciler.desired.revision import Revision
 from reconciler.engine.docker import Engine
-from reconciler.engine.endpoint import is_ready
+from reconciler.engine.endpoint import is_ready, port_refuses
 from reconciler.observed.base_image import moved_from_pin, pin_from_engine
 
 INSPECTS_BEFORE_LISTING = 16
@@ -70,6 +70,25 @@ class ContainerState:
     revision: Revision | None = None  # the commit its image was built from
     proxy_hash: str = ""  # a proxy: what it was made of
     container_inputs: Mapping[str, str] = field(default_factory=dict)  # a short digest per setting
+    networks: Mapping[str, str] = field(default_factory=dict)  # the networks it is attached to: name -> id
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    id: str
+    name: str
+    package: str
+    manifest: str  # "" on networks made before they recorded it
+
+
+def network_state(summary: dict) -> NetworkState:
+    labels_ = summary.get("Labels") or {}
+    return NetworkState(
+        summary.get("Id", ""),
+        summary.get("Name", ""),
+        labels_.get(labels.PACKAGE, ""),
+        labels_.get(labels.MANIFEST, ""),
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,8 @@ class Observed:
     foreign: tuple[ContainerState, ...] = ()  # containers of a same-named package from another checkout
     names: frozenset[str] = frozenset()  # every name the package's containers hold, those being removed too
     names_elsewhere: frozenset[str] = frozenset()  # names held by containers that are not the package's
+    network_gone: bool = False  # behind a proxy: its network is missing, or a container is not on it
+    port_refused: bool = False  # what publishes the port runs, yet a connection to the port is refused
 
 
 def image_state(summary: dict) -> ImageState:
@@ -145,6 +166,10 @@ def container_state(summary: dict) -> ContainerState:
         revision=Revision.from_labels(labels_),
         proxy_hash=labels_.get(labels.PROXY_HASH, ""),
         container_inputs=_json_object(labels_.get(labels.CONTAINER_INPUTS, "")),
+        networks={
+            name: str((attached or {}).get("NetworkID") or "")
+            for name, attached in ((summary.get("NetworkSettings") or {}).get("Networks") or {}).items()
+        },
     )
 
 
@@ -157,6 +182,17 @@ def _json_object(text: str) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(key): str(item) for key, item in value.items()}
+
+
+def _port_refused(containers: Sequence[ContainerState]) -> bool:
+    """Whether the running container that publishes the package's port (its proxy, or the one
+    serving directly) has a published port that refuses connections."""
+    front = next((c for c in containers if c.role == "proxy"), None) or next(
+        (c for c in containers if not c.role), None
+    )
+    if front is None or front.state != "running" or not front.host_port:
+        return False
+    return port_refuses(front.host_ip, front.host_port)
 
 
 def readiness(container: ContainerState) -> str:
@@ -203,6 +239,7 @@ class Snapshot:
     every_container_listed: bool = False
     removing: list[ContainerState] = field(default_factory=list)  # gone but for their names
     every_name: dict[str, str] = field(default_factory=dict)  # every container's name -> its manifest label
+    networks: dict[str, NetworkState] | None = None  # reconciler's networks by name (listed when asked)
 
     @classmethod
     def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
@@ -217,6 +254,7 @@ class Snapshot:
         )
         if images:
             snapshot._list_images()
+            snapshot.list_networks()
         for reference in sorted(set(bases)):
             try:
                 snapshot.image_details(reference)
@@ -225,6 +263,26 @@ class Snapshot:
                     raise
                 snapshot.base_failures[reference] = str(error)  # a reference the engine refuses
         return snapshot
+
+    def list_networks(self) -> dict[str, NetworkState]:
+        """reconciler's networks, listed once per run."""
+        if self.networks is None:
+            found = [network_state(s) for s in self.engine.networks(label=f"{labels.MANAGED}=true")]
+            self.networks = {network.name: network for network in found}
+        return self.networks
+
+    def network_gone(self, containers: Sequence[ContainerState], network: str) -> bool:
+        """Whether the package's network is missing, or one of its proxied containers is not on
+        it (removed and made again by hand, the containers still point at the old one)."""
+        current = self.list_networks().get(network)
+        if current is None:
+            return True
+        for container in containers:
+            if container.role in ("proxy", "backend"):
+                attached = container.networks.get(network)  # "" for one created and never started
+                if attached is None or attached not in ("", current.id):
+                    return True
+        return False
 
     def image_details(self, reference: str) -> dict | None:
         """What the engine says of an image (by tag, digest or ID), asked once per run."""
@@ -306,6 +364,7 @@ class Snapshot:
         base: BasePin | None,
         proxy_image: str | None = None,
         serves: bool = False,
+        network: str = "",
     ) -> Observed:
         """One package's observed state. `base_image` (the manifest's reference) is None in
         Dockerfile mode, where the engine has nothing of the package's to observe but
@@ -346,4 +405,6 @@ class Snapshot:
             foreign=foreign,
             names=names,
             names_elsewhere=elsewhere - names,
+            network_gone=bool(network and containers) and self.network_gone(containers, network),
+            port_refused=serves and _port_refused(containers),
         )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 from reconciler.core.package_locks import PackageLocks
+from reconciler.desired.proxy import network_name
 from reconciler.desired.revision import revision_of
 from reconciler.desired.state import desire
 from reconciler.engine.docker import EngineUnavailable
@@ -137,6 +138,7 @@ def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> O
         base=desired.base,
         proxy_image=proxy_image(package),
         serves=package.mode.serves,
+        network=network_name(package) if proxy_image(package) else "",
     )
     return replace(observed, manifests=manifests)
 
@@ -217,6 +219,8 @@ def reconcile(
             [os.path.realpath(p) for p in paths],
             prune=prune,
             complete=workspace.complete and all(not o.problems for o in outcomes),
+            networks=list((snapshot.networks or {}).values()),
+            package_names=frozenset(p.name for p in workspace.packages),
         )
     session.stat_cache.flush()
     return Reconciliation(outcomes, workspace.problems, workspace.manifests_found, cleanup, workspace.packages)

@@ -1,13 +1,14 @@
 """What no manifest wants any more: orphans (our labels, no manifest left below the paths
-given) and superseded images, planned for removal only with --prune."""
+given: containers, images, networks) and superseded images, planned for removal only with
+--prune."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reconciler.observed.state import ContainerState, ImageState
-from reconciler.plan.actions import Action, remove_container, remove_image
+from reconciler.observed.state import ContainerState, ImageState, NetworkState
+from reconciler.plan.actions import Action, ActionKind, RemoveNetwork, remove_container, remove_image
 
 
 @dataclass
@@ -31,6 +32,8 @@ def plan_cleanup(
     *,
     prune: bool,
     complete: bool,
+    networks: Sequence[NetworkState] = (),
+    package_names: frozenset[str] = frozenset(),  # every package loaded: a network made before it recorded its manifest
 ) -> Cleanup:
     """Nothing is planned for removal unless `prune`, and never when a manifest failed to
     load or none was found (`complete` is False): a manifest that did not parse must not
@@ -52,6 +55,16 @@ def plan_cleanup(
                 orphans.append(remove_image(image.package, image.tags, image.id, "orphan: its manifest is gone"))
         elif image.hash != wanted[image.manifest][0]:
             superseded.append(remove_image(image.package, image.tags, image.id, "superseded by a newer build"))
+    for network in networks:  # after the containers on it: a network still in use is refused by the engine
+        orphan = (
+            network.manifest not in wanted and _in_scope(network.manifest, scope)
+            if network.manifest
+            else (network.package not in package_names and not any(c.package == network.package for c in containers))
+        )
+        if orphan:
+            cause = "orphan: its manifest is gone"
+            removal = Action(ActionKind.REMOVE_NETWORK, network.package, cause, RemoveNetwork(network.name))
+            orphans.append(removal)
     if prune and complete:
         cleanup.actions = orphans + superseded
     elif orphans:  # superseded images are routine after every build: only --prune mentions them

@@ -102,7 +102,10 @@ class Intent:
             build=build_spec(desired),
             run=serving_spec(desired) if package.mode.serves else NO_CONTAINER,
             proxy_run=proxy_spec(desired) if package.mode.serves and settings.proxy else NO_CONTAINER,
-            network=NetworkSpec(network_name(package), {labels.MANAGED: "true", labels.PACKAGE: package.name}),
+            network=NetworkSpec(
+                network_name(package),
+                {labels.MANAGED: "true", labels.PACKAGE: package.name, labels.MANIFEST: package.owner},
+            ),
             ready_timeout_s=settings.ready_timeout_s,
             drain_s=manifest.inference.server.timeout_ms // 1000 + 10,
         )

@@ -131,11 +131,15 @@ def _plan_proxied(intent: Intent, observed: Observed, actions: list[Action], bui
     serving = next((b for b in backends if b.name == intent.serving), None)
     proxy = proxies[0] if proxies else None
     good_proxy = proxy if proxy is not None and proxy.proxy_hash == intent.proxy_hash else None
+    if observed.network_gone:  # the proxy cannot reach what serves: a new one of each, on a new network
+        good_proxy = None
     for leftover in [c for c in observed.containers if c.role == "canary"] + proxies[1:]:
         actions.append(_remove(intent, leftover, f"{leftover.role} left by an interrupted replacement"))
-    if serving is None or serving.container_hash != intent.container_hash:
+    if serving is None or serving.container_hash != intent.container_hash or observed.network_gone:
         ready = next((b for b in backends if b.container_hash == intent.container_hash and b.state == "running"), None)
-        if serving is not None:
+        if observed.network_gone:
+            ready, cause = None, f"the network {intent.network.name} is gone (removed by hand?)"
+        elif serving is not None:
             cause = _replace_cause(intent, serving, build_cause)
         elif ready is not None or backends:
             cause = "an interrupted update"
@@ -167,6 +171,10 @@ def _plan_proxied(intent: Intent, observed: Observed, actions: list[Action], bui
     if proxy is None:
         create = CreateProxy(at, intent.network, intent.proxy_run, intent.ready_timeout_s)
         actions.append(Action(ActionKind.CREATE_PROXY, name, "no proxy", create))
+    elif proxy is good_proxy and proxy.state == "running" and observed.port_refused:
+        cause = f"{proxy.host_ip}:{proxy.host_port} refuses connections (Docker's port forwarder gone?)"
+        recreate = CreateProxy(at, intent.network, intent.proxy_run, intent.ready_timeout_s, proxy.id, intent.drain_s)
+        actions.append(Action(ActionKind.RECREATE_PROXY, name, cause, recreate))
     elif proxy is not good_proxy:
         was = f"was on {proxy.host_ip}:{proxy.host_port}"
         recreate = CreateProxy(at, intent.network, intent.proxy_run, intent.ready_timeout_s, proxy.id, intent.drain_s)
@@ -200,10 +208,13 @@ def _plan_direct(intent: Intent, observed: Observed, actions: list[Action], buil
     if current is None:
         create = CreateDirect(at, spec, intent.ready_timeout_s)
         actions.append(Action(ActionKind.CREATE, intent.name, "no container", create))
-    elif current.container_hash != intent.container_hash:
-        cause = _replace_cause(intent, current, build_cause)
-        if current.image_hash == intent.image_hash:
-            cause += f" (was {current.name} on {current.host_ip}:{current.host_port})"
+    elif current.container_hash != intent.container_hash or (current.state == "running" and observed.port_refused):
+        if current.container_hash == intent.container_hash:
+            cause = f"{current.host_ip}:{current.host_port} refuses connections (Docker's port forwarder gone?)"
+        else:
+            cause = _replace_cause(intent, current, build_cause)
+            if current.image_hash == intent.image_hash:
+                cause += f" (was {current.name} on {current.host_ip}:{current.host_port})"
         canary = replace(
             intent.run.labelled({labels.ROLE: "canary"}),
             name=fresh_name(f"{intent.container}-canary-{intent.container_hash[:8]}", observed.names),

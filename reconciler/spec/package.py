@@ -242,6 +242,14 @@ def _path_problem(package: Package, loc: Loc, path: Path, real_paths: RealPaths,
     except OSError:
         status = None
     if status is None and not os.path.lexists(path):
+        submodule = _submodule_holding(package.root, path)
+        if submodule:  # a clone without --recurse-submodules (the sync agent's, always) lacks it
+            return package.problem(
+                loc,
+                f"{display_path(path)} does not exist: it is inside the git submodule {submodule}, which is not "
+                "checked out (`git submodule update --init`; `reconciler sync` never fetches submodules: commit "
+                "the file itself)",
+            )
         return package.problem(loc, f"{display_path(path)} does not exist")
     if not inside(real, real_paths(root)):
         return package.problem(loc, f"{display_path(path)} is a symlink to {real}, outside the repository")
@@ -259,6 +267,22 @@ def _path_problem(package: Package, loc: Loc, path: Path, real_paths: RealPaths,
         return package.problem(loc, f"{display_path(path)} is neither a file nor a folder (a named pipe, a device?)")
     if not os.access(real, os.R_OK | (os.X_OK if is_dir else 0)):
         return package.problem(loc, f"{display_path(path)} is not readable")
+    return None
+
+
+def _submodule_holding(root: Path, path: Path) -> str | None:
+    """The submodule (by its path in .gitmodules) that `path` is inside, if any."""
+    gitmodules = root / ".gitmodules"
+    try:
+        if not stat.S_ISREG(os.stat(gitmodules).st_mode):
+            return None
+        with open(gitmodules, "rb") as handle:
+            text = handle.read(64 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for submodule in re.findall(r"^\s*path\s*=\s*(.+?)\s*$", text, re.M):
+        if inside(path, os.path.normpath(root / submodule)):
+            return submodule
     return None
 
 
