@@ -605,6 +605,11 @@ def test_containers_are_confined_by_default_and_each_relaxation_is_named(
     assert "Read-only file system" in inside and "written" in inside
     assert re.search(r"CapEff:\s+0+\n", inside) and re.search(r"NoNewPrivs:\s+1", inside), inside
     assert score(port_of(package), {"data": [[1, 2]]}).status_code == 200
+    # the proxy is no root, whatever its image says (the test's is built from Debian's haproxy: root)
+    assert proxy.attrs["Config"]["User"] == "10002:10002"
+    top = proxy.top(ps_args="-o pid,uid,comm")
+    uids = [process[top["Titles"].index("UID")] for process in top["Processes"]]
+    assert uids and set(uids) == {"10002"}, top
 
     manifest = package / "package.yaml"
     manifest.write_text(
@@ -751,3 +756,16 @@ def test_a_dead_port_forwarder_and_a_network_removed_by_hand_are_healed(
     assert healed.returncode == 0, healed.stdout + healed.stderr
     assert score(port).status_code == 200
     assert run_cli("plan", str(package), cwd=repo).returncode == 0
+
+
+def test_the_image_records_the_digest_of_its_bill_of_materials(
+    docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
+):
+    import blake3
+
+    cleanup_engine.append(unique_name)
+    package = engine_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
+    assert apply(package, cwd=repo).returncode == 0
+    sbom = (package / "build" / unique_name / "sbom.cdx.json").read_bytes()
+    [image] = docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
+    assert image.labels["reconciler.sbom"] == f"blake3:{blake3.blake3(sbom).hexdigest()}"

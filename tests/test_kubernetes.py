@@ -55,6 +55,11 @@ EVERY_SETTING = """\
         secret_name: demo-runtime
         labels: {team: ml, example.com/cost-center: "42"}
         annotations: {example.com/owner: "ml-platform@example.com"}
+        network_policy:
+          allow_from:
+            - pod_labels: {app: gateway}
+            - namespace_labels: {kubernetes.io/metadata.name: ingress-nginx}
+              pod_labels: {app.kubernetes.io/name: ingress-nginx}
     """
 
 
@@ -111,7 +116,7 @@ def test_kustomize_builds_the_folder(repo):
     result = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     kinds = [document["kind"] for document in yaml.safe_load_all(result.stdout)]
-    assert sorted(kinds) == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    assert sorted(kinds) == ["Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service"]
 
 
 def test_kubernetes_mode_needs_a_registry_and_cpu_to_autoscale(repo):

@@ -28,6 +28,7 @@ def test_folder_holds_everything_a_build_needs(package_dir, repo, cache_root):
             "models/demo_model/1/model.txt",
             "package.lock",
             "requirements.lock.txt",
+            "sbom.cdx.json",
         ]
         + [f"wheels/{p['filename']}" for p in lock["packages"]]
         + ["runtime/reconciler_runtime.zip"]

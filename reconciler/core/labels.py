@@ -19,3 +19,4 @@ REVISION = "reconciler.revision"  # the short commit, `-dirty` when the inputs d
 BRANCH = "reconciler.branch"
 OCI_REVISION = "org.opencontainers.image.revision"  # the whole commit
 OCI_SOURCE = "org.opencontainers.image.source"  # the origin remote, without credentials
+SBOM = "reconciler.sbom"  # on an image: blake3:<digest> of the sbom.cdx.json it was built with

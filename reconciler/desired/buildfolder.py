@@ -16,6 +16,7 @@ from reconciler.core.stamp import Stamp
 from reconciler.desired.digest import Digester, without_mode
 from reconciler.desired.dockerfile import RUNTIME_ARCHIVE, RUNTIME_PACKAGE
 from reconciler.desired.folder_writer import FolderWriter, write_stamped_folder
+from reconciler.desired.sbom import SBOM_NAME, render_sbom
 from reconciler.desired.state import Desired, runtime_files
 from reconciler.desired.wheels import WheelCache
 
@@ -26,13 +27,16 @@ def render_folder(desired: Desired, wheel_cache: WheelCache, digester: Digester,
     lock = desired.lock
     wheel_cache.fetch(lock.wheels, python=lock.python, platform=lock.platform, what=f"fetch wheels for {package.name}")
 
+    archive = runtime_archive()
+
     def fill(writer: FolderWriter) -> None:
         writer.text("Dockerfile", desired.dockerfile)
+        writer.text(SBOM_NAME, render_sbom(desired, archive))
         writer.text("requirements.lock.txt", desired.lock.pip_requirements())
         writer.text("package.lock", desired.lock.to_json())
         for wheel in desired.lock.wheels:
             writer.link(f"wheels/{wheel.filename}", wheel_cache.path(wheel))
-        writer.data(RUNTIME_ARCHIVE, runtime_archive())
+        writer.data(RUNTIME_ARCHIVE, archive)
         for file in desired.files:
             digest = without_mode(desired.file_digests[file.destination])  # hashed already
             writer.copy(file.destination, file.path, digest, file.executable)

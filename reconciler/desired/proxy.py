@@ -33,7 +33,10 @@ PROXY_PORT = 8080  # what the proxy listens on inside its container
 CONFIG_PATH = "/tmp/haproxy.cfg"  # the root filesystem is read-only: the configuration arrives by environment
 CONFIG_VARIABLE = "RECONCILER_PROXY_CONFIG"
 PROXY_MEMORY_BYTES = 256 * 2**20
-# As tightly confined as a serving container by default (see engine.docker.Confinement).
+# The proxy runs as this user whatever its image declares (an image built from Debian's haproxy
+# runs as root): it needs no privilege at all, it binds 8080 and writes only its tmpfs /tmp.
+PROXY_USER = "10002:10002"
+# As tightly confined as a serving container by default (see engine.specs.Confinement).
 PROXY_CONFINEMENT = {
     "read_only_root": True,
     "tmp_bytes": 2**20,

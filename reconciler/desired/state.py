@@ -37,6 +37,7 @@ from reconciler.desired.proxy import (
     BACKEND_ENVIRONMENT,
     PROXY_CONFINEMENT,
     PROXY_MEMORY_BYTES,
+    PROXY_USER,
     proxy_command,
     render_proxy_config,
 )
@@ -193,7 +194,12 @@ def proxy_settings(package: Package) -> dict[str, object]:
         "host": container.host,
         "port": container.port,
         "config": value_digest(render_proxy_config(package)),
-        "confinement": {**PROXY_CONFINEMENT, "memory": PROXY_MEMORY_BYTES, "command": proxy_command()},
+        "confinement": {
+            **PROXY_CONFINEMENT,
+            "memory": PROXY_MEMORY_BYTES,
+            "command": proxy_command(),
+            "user": PROXY_USER,
+        },
         "logs": container.logs.model_dump(),
     }
 

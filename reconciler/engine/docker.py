@@ -291,6 +291,7 @@ class Engine:
                 host_config=host_config,
                 detach=True,
                 environment={**spec.environment, **spec.secrets} or None,
+                user=spec.user,
                 command=list(spec.command) if spec.command else None,
             )
         return created["Id"]

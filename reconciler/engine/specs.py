@@ -39,6 +39,7 @@ class ContainerSpec:
     container_port: int = CONTAINER_PORT
     network: str | None = None
     restart: bool = True  # serving containers come back after a reboot; a canary does not
+    user: str | None = None  # UID:GID it runs as, whatever its image declares (None: the image's USER)
     command: tuple[str, ...] | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # more environment, never shown

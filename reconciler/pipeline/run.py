@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING
 
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 from reconciler.core.package_locks import PackageLocks
+from reconciler.desired.buildfolder import runtime_archive
 from reconciler.desired.proxy import network_name
 from reconciler.desired.revision import revision_of
+from reconciler.desired.sbom import render_sbom, sbom_label
 from reconciler.desired.state import desire
 from reconciler.engine.docker import EngineUnavailable
 from reconciler.observed.folder import observe_folder
@@ -44,6 +46,7 @@ from reconciler.plan import (
     plan_package,
     plan_restarts,
 )
+from reconciler.plan.actions import Build
 from reconciler.spec.discovery import discover, load_workspace
 from reconciler.spec.package import Package
 
@@ -275,12 +278,20 @@ def _plan_for_run(paths, session: Session, options: Options, only, reload) -> Re
 
 
 def _with_provenance(outcome: Outcome, actions: list[Action]) -> list[Action]:
-    """The actions, with the commit their artifacts come from: asked of git once per package,
-    and only when something is about to be made."""
+    """The actions, with where their artifacts come from: the commit (asked of git once per
+    package, and only when something is about to be made) and, on an image, the digest of its
+    bill of materials."""
     if not any(action.records_revision for action in actions):
         return actions
     revision = revision_of(outcome.package)
-    return [action.with_revision(revision) for action in actions]
+    stamped = [action.with_revision(revision) for action in actions]
+    if any(isinstance(action.payload, Build) for action in stamped):
+        labels = sbom_label(render_sbom(outcome.desired, runtime_archive()))
+        stamped = [
+            replace(action, payload=action.payload.with_labels(labels)) if isinstance(action.payload, Build) else action
+            for action in stamped
+        ]
+    return stamped
 
 
 def _pull_missing_bases(plan: Reconciliation, executor: Executor, options: Options) -> dict[str, list]:

@@ -10,6 +10,7 @@ when there is something to do.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -115,6 +116,9 @@ class Build:
 
     def with_revision(self, revision: Revision | None) -> Build:
         return replace(self, spec=self.spec.labelled(revision.labels())) if revision else self
+
+    def with_labels(self, labels: Mapping[str, str]) -> Build:
+        return replace(self, spec=self.spec.labelled(labels))
 
 
 @dataclass(frozen=True)

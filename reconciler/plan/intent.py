@@ -19,6 +19,7 @@ from reconciler.desired.proxy import (
     PROXY_CONFINEMENT,
     PROXY_MEMORY_BYTES,
     PROXY_PORT,
+    PROXY_USER,
     network_name,
     proxy_command,
     render_proxy_config,
@@ -205,4 +206,5 @@ def proxy_spec(desired: Desired) -> ContainerSpec:
         environment={CONFIG_VARIABLE: render_proxy_config(package)},
         memory=PROXY_MEMORY_BYTES,
         confinement=Confinement(**PROXY_CONFINEMENT, log_max_size=logs_.max_size, log_max_files=logs_.max_files),
+        user=PROXY_USER,
     )

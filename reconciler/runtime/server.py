@@ -20,6 +20,7 @@ import time
 
 from . import logs
 from .config import ConfigError, Settings
+from .secret_files import export_secret_files
 
 log = logging.getLogger("reconciler.runtime")
 
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level)
     for notice in settings.notices(dict(os.environ)):
         log.warning("%s", notice)
+    exported = export_secret_files()  # before any worker imports the entry script, which reads os.environ
+    if exported:
+        log.info("secrets from files: %s", ", ".join(exported))
     if settings.workers == 1:
         return serve(settings)
     return supervise(settings)

@@ -58,6 +58,10 @@ PATTERN_HINTS = {
 }
 
 DEFAULT_CONTAINER_MEMORY = "4Gi"  # a container-mode limit unless output.resources.memory says otherwise
+# kubernetes mode, for what output.resources does not give: requests (the scheduler places the pod
+# by them) and a memory limit equal to the request; no CPU limit (throttling is a choice, not a default)
+KUBERNETES_DEFAULT_CPU = "500m"
+KUBERNETES_DEFAULT_MEMORY = "2Gi"
 
 # Set by reconciler from the manifest; a variable cannot override them.
 RESERVED_VARIABLES = frozenset(

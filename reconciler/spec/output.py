@@ -12,6 +12,8 @@ from reconciler.spec.fields import (
     DEFAULT_CONTAINER_MEMORY,
     DNS_LABEL,
     IMAGE_REFERENCE,
+    KUBERNETES_DEFAULT_CPU,
+    KUBERNETES_DEFAULT_MEMORY,
     LABEL_KEY,
     LABEL_VALUE,
     LOG_SIZE,
@@ -57,13 +59,23 @@ class ImageOutput(Strict):
 
 class Resources(Strict):
     """What one serving container may use: limits on the container in container mode,
-    requests and limits on the pod in kubernetes mode."""
+    requests and limits on the pod in kubernetes mode (where a pod with none gets requests of
+    KUBERNETES_DEFAULT_CPU and KUBERNETES_DEFAULT_MEMORY, and that memory as its limit: a pod
+    without requests is placed anywhere, and one without a memory limit can take its node's)."""
 
-    cpu: pattern(CPU_QUANTITY, description='CPU cores, "1", "0.5" or "500m".') | None = None
+    cpu: (
+        pattern(
+            CPU_QUANTITY,
+            description=f'CPU cores, "1", "0.5" or "500m". kubernetes mode: a {KUBERNETES_DEFAULT_CPU} request '
+            "unless set (and no CPU limit).",
+        )
+        | None
+    ) = None
     memory: (
         pattern(
             MEMORY_QUANTITY,
-            description=f"Memory, such as 512Mi or 2Gi. container mode: {DEFAULT_CONTAINER_MEMORY} unless set.",
+            description=f"Memory, such as 512Mi or 2Gi. container mode: {DEFAULT_CONTAINER_MEMORY} unless set; "
+            f"kubernetes mode: {KUBERNETES_DEFAULT_MEMORY} (request and limit) unless set.",
         )
         | None
     ) = None
@@ -101,6 +113,33 @@ class Autoscale(Strict):
         return self
 
 
+KubernetesLabels = dict[
+    Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(pattern=LABEL_VALUE)]
+]
+
+
+class Peer(Strict):
+    """Who may reach the model: pods with these labels, in namespaces with these labels (or in
+    the package's own namespace when `namespace_labels` is not given)."""
+
+    pod_labels: KubernetesLabels | None = Field(None, description="Pods with these labels; absent: any pod.")
+    namespace_labels: KubernetesLabels | None = Field(
+        None, description="In namespaces with these labels; absent: the package's own namespace."
+    )
+
+
+class NetworkPolicy(Strict):
+    """A NetworkPolicy beside the Deployment: ingress to the serving port only, from `allow_from`."""
+
+    enabled: bool = Field(True, description="Render the NetworkPolicy (false: the cluster's own policy applies).")
+    allow_from: list[Peer] = Field(
+        default_factory=lambda: [Peer()],
+        min_length=1,
+        max_length=64,
+        description="Who may reach the serving port. Default: every pod in the package's namespace.",
+    )
+
+
 class KubernetesOutput(Strict):
     """kubernetes mode: a folder of manifests that Argo CD, Flux or `kubectl apply -k` deploy."""
 
@@ -118,12 +157,11 @@ class KubernetesOutput(Strict):
         pattern(DNS_LABEL, description="The Secret (you manage it) holding inference.secrets. Default: <name>-secrets.")
         | None
     ) = None
-    labels: dict[
-        Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(pattern=LABEL_VALUE)]
-    ] = Field(default_factory=dict, description="Labels added to every object and pod.")
+    labels: KubernetesLabels = Field(default_factory=dict, description="Labels added to every object and pod.")
     annotations: dict[
         Annotated[str, StringConstraints(pattern=LABEL_KEY)], Annotated[str, StringConstraints(max_length=4096)]
     ] = Field(default_factory=dict, description="Annotations added to every object and pod.")
+    network_policy: NetworkPolicy = Field(default_factory=NetworkPolicy)
 
     @field_validator("labels")
     @classmethod

@@ -239,7 +239,7 @@ def _path_problem(package: Package, loc: Loc, path: Path, real_paths: RealPaths,
     real = real_paths(path)
     try:
         status: os.stat_result | None = os.stat(real)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         status = None
     if status is None and not os.path.lexists(path):
         submodule = _submodule_holding(package.root, path)
