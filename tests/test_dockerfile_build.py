@@ -23,8 +23,8 @@ def wait_ready(url: str, container, timeout: float = 60.0) -> None:
         try:
             if requests.get(url + "/ready", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or listening while init() still loads the model
         container.reload()
         if container.status == "exited":
             break

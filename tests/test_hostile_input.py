@@ -209,7 +209,7 @@ def test_a_model_path_into_dot_git_is_refused_whatever_the_route(repo):
     (repo / ".git" / "config").write_text(GIT_CONFIG)
     (repo / "demo").mkdir()
     (repo / "demo" / "innocent").symlink_to("../.git")
-    for path, shown in (("../.git/config", "../.git/config"), ("innocent/config", "innocent/config")):
+    for path in ("../.git/config", "innocent/config"):
         write_package(
             repo / "demo",
             f"name: demo\nmodels: [{{name: m, version: 1, path: {path}}}]\ninference: {{environment: {{pip: []}}}}\n",
