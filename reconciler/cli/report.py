@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
-from reconciler.desired.revision import Revision
 from reconciler.desired.state import Desired, image_settings
 from reconciler.engine.endpoint import score_url
 from reconciler.pipeline import Outcome, Reconciliation
@@ -152,7 +151,7 @@ def package_status(outcome: Outcome) -> dict:
         "proxy": None,
         "updating": False,
     }
-    revision = _revision(outcome)
+    revision = outcome.revision()
     if revision is not None:
         status["revision"] = revision.to_json()
         if status["state"] == "in sync":
@@ -180,23 +179,6 @@ def package_status(outcome: Outcome) -> dict:
         if others:
             status["state"] += f" (update in progress: {', '.join(c.name for c in others)})"
     return status
-
-
-def _revision(outcome: Outcome) -> Revision | None:
-    """The commit what serves (or what was written) came from: the serving container's in
-    modes that serve, the committed folder's in modes whose output is committed, else the image's."""
-    observed, desired = outcome.observed, outcome.desired
-    if observed is None or desired is None:
-        return None
-    mode = outcome.package.mode
-    if mode.serves:
-        serving = outcome.serving_container()
-        return serving.revision if serving else None
-    if mode.commits_output:
-        folder = observed.manifests if mode.renders_manifests else observed.folder
-        return folder.revision if folder else None
-    image = next((i for i in observed.images if i.hash == desired.image_hash), None)
-    return image.revision if image else None
 
 
 def _on_disk(images: dict | None) -> str:

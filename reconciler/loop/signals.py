@@ -7,9 +7,10 @@ import signal
 import threading
 
 
-def stop_on_signals(stop: threading.Event) -> None:
-    """Set `stop` on SIGINT or SIGTERM. Only the main thread may install handlers; a loop run
-    from another thread (a test) is stopped through its event alone."""
+def stop_on_signals(*events: threading.Event) -> None:
+    """Set the events (a stop, and what the loop waits on) on SIGINT or SIGTERM. Only the main
+    thread may install handlers; a loop run from another thread (a test) is stopped through
+    its events alone."""
     if threading.current_thread() is threading.main_thread():
         for stop_signal in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop_signal, lambda *_: stop.set())
+            signal.signal(stop_signal, lambda *_: [event.set() for event in events])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.core.errors import Problem
 from reconciler.desired.proxy import serving_name
+from reconciler.desired.revision import Revision
 from reconciler.desired.state import Desired
 from reconciler.observed.state import ContainerState, ImagesOnDisk, Observed
 from reconciler.plan import Cleanup, PackagePlan
@@ -48,6 +49,22 @@ class Outcome:
         return next((c for c in containers if c.role == "proxy"), None) or next(
             (c for c in containers if not c.role), None
         )
+
+    def revision(self) -> Revision | None:
+        """The commit what serves (or what was written) came from: the serving container's in
+        modes that serve, the committed folder's in modes whose output is committed, else the image's."""
+        observed, desired = self.observed, self.desired
+        if observed is None or desired is None:
+            return None
+        mode = self.package.mode
+        if mode.serves:
+            serving = self.serving_container()
+            return serving.revision if serving else None
+        if mode.commits_output:
+            folder = observed.manifests if mode.renders_manifests else observed.folder
+            return folder.revision if folder else None
+        image = next((i for i in observed.images if i.hash == desired.image_hash), None)
+        return image.revision if image else None
 
     def serving_container(self) -> ContainerState | None:
         """The container that answers requests: the one named `<name>-serving` behind a proxy."""
