@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reconciler import pipeline
 from reconciler.cli import report
-from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
+from reconciler.core.errors import InvalidInput, PermanentError, Problem, ReconcilerError
 from reconciler.core.paths import display_path
 from reconciler.engine.docker import EngineUnavailable
 from reconciler.spec.package import MANIFEST_NAME
@@ -123,6 +123,7 @@ def watch(arguments: argparse.Namespace) -> int:
 
 def sync(arguments: argparse.Namespace) -> int:
     from reconciler.sync.agent import SyncAgent
+    from reconciler.sync.listener import parse_listen, read_webhook_secret
     from reconciler.sync.status import SyncStatus
 
     state = arguments.state or default_sync_state(arguments.repository, arguments.ref)
@@ -130,6 +131,18 @@ def sync(arguments: argparse.Namespace) -> int:
         status = SyncStatus.read(state)
         print(status.text() if status else f"no sync status in {state} yet", end="" if status else "\n")
         return EXIT_OK if status else EXIT_ERROR
+    listen = secret = None
+    if arguments.webhook_secret_file and not arguments.listen:
+        raise PermanentError("--webhook-secret-file needs --listen: the webhooks come in there")
+    if arguments.listen:
+        if arguments.once:
+            raise PermanentError("--listen serves while the agent runs: not with --once")
+        try:
+            listen = parse_listen(arguments.listen)
+        except ValueError as error:
+            raise PermanentError(str(error)) from None
+        if arguments.webhook_secret_file:
+            secret = read_webhook_secret(arguments.webhook_secret_file)
     agent = SyncAgent(
         arguments.repository,
         ref=arguments.ref,
@@ -141,6 +154,8 @@ def sync(arguments: argparse.Namespace) -> int:
         secrets_file=arguments.secrets,
         out=sys.stdout,
         verbose=arguments.verbose,
+        listen=listen,
+        webhook_secret=secret,
     )
     return agent.run(once=arguments.once)
 

@@ -257,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  reconciler sync https://git.example.com/team/models.git --ref main --path models/\n"
         "  reconciler sync /srv/git/models.git --once          one round, exit code as apply (cron, CI)\n"
-        "  reconciler sync /srv/git/models.git --status        what it fetched, applied, and when next",
+        "  reconciler sync /srv/git/models.git --status        what it fetched, applied, and when next\n"
+        "  reconciler sync URL --interval 1h --listen 0.0.0.0:8099 --webhook-secret-file /etc/reconciler/hook\n"
+        "                                                      a push deploys at once; the poll is the fallback",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sync.add_argument("repository", metavar="REPO", help="a URL or a path git can clone")
@@ -286,6 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply only commits whose signature git can verify with the configured keys (git verify-commit)",
     )
     sync.add_argument("--status", action="store_true", help="print the agent's status file and exit")
+    sync.add_argument(
+        "--listen",
+        metavar="[HOST:]PORT",
+        help="serve the status page (/), /status (JSON), /metrics (Prometheus) and, with "
+        "--webhook-secret-file, push webhooks (/hooks/github, /hooks/gitlab, /hooks/gitea) that start a "
+        "round at once; on 127.0.0.1 unless HOST is given",
+    )
+    sync.add_argument(
+        "--webhook-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the secret webhooks are signed with (GitHub, Gitea) or carry (GitLab); never printed",
+    )
     sync.add_argument("--verbose", "-v", action="store_true", help="also print each build step")
 
     down = commands.add_parser(

@@ -25,8 +25,10 @@ from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.package_locks import LockTimeout, PackageLocks
 from reconciler.loop import MAX_BACKOFF_S, Backoff, Holds, settle, stop_on_signals
 from reconciler.pipeline import Options, Reconciliation
+from reconciler.sync.listener import Listener
+from reconciler.sync.metrics import SyncMetrics
 from reconciler.sync.repository import Clone
-from reconciler.sync.status import Event, SyncStatus, in_seconds, now
+from reconciler.sync.status import Event, PackageState, Round, SyncStatus, in_seconds, now
 
 
 class SyncAgent:
@@ -43,6 +45,8 @@ class SyncAgent:
         secrets_file: Path | None = None,
         out=sys.stdout,
         verbose: bool = False,
+        listen: tuple[str, int] | None = None,
+        webhook_secret: bytes | None = None,
     ):
         self.clone = Clone(url, state / "repository")
         self.ref, self.path, self.interval_s = ref, path.strip("/") or ".", interval_s
@@ -53,7 +57,13 @@ class SyncAgent:
         self.require_signed = require_signed
         self.out, self.verbose = out, verbose
         self.stop = threading.Event()
+        self.wake = threading.Event()  # a webhook, or a stop: the next round, or the end, at once
         self.status = SyncStatus(self.clone.shown_url, ref, self.path)
+        self.published: dict = self.status.to_json()  # what /status and the page show: the last round's
+        self.metrics = SyncMetrics()
+        self.listen, self.webhook_secret = listen, webhook_secret
+        self.round_lines: list[str] = []  # what each package did this round, for the round's record
+        self.outcome = ""  # how the last round ended: applied | failed (its commit) | error (it could not run)
         self.checked_out = ""  # the commit in the work tree
         self.refused = ""  # a commit whose signature did not verify (said once)
         self.failed_commit = ""  # the commit whose round failed permanently
@@ -87,6 +97,7 @@ class SyncAgent:
                     self.conclude(f"sync: {commit[:7]} not applied: its signature does not verify: {why}")
                     self.refused = commit
                 self.status.last_error = Event(commit, now(), f"not applied: the signature does not verify: {why}")
+                self.outcome = "failed"
                 return False
         new = commit != self.checked_out
         if new:
@@ -121,17 +132,24 @@ class SyncAgent:
                 self.conclude(f"error: {problem}")
         failures = list(problems)
         triggers = {o.package.manifest_path: short for o in reconciliation.outcomes} if new else None
-        for said in settle(reconciliation, self.backoff, self.holds, triggers=triggers):
+        states = []
+        for outcome, said in zip(
+            reconciliation.outcomes, settle(reconciliation, self.backoff, self.holds, triggers=triggers)
+        ):
             if said.line.text:
                 self.conclude(said.line.text)
+                self.round_lines.append(said.line.text)
             if said.line.failed:
                 failures.append(said.line.error)
             elif said.still_failing:  # held at this commit: it has not applied, whatever else healed
                 failures.append(said.still_failing)
+            states.append(_package_state(outcome, said))
+        self.status.packages = states
         for result in reconciliation.cleanup_results:
             self.conclude(f"prune: {result.kind} {result.target} {result.status} in {result.seconds:.1f} s")
         if reconciliation.manifests_found == 0:
             failures.append(f"no package.yaml found below {self.path}")
+        self.outcome = "failed" if failures else "applied"
         if failures:
             self.failed_commit = commit
             self.status.last_error = Event(commit, now(), failures[0][:500])
@@ -145,6 +163,7 @@ class SyncAgent:
 
     def _failed(self, commit: str, error: ReconcilerError) -> bool:
         """A round that could not run; temporary failures are retried sooner (capped backoff)."""
+        self.outcome = "error"
         if error.temporary:
             self.backoff.failed(None, error.delay)
         self.status.last_error = Event(commit, now(), str(error)[:500])
@@ -166,7 +185,7 @@ class SyncAgent:
             lock.acquire()
         except LockTimeout as error:
             raise PermanentError(f"another sync agent uses the state folder {self.state}: {error.holder}") from None
-        stop_on_signals(self.stop)
+        stop_on_signals(self.stop, self.wake)
         previous = SyncStatus.read(self.state)
         if previous is not None and (previous.repository, previous.ref, previous.path) == (
             self.status.repository,
@@ -175,19 +194,67 @@ class SyncAgent:
         ):
             self.status = previous  # an agent that restarts carries on its record
         self.status.agent = {"pid": os.getpid(), "host": socket.gethostname(), "since": now()}
+        self.published = self.status.to_json()
+        listener = self._listener() if self.listen and not once else None
         try:
             while True:
-                ok = self.round()
+                self.wake.clear()  # a hook from now on is for a round after this one
+                ok = self._timed_round()
                 wait = self._next_wait()
                 self.status.next_round = "" if once or self.stop.is_set() else in_seconds(wait)
                 self.status.write(self.state)
+                self.published = self.status.to_json()
                 for line in self.conclusions:
                     self.say(line)
                 self.conclusions.clear()
                 if once:
                     return 0 if ok else 1
-                if self.stop.wait(wait):
+                self.wake.wait(wait)
+                if self.stop.is_set():
                     self.say("sync: stopped")
                     return 0
         finally:
+            if listener is not None:
+                listener.close()
             lock.release()
+
+    def _timed_round(self) -> bool:
+        """A round, recorded: in the status's last rounds and in the metrics."""
+        started, at = time.monotonic(), now()
+        self.round_lines = []
+        ok = self.round()
+        seconds = time.monotonic() - started
+        commit = self.status.last_fetched.commit if self.status.last_fetched else ""
+        self.status.add_round(Round(commit, at, self.outcome, round(seconds, 2), list(self.round_lines)))
+        in_sync = {p.name: p.state == "in sync" for p in self.status.packages}
+        self.metrics.round_ended(self.outcome, seconds, time.time(), in_sync)
+        return ok
+
+    def _listener(self) -> Listener:
+        listener = Listener(
+            self.listen,
+            ref=self.ref,
+            secret=self.webhook_secret,
+            status=lambda: self.published,
+            wake=self.wake.set,
+            metrics=self.metrics,
+            say=self.say,
+        )
+        listener.start()
+        host, port = listener.address
+        hooks = "webhooks at /hooks/github, /hooks/gitlab, /hooks/gitea" if self.webhook_secret else "no webhooks"
+        self.say(f"sync: listening on http://{host}:{port}/ (status page, /status, /metrics; {hooks})")
+        return listener
+
+
+def _package_state(outcome, said) -> PackageState:
+    """A package as the status shows it after a round."""
+    revision = outcome.revision()
+    shown = revision.describe() if revision else ""
+    if outcome.problems:
+        return PackageState(outcome.package.name, "failed", shown, str(outcome.problems[0])[:500])
+    if said.still_failing:
+        return PackageState(outcome.package.name, "held", shown, said.still_failing[:500])
+    if said.line.failed:
+        return PackageState(outcome.package.name, "failed", shown, said.line.error[:500])
+    return PackageState(outcome.package.name, "in sync", shown)
