@@ -69,6 +69,31 @@ def forget_packages(repo: Path, env: dict | None = None) -> None:
             client.images.remove(image.id, force=True)
 
 
+def forget_abandoned(prefix: str, packages_below: str) -> None:
+    """Remove what an interrupted earlier run left behind: its scratch folders (`prefix`*),
+    with the containers, networks and images of the packages in them (`packages_below`, a
+    path inside each), and those of scratch folders already gone. Without this the next run's
+    agent rightly refuses to take over containers another checkout owns."""
+    import shutil
+
+    import docker
+
+    for scratch in Path(prefix).parent.glob(Path(prefix).name + "*"):
+        forget_packages(scratch / packages_below)
+        shutil.rmtree(scratch, ignore_errors=True)
+    client = docker.from_env()
+
+    def abandoned(labels: dict) -> bool:
+        return labels.get("reconciler.manifest", "").startswith(prefix)
+
+    for container in client.containers.list(all=True, filters={"label": "reconciler.manifest"}):
+        if abandoned(container.labels):
+            container.remove(force=True)
+    for network in client.networks.list(filters={"label": "reconciler.manifest"}):
+        if abandoned(network.attrs.get("Labels") or {}):
+            network.remove()
+
+
 def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
     output = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],

@@ -4,16 +4,27 @@ A local bare repository stands in for the remote; one agent (`--interval 1s`) de
 packages made from the sklearn example: one in dockerfile mode (done when the agent's folder
 carries the pushed commit), one in container mode (done when /score answers from the new
 code). Each run pushes an edit, waits, then pushes its revert and waits again; the clock
-starts when `git push` returns. The interval's wait is part of what a user waits for.
+starts when `git push` returns, and every push finds the agent idle (its last round, as
+`status.json` records it, is over). The interval's wait is part of what a user waits for.
+
+With `--webhook`, the agent listens on loopback and every push is followed by a signed
+GitHub push hook (`--interval 1h`, so only the hook can start a round soon): the figure to
+hold against the build time the agent's log reports for the same round (issue 21: at most
+the build plus 1 s).
 
     .venv/bin/python benchmarks/sync_loop.py [--runs 5] [--interval 1]
+    .venv/bin/python benchmarks/sync_loop.py --webhook --interval 1h
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
+import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +34,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import PROXY_IMAGE, PYTHON, ROOT, forget_packages, header, median
+from common import PROXY_IMAGE, PYTHON, ROOT, forget_abandoned, forget_packages, header, median
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import free_port  # noqa: E402
@@ -37,6 +48,9 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "b",
     "GIT_COMMITTER_EMAIL": "b@b",
 }
+SECRET = b"benchmark-webhook-secret-0123456789"
+ROUND_LINE = re.compile(r"^bench-sync-served: \S+ -> (.*)$", re.MULTILINE)
+STEP = re.compile(r"(\w+) ([0-9.]+) s")
 
 
 def git(*arguments: str, cwd: Path) -> str:
@@ -69,12 +83,36 @@ def wait(predicate, timeout: float = 300) -> None:
     raise SystemExit(f"not done within {timeout} s")
 
 
+def send_hook(url: str) -> None:
+    """What GitHub sends on a push to main, signed with the agent's secret."""
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    signature = hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={signature}"}
+    answer = requests.post(f"{url}/hooks/github", data=body, headers=headers, timeout=10)
+    if answer.status_code != 202:
+        raise SystemExit(f"the hook got {answer.status_code}: {answer.text}")
+
+
+def builds(log: Path) -> list[tuple[float, float]]:
+    """(the build, all the round's steps) in seconds, for each container-mode round that
+    built, as the agent's log reports them (`write 0.1 s, build 0.2 s, recreate 3.4 s`)."""
+    found = []
+    for line in ROUND_LINE.finditer(log.read_text()):
+        steps = {kind: float(seconds) for kind, seconds in STEP.findall(line.group(1))}
+        if "build" in steps:
+            found.append((steps["build"], sum(steps.values())))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--interval", default="1")
+    parser.add_argument("--webhook", action="store_true", help="follow each push with a signed GitHub hook")
     arguments = parser.parse_args()
-    header(f"git push -> served, through `reconciler sync --interval {arguments.interval}`")
+    how = " and a push webhook" if arguments.webhook else ""
+    header(f"git push -> served, through `reconciler sync --interval {arguments.interval}`{how}")
+    forget_abandoned(str(Path(tempfile.gettempdir()) / "reconciler-sync-bench-"), "state/repository/models")
     with tempfile.TemporaryDirectory(prefix="reconciler-sync-bench-") as scratch:
         root = Path(scratch)
         env = {**os.environ, "RECONCILER_CACHE_DIR": str(root / "cache")}
@@ -89,9 +127,23 @@ def main() -> None:
         git("add", "-A", cwd=work)
         git("commit", "--quiet", "-m", "models", cwd=work)
         git("push", "--quiet", "origin", "main", cwd=work)
+        command = [PYTHON, "-m", "reconciler", "sync", str(bare), "--state", str(state)]
+        command += ["--interval", arguments.interval]
+        hook_url = None
+        if arguments.webhook:
+            (root / "secret").write_bytes(SECRET)
+            listen = free_port()
+            command += ["--listen", f"127.0.0.1:{listen}", "--webhook-secret-file", str(root / "secret")]
+            hook_url = f"http://127.0.0.1:{listen}"
+
+        def push() -> None:
+            git("push", "--quiet", "origin", "main", cwd=work)
+            if hook_url:
+                send_hook(hook_url)
+
         log = open(root / "agent.log", "w")
         agent = subprocess.Popen(
-            [PYTHON, "-m", "reconciler", "sync", str(bare), "--state", str(state), "--interval", arguments.interval],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -106,11 +158,25 @@ def main() -> None:
             / ".reconciler-stamp.json"
         )
 
+        def idle_at(commit: str) -> bool:
+            """Whether the agent's last finished round was the one for `commit`."""
+            rounds = json.loads((state / "status.json").read_text()).get("rounds") or [{}]
+            return rounds[0].get("commit") == commit
+
         def score() -> object:
             return requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=5).json()
 
+        def first_deploy() -> bool:
+            """Served; a first round that failed ends the benchmark with the agent's error."""
+            status = json.loads((state / "status.json").read_text())
+            if status.get("last_error") and not status.get("last_applied"):
+                raise SystemExit(f"the first deploy failed: {status['last_error']['message']}")
+            return isinstance(score(), list)
+
         try:
-            wait(lambda: isinstance(score(), list), timeout=600)
+            wait(first_deploy, timeout=600)
+            first = git("rev-parse", "HEAD", cwd=work).strip()
+            wait(lambda: idle_at(first))
             pushed, reverted = [], []
             token = time.time_ns()
             for run in range(arguments.runs):
@@ -122,8 +188,9 @@ def main() -> None:
                         )
                     )
                 git("commit", "--quiet", "-am", f"edit {run}", cwd=work)
-                git("push", "--quiet", "origin", "main", cwd=work)
                 commit = git("rev-parse", "HEAD", cwd=work).strip()
+                built_before = len(builds(root / "agent.log"))
+                push()
                 started = time.perf_counter()
                 folder_done = served_done = None
                 while folder_done is None or served_done is None:
@@ -142,27 +209,33 @@ def main() -> None:
                     if now - started > 300:
                         raise SystemExit("the push was not served within 300 s")
                     time.sleep(0.02)
+                log.flush()
+                wait(lambda before=built_before: len(builds(root / "agent.log")) > before, timeout=30)
+                build, steps = builds(root / "agent.log")[built_before]
+                wait(functools.partial(idle_at, commit))
                 git("revert", "--no-edit", "HEAD", cwd=work)
-                git("push", "--quiet", "origin", "main", cwd=work)
+                revert = git("rev-parse", "HEAD", cwd=work).strip()
+                push()
                 started = time.perf_counter()
                 wait(lambda: isinstance(score(), list))
                 reverted.append(time.perf_counter() - started)
-                pushed.append((folder_done, served_done))
+                wait(functools.partial(idle_at, revert))
+                pushed.append((folder_done, served_done, build, steps, served_done - build, served_done - steps))
             print(f"{'what':<48} {'median s':>9} {'min s':>7} {'max s':>7}")
             rows = [
                 ("push -> folder rewritten (dockerfile mode)", [p[0] for p in pushed]),
                 ("push -> new code served (container mode)", [p[1] for p in pushed]),
+                ("  the image build (agent's log)", [p[2] for p in pushed]),
+                ("  the round's steps: write, build, swap (log)", [p[3] for p in pushed]),
+                ("  served minus the build", [p[4] for p in pushed]),
+                ("  served minus the round's steps", [p[5] for p in pushed]),
                 ("revert -> old code served (container mode)", reverted),
             ]
             for label, values in rows:
                 print(f"{label:<48} {median(values):>9.2f} {min(values):>7.2f} {max(values):>7.2f}")
-            builds = sum(
-                1
-                for line in (root / "agent.log").read_text().splitlines()
-                if "bench-sync-served:" in line and "build" in line
-            )
             print(
-                f"# container-mode rounds that built an image: {builds} for {arguments.runs} pushes and {arguments.runs} reverts"
+                f"# container-mode rounds that built an image: {len(builds(root / 'agent.log'))}"
+                f" for {arguments.runs} pushes and {arguments.runs} reverts"
             )
         except SystemExit:
             print(f"# the agent's last lines:\n{(root / 'agent.log').read_text()[-4000:]}", file=sys.stderr)
