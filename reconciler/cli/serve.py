@@ -25,6 +25,7 @@ from reconciler.core.paths import display_path
 from reconciler.desired.dockerfile import ModelLayout, model_dir
 from reconciler.desired.pins import requirement_lines
 from reconciler.desired.secrets import SecretSource
+from reconciler.desired.state import batching_settings
 from reconciler.spec.package import Package
 
 
@@ -67,6 +68,9 @@ def runtime_environment(package: Package, model_folder: Path, port: int, secrets
             "PORT": str(port),
         }
     )
+    batching = batching_settings(manifest.inference.batching)
+    if batching:
+        environment["RECONCILER_BATCH_MAX_SIZE"], environment["RECONCILER_BATCH_MAX_LATENCY_MS"] = map(str, batching)
     return environment
 
 

@@ -56,6 +56,7 @@ class DockerfileSettings:
     variables: tuple[tuple[str, str], ...]
     workers: int
     timeout_ms: int
+    batching: tuple[int, int] | None = None  # (max rows, max latency ms): inference.batching
 
 
 def model_dir(models: tuple[ModelLayout, ...], root: str = MODELS_ROOT) -> str:
@@ -123,6 +124,8 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
         f"    WORKER_COUNT={s.workers} \\",
         f"    SCORING_TIMEOUT_MS={s.timeout_ms}",
     ]
+    if s.batching:
+        lines.append(f"ENV RECONCILER_BATCH_MAX_SIZE={s.batching[0]} RECONCILER_BATCH_MAX_LATENCY_MS={s.batching[1]}")
     for key, value in s.variables:
         lines.append(f"ENV {key}={_quote(value)}")
     lines += [

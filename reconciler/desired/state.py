@@ -44,6 +44,7 @@ from reconciler.desired.proxy import (
 from reconciler.desired.secrets import SecretSource, SecretValues
 from reconciler.desired.sources import InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
+from reconciler.spec.manifest import Batching
 from reconciler.spec.package import Package
 
 HASH_SCHEMA = 2
@@ -135,14 +136,20 @@ def dockerfile_settings(package: Package, base: BasePin | None = None) -> Docker
         variables=tuple(environment.variables_as_strings.items()),
         workers=manifest.inference.server.workers,
         timeout_ms=manifest.inference.server.timeout_ms,
+        batching=batching_settings(manifest.inference.batching),
     )
+
+
+def batching_settings(batching: Batching | None) -> tuple[int, int] | None:
+    """inference.batching as the runtime reads it: (RECONCILER_BATCH_MAX_SIZE, ..._MAX_LATENCY_MS)."""
+    return (batching.max_batch_size, batching.max_latency_ms) if batching else None
 
 
 def image_settings(package: Package) -> dict[str, object]:
     """The manifest settings that change the image, by field name."""
     manifest = package.manifest
     environment = manifest.inference.environment
-    return {
+    settings: dict[str, object] = {
         "inference.entry_script": package.entry_script_relative,
         "inference.environment.base_image": environment.resolved_base_image,
         "inference.environment.platform": environment.platform,
@@ -155,6 +162,9 @@ def image_settings(package: Package) -> dict[str, object]:
         },
         "models": [[m.name, m.version, Path(m.path).name] for m in manifest.models],
     }
+    if manifest.inference.batching:  # only when set: images built before batching existed keep their hash
+        settings["inference.batching"] = manifest.inference.batching.model_dump()
+    return settings
 
 
 def container_settings(package: Package) -> dict[str, object]:

@@ -29,9 +29,10 @@ from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs, quote
 
 from . import swagger
+from .batching import Batcher
 from .bodies import BodyBudget, BodyRefused
 from .config import Settings
-from .logs import RequestLog
+from .logs import RequestLog, model_dir_listing
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
 from .responses import HTML, JSON, METHOD_NOT_ALLOWED, NOT_FOUND, TEXT, StreamFailed, error_response, json_body
@@ -62,28 +63,6 @@ REQUEST_ID_LIMIT = 100
 SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")  # what a request id may hold to be echoed and logged
 
 
-def model_dir_listing(model_dir: str | None, limit: int = 200) -> str:
-    """What is in AZUREML_MODEL_DIR, for the log when init() fails."""
-    if not model_dir:
-        return "AZUREML_MODEL_DIR is not set"
-    if not os.path.isdir(model_dir):
-        return f"AZUREML_MODEL_DIR={model_dir} does not exist"
-    lines = [f"AZUREML_MODEL_DIR={model_dir} contains:"]
-
-    def visit(folder: str, depth: int) -> None:
-        for name in sorted(os.listdir(folder)):
-            if len(lines) > limit:
-                lines.append("  " * depth + "...")
-                return
-            path = os.path.join(folder, name)
-            lines.append("  " * depth + name + ("/" if os.path.isdir(path) else ""))
-            if os.path.isdir(path):
-                visit(path, depth + 1)
-
-    visit(model_dir, 1)
-    return "\n".join(lines)
-
-
 class ScoringApp:
     """`on_ready` is called once init() has returned; `service_ready` says whether the whole
     service is (with several workers: all of them), which is what /ready reports."""
@@ -103,6 +82,7 @@ class ScoringApp:
         self.ready = False
         self.bodies = BodyBudget(self.settings)
         self.runner: RunThread | None = None
+        self.batcher: Batcher | None = None  # inference.batching: concurrent requests, one run()
         self.request_log: RequestLog | None = None
         self.swagger: dict[str, bytes] = {}
         self.initialised: asyncio.Event | None = None  # set once init() returned or failed
@@ -118,6 +98,7 @@ class ScoringApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.runner = RunThread(asyncio.get_running_loop())
+                self.batcher = self._batcher() if self.settings.batch_max_rows else None
                 self.request_log = RequestLog(asyncio.get_running_loop())
                 self.initialised = asyncio.Event()
                 asyncio.get_running_loop().create_task(self._initialise())
@@ -127,6 +108,13 @@ class ScoringApp:
                 self.request_log.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _batcher(self) -> Batcher:
+        s = self.settings
+        in_flight = lambda: self.scoring  # noqa: E731
+        return Batcher(
+            self.runner, s.batch_max_rows, s.batch_max_latency_ms, self.timeout_s, in_flight, self.metrics.batched
+        )
 
     def _load_and_init(self) -> float:
         """Runs on the entry-script thread: import the script, then call init()."""
@@ -309,7 +297,10 @@ class ScoringApp:
         except BadRequest as error:
             return error_response(error.status, error.message)
         try:
-            ok, result, seconds = await self.runner.call(script.run, arguments, self.timeout_s)
+            if self.batcher is not None:
+                ok, result, seconds = await self.batcher.call(script, request, arguments)
+            else:
+                ok, result, seconds = await self.runner.call(script.run, arguments, self.timeout_s)
         except ScoringTimeout:
             log.error(
                 "run() did not return within %d ms (request %s)",

@@ -53,6 +53,8 @@ class Settings:
     source_directory: str | None = None  # AZUREML_SOURCE_DIRECTORY, under the app root: importable
     service_path_prefix: str = ""  # SERVICE_PATH_PREFIX: in front of the documented paths
     max_concurrent_requests: int = 0  # MAX_CONCURRENT_REQUESTS_PER_INSTANCE, per worker; 0: no limit
+    batch_max_rows: int = 0  # RECONCILER_BATCH_MAX_SIZE (inference.batching): rows per run(); 0: no batching
+    batch_max_latency_ms: int = 5  # RECONCILER_BATCH_MAX_LATENCY_MS: an idle worker's wait for more requests
 
     @classmethod
     def from_environ(cls, environ: dict[str, str], *, port: int | None = None, host: str | None = None) -> Settings:
@@ -60,7 +62,7 @@ class Settings:
         SCORING_TIMEOUT_MS, WORKER_TIMEOUT, AML_CORS_ORIGINS, PORT, MAX_REQUEST_BODY_BYTES,
         MAX_INFLIGHT_BODY_BYTES, REQUEST_BODY_TIMEOUT_S, REQUEST_HEADER_TIMEOUT_S, MAX_REQUEST_HEAD_BYTES,
         KEEP_ALIVE_TIMEOUT_S, AZUREML_SOURCE_DIRECTORY, SERVICE_PATH_PREFIX, MAX_CONCURRENT_REQUESTS_PER_INSTANCE,
-        RECONCILER_BEHIND_PROXY, IDLE_DRAIN_S."""
+        RECONCILER_BEHIND_PROXY, IDLE_DRAIN_S, RECONCILER_BATCH_MAX_SIZE, RECONCILER_BATCH_MAX_LATENCY_MS."""
         app_root = environ.get("AML_APP_ROOT", DEFAULT_APP_ROOT)
         entry = environ.get("AZUREML_ENTRY_SCRIPT", "score.py")
         entry_path = entry if os.path.isabs(entry) else os.path.join(app_root, entry)
@@ -94,6 +96,8 @@ class Settings:
             source_directory=os.path.join(app_root, source) if source else None,
             service_path_prefix=environ.get("SERVICE_PATH_PREFIX", ""),
             max_concurrent_requests=_integer(environ, "MAX_CONCURRENT_REQUESTS_PER_INSTANCE", 0, minimum=0),
+            batch_max_rows=_integer(environ, "RECONCILER_BATCH_MAX_SIZE", 0, minimum=0),
+            batch_max_latency_ms=_integer(environ, "RECONCILER_BATCH_MAX_LATENCY_MS", 5, minimum=0),
         )
 
     def notices(self, environ: dict[str, str]) -> list[str]:

@@ -64,3 +64,25 @@ class RequestLog:
             lines, self.lines = self.lines, []
             self.stream.write("".join(lines))
             self.stream.flush()
+
+
+def model_dir_listing(model_dir: str | None, limit: int = 200) -> str:
+    """What is in AZUREML_MODEL_DIR, for the log when init() fails."""
+    if not model_dir:
+        return "AZUREML_MODEL_DIR is not set"
+    if not os.path.isdir(model_dir):
+        return f"AZUREML_MODEL_DIR={model_dir} does not exist"
+    lines = [f"AZUREML_MODEL_DIR={model_dir} contains:"]
+
+    def visit(folder: str, depth: int) -> None:
+        for name in sorted(os.listdir(folder)):
+            if len(lines) > limit:
+                lines.append("  " * depth + "...")
+                return
+            path = os.path.join(folder, name)
+            lines.append("  " * depth + name + ("/" if os.path.isdir(path) else ""))
+            if os.path.isdir(path):
+                visit(path, depth + 1)
+
+    visit(model_dir, 1)
+    return "\n".join(lines)

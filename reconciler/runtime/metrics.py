@@ -1,7 +1,8 @@
 """GET /metrics: Prometheus text format, from prometheus_client.
 
 Request count and latency by route and status, run() failures, /score requests in
-progress (waiting for init(), queued, or in run()), and how long init() took. With
+progress (waiting for init(), queued, or in run()), how long init() took, and with batching
+the rows per batched run() call and each batched request's wait. With
 several workers each process writes its samples to PROMETHEUS_MULTIPROC_DIR (set by the
 supervisor before the workers start) and a scrape, answered by any worker, sums them all.
 Routes are a closed set, so a client cannot grow the label space.
@@ -45,6 +46,18 @@ class Metrics:
         self.init_seconds = Gauge(
             "inference_init_seconds", "How long init() took.", registry=registry, multiprocess_mode="max"
         )
+        self.batch_rows = Histogram(
+            "inference_batch_rows",
+            "Rows in each run() call that scored a batch (inference.batching).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+            registry=registry,
+        )
+        self.batch_wait = Histogram(
+            "inference_batch_queue_wait_seconds",
+            "Time a batched request waited, from joining its batch to the run() call's start.",
+            buckets=BUCKETS,
+            registry=registry,
+        )
         self._children: dict[tuple[str, int], tuple] = {}  # bound label children: one lookup per request
         if self.shared:
             multiprocess.MultiProcessCollector(self.registry)
@@ -57,6 +70,11 @@ class Metrics:
             children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
         children[0].inc()
         children[1].observe(seconds)
+
+    def batched(self, rows: int, waits: list[float]) -> None:
+        self.batch_rows.observe(rows)
+        for seconds in waits:
+            self.batch_wait.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

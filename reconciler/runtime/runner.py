@@ -89,6 +89,11 @@ class RunThread:
     def close(self) -> None:
         self._watchdog.cancel()
 
+    @property
+    def busy(self) -> bool:
+        """A call in progress or queued (read without the lock: a hint, for batching)."""
+        return self._current is not None or not self._jobs.empty()
+
     def call(self, function: Callable[..., Any], arguments: dict[str, Any], timeout_s: float | None) -> asyncio.Future:
         """A future of (ok, result or exception, seconds); it raises ScoringTimeout past the deadline."""
         future = self.loop.create_future()

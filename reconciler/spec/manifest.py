@@ -111,6 +111,21 @@ class Server(Strict):
     timeout_ms: int = Field(60_000, ge=1, le=86_400_000, description="Longest a run() call may take before a 500.")
 
 
+class Batching(Strict):
+    """Adaptive batching: concurrent requests scored by one run() call (docs/runtime.md)."""
+
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="Most rows one run() call gets; a request with more runs alone."
+    )
+    max_latency_ms: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="Longest an idle worker waits for requests already arriving to join a batch; a lone "
+        "request goes at once.",
+    )
+
+
 class Inference(Strict):
     """The code that serves the models (an Azure ML entry script) and its environment."""
 
@@ -122,6 +137,11 @@ class Inference(Strict):
     ) = "."
     environment: Environment = Field(default_factory=Environment)
     server: Server = Field(default_factory=Server)
+    batching: Batching | None = Field(
+        None,
+        description="Score concurrent requests in one run() call, split back per request: plain run(raw_data) "
+        'scripts given {"data": [rows]}, and @input_schema array inputs. Off when absent.',
+    )
     secrets: list[SecretName] | dict[SecretName, SecretName] = Field(
         default_factory=list,
         description="Environment variables the container gets at run time, never in the image: a list of names, "
