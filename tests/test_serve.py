@@ -65,3 +65,43 @@ def test_serve_wants_exactly_one_package(repo):
     write_package(repo / "b", name="b")
     result = run_cli("serve", str(repo))
     assert result.returncode == 1 and "holds 2 packages; serve takes one" in result.stderr
+
+
+RAWHTTP_SCORE = """\
+from azureml.contrib.services.aml_request import AMLRequest, rawhttp
+from azureml.contrib.services.aml_response import AMLResponse
+
+
+def init():
+    pass
+
+
+@rawhttp
+def run(request: AMLRequest):
+    return AMLResponse(request.get_data()[::-1], 200)
+"""
+
+
+def test_serve_gives_the_entry_script_azures_import_names_as_the_image_does(repo):
+    package = write_package(repo / "raw", score=RAWHTTP_SCORE).parent
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        answer = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = requests.post(f"http://127.0.0.1:{port}/score", data=b"abc", timeout=2)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)
+        assert answer is not None, process.stdout.read() if process.poll() is not None else "no answer"
+        assert answer.status_code == 200 and answer.content == b"cba"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)

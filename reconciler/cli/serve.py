@@ -39,7 +39,8 @@ def link_models(package: Package, folder: Path) -> str:
 
 
 def missing_modules(package: Package) -> list[str]:
-    """Top-level modules the entry script imports that this Python cannot find."""
+    """Top-level modules the entry script imports that this Python cannot find, with Azure's
+    import names (azureml.contrib.services, azureml.core.model, ...) answered by the runtime."""
     tree = ast.parse(package.entry_script.read_bytes(), filename=str(package.entry_script))
     names: set[str] = set()
     for node in tree.body:
@@ -50,7 +51,19 @@ def missing_modules(package: Package) -> list[str]:
     local = {p.stem for p in package.entry_script.parent.iterdir()} | {
         p.name for p in package.source_directory.iterdir()
     }
-    return sorted(n for n in names - local if importlib.util.find_spec(n) is None)
+    candidates = sorted(names - local)
+    if not candidates:
+        return []
+    # asked of the runtime in this Python, which answers Azure's import names as it does when serving
+    asked = subprocess.run(
+        [sys.executable, "-m", "reconciler.runtime", "--missing-imports", *candidates],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if asked.returncode != 0:
+        raise PermanentError(f"cannot ask the runtime which modules it finds: {asked.stderr.strip()[-500:]}")
+    return asked.stdout.split()
 
 
 def runtime_environment(package: Package, model_folder: Path, port: int, secrets: SecretSource) -> dict[str, str]:

@@ -8,6 +8,7 @@ Exit codes, as Azure's server (gunicorn) gives them:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from . import logs
+from . import azure_imports, logs
 from .config import ConfigError, Settings
 from .secret_files import export_secret_files
 
@@ -164,7 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 5001)")
     parser.add_argument("--host", help="address to listen on (default: $HOST or 0.0.0.0)")
+    parser.add_argument(
+        "--missing-imports",
+        nargs="+",
+        metavar="MODULE",
+        help="print which of these top-level modules an entry script could not import here, Azure's import "
+        "names answered as when serving (reconciler serve asks before it starts), then exit",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.missing_imports:
+        azure_imports.install()
+        print("\n".join(name for name in arguments.missing_imports if importlib.util.find_spec(name) is None))
+        return 0
     try:
         settings = Settings.from_environ(dict(os.environ), port=arguments.port, host=arguments.host)
     except ConfigError as error:
