@@ -155,3 +155,92 @@ def test_import_without_a_source_says_what_to_give(repo):
     result = run_cli("import", "azure", cwd=repo)
     assert result.returncode == 1
     assert "give a deployment YAML, or --entry-script and --model" in result.stderr
+
+
+MODEL_ASSET = """\
+    $schema: https://azuremlschemas.azureedge.net/latest/model.schema.json
+    name: credit-model
+    version: {version}
+    path: ../model-1/model/
+"""
+ENVIRONMENT_ASSET = """\
+    $schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json
+    name: credit-env
+    version: 4
+    image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest
+    conda_file: ../model-1/environment/conda.yaml
+"""
+
+
+def test_references_resolve_through_the_asset_yamls_the_repository_defines(azure_project):
+    assets = azure_project.parent.parent.parent / "assets"
+    assets.mkdir()
+    (assets / "model-2.yml").write_text(textwrap.dedent(MODEL_ASSET.format(version=2)))
+    (assets / "model-1.yml").write_text(textwrap.dedent(MODEL_ASSET.format(version=1)))
+    (assets / "environment.yml").write_text(textwrap.dedent(ENVIRONMENT_ASSET))
+    text = azure_project.read_text()
+    text = text.replace("model:\n  path: ../../model-1/model/", "model: azureml:credit-model@latest")
+    text = text.replace(
+        "environment:\n  conda_file: ../../model-1/environment/conda.yaml\n"
+        "  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest",
+        "environment: azureml:credit-env:4",
+    )
+    azure_project.write_text(text)
+    result = run_cli("import", "azure", str(azure_project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = load_package(azure_project.parent / "package.yaml").manifest
+    assert [(m.name, m.version, m.path) for m in manifest.models] == [("credit-model", 2, "../../model-1/model")]
+    assert manifest.inference.environment.conda_file == "../../model-1/environment/conda.yaml"
+    assert "not carried over: environment.image mcr.microsoft.com/azureml" in result.stdout
+
+    azure_project.write_text(text.replace("azureml:credit-model@latest", "azureml:credit-model:7"))
+    result = run_cli("import", "azure", str(azure_project), "--force")
+    assert result.returncode == 1
+    assert (
+        "blue-deployment.yml:4: model: no model asset in this repository is azureml:credit-model:7 "
+        "(defined here: azureml:credit-model:1, azureml:credit-model:2)" in result.stderr
+    )
+
+
+def test_a_kubernetes_deployment_becomes_kubernetes_mode_with_its_resources(azure_project):
+    text = azure_project.read_text().replace("instance_type: Standard_DS3_v2\n", "")
+    azure_project.write_text(
+        "type: kubernetes\n"
+        + text
+        + "resources:\n  requests: {cpu: '0.1', memory: 0.5Gi}\n  limits: {cpu: '0.5', memory: 1Gi}\n"
+    )
+    result = run_cli("import", "azure", str(azure_project))
+    manifest = (azure_project.parent / "package.yaml").read_text()
+    assert "mode: kubernetes" in manifest and "replicas: 2" in manifest
+    assert "resources:\n    cpu: '0.5'\n    memory: 1Gi" in manifest
+    assert "not carried over: resources" not in result.stdout
+
+
+def test_a_known_instance_type_becomes_the_resources_it_gives(azure_project):
+    result = run_cli("import", "azure", str(azure_project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    resources = load_package(azure_project.parent / "package.yaml").manifest.output.resources
+    assert (resources.cpu, resources.memory) == ("4", "14Gi")  # Standard_DS3_v2: 4 vCPUs, 14 GiB
+    azure_project.write_text(azure_project.read_text().replace("Standard_DS3_v2", "Standard_Made_Up"))
+    result = run_cli("import", "azure", str(azure_project), "--force")
+    assert "not carried over: instance_type Standard_Made_Up: not a type reconciler knows" in result.stdout
+
+
+def test_a_template_placeholder_is_named_with_its_line(azure_project):
+    text = azure_project.read_text().replace("scoring_script: score.py", "scoring_script: <SCORING_SCRIPT>")
+    azure_project.write_text(text.replace("endpoint_name: Credit-Scoring", "endpoint_name: {{ENDPOINT_NAME}}"))
+    result = run_cli("import", "azure", str(azure_project))
+    assert result.returncode == 1
+    assert "blue-deployment.yml:3: still holds the template placeholder {{ENDPOINT_NAME}}" in result.stderr
+    assert "blue-deployment.yml:8: still holds the template placeholder <SCORING_SCRIPT>" in result.stderr
+    assert not (azure_project.parent / "package.yaml").exists()
+
+
+def test_an_mlflow_model_without_a_scoring_script_is_named_as_not_served_yet(azure_project):
+    text = azure_project.read_text().replace(
+        "model:\n  path: ../../model-1/model/", "model:\n  type: mlflow_model\n  path: ../../model-1/model/"
+    )
+    azure_project.write_text(text.replace("  scoring_script: score.py\n", ""))
+    result = run_cli("import", "azure", str(azure_project))
+    assert result.returncode == 1
+    assert "an MLflow model with no scoring script (Azure's no-code deployment) is not served yet" in result.stderr

@@ -287,7 +287,7 @@ def _absolute(path: str | None) -> Path | None:
 
 def import_(arguments: argparse.Namespace) -> int:
     """`import azure`: write package.yaml, say what was not carried over, then validate it."""
-    from reconciler.spec import azure_import
+    from reconciler.spec import azure_deployment, azure_import
 
     cwd = Path.cwd()
     try:
@@ -297,7 +297,7 @@ def import_(arguments: argparse.Namespace) -> int:
             deployment = Path(os.path.abspath(arguments.deployment))
             target, source = deployment.parent / MANIFEST_NAME, deployment.name
             models = [azure_import.ModelSource.parse(m, cwd) for m in arguments.model]
-            imported = azure_import.from_deployment(
+            imported = azure_deployment.from_deployment(
                 deployment, name=arguments.name, mode=arguments.mode, extra_models=models
             )
         elif arguments.entry_script:
@@ -312,7 +312,7 @@ def import_(arguments: argparse.Namespace) -> int:
                 requirements=_absolute(arguments.requirements),
                 models=[azure_import.ModelSource.parse(m, cwd) for m in arguments.model],
                 name=arguments.name or entry.parent.name,
-                mode=arguments.mode,
+                mode=arguments.mode or "container",
             )
         else:
             raise InvalidInput([Problem("import azure", "give a deployment YAML, or --entry-script and --model")])

@@ -331,11 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
         "azure",
         help="from an Azure ML deployment YAML (CLI v2) or SDK v1 arguments",
         description="CLI v2: `reconciler import azure deployment.yml` writes package.yaml beside the "
-        "managed online deployment YAML (model, code_configuration, environment.conda_file, "
-        "environment_variables, request_settings, instance_count). SDK v1: give what InferenceConfig and "
+        "online deployment YAML (model, code_configuration, environment.conda_file, "
+        "environment_variables, request_settings, instance_count, resources, instance_type); `azureml:NAME:VERSION` "
+        "and `azureml:NAME@latest` resolve through the asset YAMLs (model, environment, code) in the "
+        "repository. SDK v1: give what InferenceConfig and "
         "Model.package were given: --entry-script, --source-directory, --conda-file or --requirements, "
-        "--model. What cannot be carried over (registry references, Azure's base image, App Insights, "
-        "probes, instance types) is listed, and written as comments at the top of the manifest. An "
+        "--model. What cannot be carried over (registry references nothing here defines, Azure's base "
+        "image, App Insights, probes) is listed, and written as comments at the top of the manifest. An "
         "existing package.yaml is never overwritten without --force.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
@@ -359,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     azure.add_argument(
         "--mode",
         choices=MODE_NAMES,
-        default="container",
-        help="output.mode of the package (default: container, a running service as on Azure)",
+        help="output.mode of the package (default: kubernetes for a `type: kubernetes` deployment, else "
+        "container, a running service as on Azure)",
     )
     azure.add_argument("--directory", metavar="DIR", help="v1: where package.yaml goes (default: .)")
     azure.add_argument("--force", action="store_true", help="replace an existing package.yaml")

@@ -2,9 +2,8 @@
 
 Two sources, as Azure projects come:
 
-- a CLI v2 managed online deployment YAML (`model`, `code_configuration`, `environment`
-  with `conda_file` and `image`, `environment_variables`, `request_settings`,
-  `instance_count`): the manifest is written beside it;
+- a CLI v2 online deployment YAML: the manifest is written beside it (azure_deployment reads
+  it with the pieces here: the names, the models, the variables, the typed fields);
 - for SDK v1 projects, the arguments of `InferenceConfig` and `Model.package` given as
   flags: the entry script, its source folder, the conda or pip file, the model paths.
 
@@ -25,10 +24,9 @@ from pathlib import Path
 import yaml
 
 from reconciler.core.atomic import write_atomic
-from reconciler.core.credentials import carries_credentials, without_credentials
+from reconciler.core.credentials import carries_credentials
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.spec.fields import ENV_NAME, RESERVED_VARIABLES
-from reconciler.spec.modes import Mode
 from reconciler.spec.yamldoc import MAX_MANIFEST_BYTES, YamlDocument, YamlError, load_yaml
 
 # Names that say a secret is inside (DB_PASS, AUTH_HEADER, PRIVATE_PEM, STORAGE_SAS_URL...): such a
@@ -38,10 +36,18 @@ SECRET_WORDS = re.compile(
 )
 IGNORED_FIELDS = frozenset({"$schema", "name", "endpoint_name", "type", "description", "tags"})
 CARRIED_FIELDS = frozenset(
-    {"model", "code_configuration", "environment", "environment_variables", "request_settings", "instance_count"}
+    {
+        "model",
+        "code_configuration",
+        "environment",
+        "environment_variables",
+        "request_settings",
+        "instance_count",
+        "instance_type",
+        "resources",
+    }
 )
 EXPLAINED_FIELDS = {
-    "instance_type": "choose output.resources (cpu, memory, gpus) for what the instance type gave",
     "app_insights_enabled": "Application Insights is not wired; requests are logged to stdout",
     "data_collector": "model data collection is not wired",
     "liveness_probe": "the probes are fixed: liveness GET /, readiness GET /ready (output.container.ready_timeout_s)",
@@ -98,7 +104,7 @@ class ModelSource:
         return cls(Path(os.path.normpath(base / path)), name or None, int(version) if version else None)
 
 
-def _models(sources: list[ModelSource], directory: Path) -> list[dict]:
+def models_section(sources: list[ModelSource], directory: Path) -> list[dict]:
     models = []
     for source in sources:
         name = model_name(source.name or source.path.stem)
@@ -106,7 +112,7 @@ def _models(sources: list[ModelSource], directory: Path) -> list[dict]:
     return models
 
 
-def _variables(values: dict, not_carried: list[str], where: str) -> tuple[dict, list[str]]:
+def variables_section(values: dict, not_carried: list[str], where: str) -> tuple[dict, list[str]]:
     """Environment variables into the image, except names reconciler sets and values that
     look like secrets: those become runtime secrets (names only; values never copied)."""
     variables: dict = {}
@@ -148,7 +154,7 @@ def from_v1(
         environment["requirements"] = relative(requirements, directory)
     manifest = {
         "name": package_name(name),
-        "models": _models(models, directory),
+        "models": models_section(models, directory),
         "inference": {
             "entry_script": relative(entry_script, source),
             "source_directory": relative(source, directory),
@@ -175,12 +181,29 @@ def read_azure_yaml(path: Path) -> YamlDocument:
             )
         with open(path, "rb") as handle:
             raw = handle.read(MAX_AZURE_YAML_BYTES + 1)
+        placeholders = template_placeholders(raw)
+        if placeholders:
+            raise InvalidInput([Problem(str(path), message, line) for line, message in placeholders])
         return load_yaml(raw)
     except OSError as error:
         raise InvalidInput([Problem(str(path), f"cannot read: {error.strerror}")]) from None
     except YamlError as error:
         line = error.position.line if error.position else None
         raise InvalidInput([Problem(str(path), error.message, line)]) from None
+
+
+# what Azure's templates leave to fill in: <SCORING_SCRIPT>, {{ENDPOINT_NAME}}, {{ .Values.x }}
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_-]{2,}>|\{\{\s*[A-Za-z_.][\w.-]*\s*\}\}")
+
+
+def template_placeholders(raw: bytes) -> list[tuple[int, str]]:
+    """(line, message) for each line, comments aside, that still holds a template placeholder."""
+    found = []
+    for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+        content = line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""
+        for match in PLACEHOLDER.finditer(content):
+            found.append((number, f"still holds the template placeholder {match[0]}: fill it in, then import"))
+    return found
 
 
 def _kind(value: object) -> str:
@@ -232,106 +255,6 @@ class Fields:
         if value is not None:
             self.problem(loc, f"must be a version number (1, 2, ...), got {str(value)[:40]!r}")
         return None
-
-
-def from_deployment(path: Path, *, name: str | None, mode: str, extra_models: list[ModelSource]) -> Imported:
-    """A CLI v2 managed online deployment YAML; the manifest goes beside it."""
-    document = read_azure_yaml(path)
-    if not isinstance(document.data, dict):
-        raise InvalidInput([Problem(str(path), "a deployment YAML is a mapping (model, code_configuration, ...)", 1)])
-    fields = Fields(path, document)
-    data = document.data
-    directory = path.parent
-    not_carried: list[str] = []
-    endpoint = fields.get(("endpoint_name",), str, "a string") or fields.get(("name",), str, "a string")
-    manifest: dict = {"name": package_name(name or endpoint or path.stem)}
-
-    sources = list(extra_models)
-    model = fields.get(("model",), (str, dict), "a registry reference or a mapping with a path")
-    model_path = fields.get(("model", "path"), str, "a path") if isinstance(model, dict) else None
-    if model_path and "://" not in model_path:
-        sources.insert(
-            0,
-            ModelSource(
-                Path(os.path.normpath(directory / model_path)),
-                fields.get(("model", "name"), str, "a string"),
-                fields.version(("model", "version")),
-            ),
-        )
-    elif model is not None and not extra_models:
-        reference = model if isinstance(model, str) else model_path
-        not_carried.append(
-            f"model {without_credentials(str(reference))}: a registry reference; download it (az ml model download) "
-            "and pass --model PATH"
-        )
-    elif model is None and not extra_models and "model" not in data:
-        fields.problem(("model",), "the deployment names no model; pass --model PATH")
-    manifest["models"] = _models(sources, directory)
-
-    code = fields.get(("code_configuration",), dict, "a mapping with code and scoring_script") or {}
-    script = fields.get(("code_configuration", "scoring_script"), str, "a path") if code else None
-    if script is None:
-        fields.problem(("code_configuration",), "code_configuration.scoring_script is missing")
-    source = Path(os.path.normpath(directory / (fields.get(("code_configuration", "code"), str, "a path") or ".")))
-    inference: dict = {
-        "entry_script": Path(script or "score.py").as_posix(),
-        "source_directory": relative(source, directory),
-    }
-    environment: dict = {}
-    azure_environment = fields.get(("environment",), (str, dict), "a registry reference or a mapping")
-    if isinstance(azure_environment, dict):
-        conda_file = fields.get(("environment", "conda_file"), str, "a path")
-        if conda_file:
-            environment["conda_file"] = relative(directory / conda_file, directory)
-        image = fields.get(("environment", "image"), str, "an image reference")
-        if image:
-            not_carried.append(
-                f"environment.image {image}: Azure's base image; the package builds on "
-                "python:<version>-slim (set environment.base_image for another)"
-            )
-        if azure_environment.get("build"):
-            not_carried.append("environment.build: a Docker build context; reconciler writes its own Dockerfile")
-        for key in sorted(set(azure_environment) - {"conda_file", "image", "build", "name", "version", "description"}):
-            not_carried.append(f"environment.{key}: no equivalent")
-    elif azure_environment is not None:
-        not_carried.append(
-            f"environment {without_credentials(azure_environment)}: a registry reference; export its conda file and "
-            "set environment.conda_file"
-        )
-    variables, secrets = _variables(
-        fields.get(("environment_variables",), dict, "a mapping of names to values") or {},
-        not_carried,
-        "environment_variables",
-    )
-    settings = fields.get(("request_settings",), dict, "a mapping") or {}
-    timeout = fields.get(("request_settings", "request_timeout_ms"), int, "a whole number of milliseconds")
-    if timeout is not None:
-        inference["server"] = {"timeout_ms": timeout}
-    concurrency = fields.get(("request_settings", "max_concurrent_requests_per_instance"), int, "a whole number")
-    if concurrency is not None:
-        variables["MAX_CONCURRENT_REQUESTS_PER_INSTANCE"] = concurrency
-    for key in sorted(set(settings) - {"request_timeout_ms", "max_concurrent_requests_per_instance"}):
-        not_carried.append(f"request_settings.{key}: no equivalent")
-    if variables:
-        environment["variables"] = variables
-    inference["environment"] = environment
-    if secrets:
-        inference["secrets"] = secrets
-    manifest["inference"] = inference
-
-    output: dict = {"mode": mode}
-    count = fields.get(("instance_count",), int, "a whole number")
-    if count is not None and count != 1:
-        if Mode(mode).renders_manifests:
-            output["kubernetes"] = {"replicas": count}
-        else:
-            not_carried.append(f"instance_count {count}: one container in {mode} mode (kubernetes mode has replicas)")
-    manifest["output"] = output
-    for key in sorted(set(data) - IGNORED_FIELDS - CARRIED_FIELDS):
-        not_carried.append(f"{key}: {EXPLAINED_FIELDS.get(key, 'no equivalent')}")
-    if fields.problems:
-        raise InvalidInput(fields.problems)
-    return Imported(manifest, not_carried)
 
 
 def write_manifest(target: Path, imported: Imported, source: str, *, replace: bool) -> None:
