@@ -21,7 +21,18 @@ from reconciler.desired.state import Desired
 SBOM_NAME = "sbom.cdx.json"
 
 
+_rendered: dict[str, str] = {}  # by image hash: a run that labels the build and writes the folder renders once
+
+
 def render_sbom(desired: Desired, runtime_archive: bytes) -> str:
+    """The document; the image hash covers every input it is made of (the lock, the runtime,
+    the models, the base image), so it is rendered once per image in a process."""
+    if desired.image_hash not in _rendered:
+        _rendered[desired.image_hash] = _render(desired, runtime_archive)
+    return _rendered[desired.image_hash]
+
+
+def _render(desired: Desired, runtime_archive: bytes) -> str:
     from cyclonedx.model import HashAlgorithm, HashType
     from cyclonedx.model.bom import Bom
     from cyclonedx.model.component import Component, ComponentType

@@ -20,6 +20,9 @@ from reconciler.desired.dockerfile import CONTAINER_PORT
 from reconciler.engine.endpoint import is_ready
 from reconciler.engine.specs import BuildSpec, Confinement, ContainerSpec, NetworkSpec
 
+READY_POLL_S = 0.03  # between two GET /ready while a container starts
+INSPECT_EVERY_S = 0.25  # between two looks at whether it exited (or ran out of memory) meanwhile
+
 
 class EngineError(TemporaryError):
     """The engine refused or failed an operation; the message says which and why."""
@@ -346,14 +349,21 @@ class Engine:
             self.api.remove_container(container_id, force=True)
 
     def wait_ready(self, container_id: str, host: str, port: int, timeout: float) -> str | None:
-        """Poll GET /ready on the published port; None when ready, else why not (exit, timeout)."""
+        """Poll GET /ready on the published port; None when ready, else why not (exit, timeout).
+        /ready is asked often (the new container serves as soon as it answers), the engine only
+        every INSPECT_EVERY_S: on two cores each call takes CPU from the init() being waited for."""
         deadline = time.monotonic() + timeout
+        inspected = 0.0
         while time.monotonic() < deadline:
             try:
                 if is_ready(host, port, timeout=2):
                     return None
             except OSError:
                 pass
+            if time.monotonic() - inspected < INSPECT_EVERY_S:
+                time.sleep(READY_POLL_S)
+                continue
+            inspected = time.monotonic()
             with engine_call(f"cannot inspect container {container_id[:12]}"):
                 details = self.api.inspect_container(container_id)
             state = details["State"]
@@ -364,5 +374,5 @@ class Engine:
                 return f"the container exited with code {state.get('ExitCode')}"
             if state["Status"] == "restarting" or details.get("RestartCount"):  # its exit code is gone
                 return "the container exited, and is being restarted"
-            time.sleep(0.1)
+            time.sleep(READY_POLL_S)
         return f"not ready after {timeout:g} s"
