@@ -4,6 +4,7 @@ apply. A real engine, real HTTP on loopback, the real CLI in subprocesses."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -153,6 +154,18 @@ def test_retention_keeps_the_image_that_served_last_so_a_revert_needs_no_build(s
     assert result.returncode == 0, result.stdout + result.stderr
     assert not re.search(rf"{name}: build ", result.stdout), result.stdout
     assert_converged(docker_client, name, 0, port)
+    # history: the two images kept, newest built first, the one serving now marked
+    listed = run_cli("history", str(package), "--output", "json", cwd=repo)
+    assert listed.returncode == 0, listed.stderr
+    [entry] = json.loads(listed.stdout)
+    images = entry["images"]
+    assert len(images) == 2 and images[0]["built"] >= images[1]["built"]
+    [serving] = [c for c in containers(docker_client, name) if c.name == f"{name}-serving"]
+    assert [i["hash"] for i in images if i["serving"]] == [serving.labels["reconciler.hash"]]
+    assert images[1]["serving"]  # version 0 was built first and serves again
+    assert all(i["bytes"] > 0 and i["last_used"] >= i["built"] for i in images)
+    text = run_cli("history", str(package), cwd=repo).stdout
+    assert f"{name} (container): 2 image(s) kept" in text and "serving now" in text
 
 
 def test_a_new_container_that_fails_leaves_the_old_one_serving_without_a_gap(served, repo, docker_client):

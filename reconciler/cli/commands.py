@@ -106,6 +106,16 @@ def status(arguments: argparse.Namespace) -> int:
     return EXIT_ERROR if reconciliation.has_errors else EXIT_OK
 
 
+def history(arguments: argparse.Namespace) -> int:
+    from reconciler.pipeline.history import history as package_history
+
+    with pipeline.Session(secrets_file=arguments.secrets) as session:
+        found, problems = package_history(arguments.paths, session)
+    print(report.history_json(found) if arguments.output == "json" else report.history_text(found), end="")
+    print_problems(problems)
+    return EXIT_ERROR if problems else EXIT_OK
+
+
 def watch(arguments: argparse.Namespace) -> int:
     from reconciler.watch.loop import Watcher
 
@@ -332,6 +342,7 @@ COMMANDS = {
     "plan": plan,
     "apply": apply_,
     "status": status,
+    "history": history,
     "watch": watch,
     "sync": sync,
     "down": down,

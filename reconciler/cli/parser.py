@@ -172,6 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_secrets(status)
     _add_output(status)
 
+    history = commands.add_parser(
+        "history",
+        help="list the images each package keeps, newest first",
+        description="For each package that builds: the images it keeps (output.image.keep), newest first, "
+        "each with its hash, the commit it was built from (-dirty when the inputs differed from it), when "
+        "it was built, when it last served, and its size; * marks the one serving now. Changes nothing.",
+    )
+    _add_paths(history)
+    _add_secrets(history)
+    _add_output(history)
+
     hash_ = commands.add_parser(
         "hash",
         help="print a package's hashes and every input behind them",

@@ -7,6 +7,7 @@ ever added, and `format` changes if one ever has to change meaning.
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 from reconciler.core.paths import display_path
@@ -14,6 +15,7 @@ from reconciler.desired.pins import Lock
 from reconciler.desired.state import Desired, image_settings
 from reconciler.engine.endpoint import score_url
 from reconciler.pipeline import Outcome, Reconciliation
+from reconciler.pipeline.history import PackageHistory
 from reconciler.plan import Action
 
 if TYPE_CHECKING:
@@ -341,3 +343,60 @@ def lock_changes(old: Lock | None, new: Lock) -> str:
     changes += [f"-{n} {before[n]}" for n in sorted(before.keys() - after.keys())]
     changes += [f"{n} {before[n]} -> {after[n]}" for n in sorted(before.keys() & after.keys()) if before[n] != after[n]]
     return " (" + ", ".join(changes) + ")" if changes else " (unchanged)"
+
+
+# -- history ----------------------------------------------------------------------
+
+
+def _when(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
+
+
+def history_text(found: list[PackageHistory]) -> str:
+    """Per package, its retained images newest first; `*` marks the one serving now."""
+    lines = []
+    for entry in found:
+        package = entry.outcome.package
+        lines.append(f"{package.name} ({package.mode.value}): {len(entry.images)} image(s) kept")
+        rows = [("", "HASH", "REVISION", "BUILT", "LAST SERVED", "SIZE")]
+        for retained in entry.images:
+            image = retained.image
+            last = "serving now" if retained.serving else (_when(image.last_used) if package.mode.serves else "-")
+            rows.append(
+                (
+                    "*" if retained.serving else " ",
+                    image.hash[:12],
+                    image.revision.short if image.revision else "-",
+                    _when(image.created),
+                    last,
+                    f"{retained.bytes / 1e6:.0f} MB",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines) + "\n" if lines else "no package here builds an image\n"
+
+
+def history_json(found: list[PackageHistory]) -> str:
+    return json.dumps(
+        [
+            {
+                "name": entry.outcome.package.name,
+                "mode": entry.outcome.package.mode.value,
+                "images": [
+                    {
+                        "hash": r.image.hash,
+                        "tags": list(r.image.tags),
+                        "revision": r.image.revision.to_json() if r.image.revision else None,
+                        "built": r.image.created,
+                        "last_used": r.image.last_used,
+                        "bytes": r.bytes,
+                        "serving": r.serving,
+                    }
+                    for r in entry.images
+                ],
+            }
+            for entry in found
+        ],
+        indent=2,
+    )
