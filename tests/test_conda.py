@@ -138,3 +138,72 @@ def test_an_azure_conda_package_locks_builds_and_serves(repo, base_image, docker
 
 def _published_port(package) -> str:
     return (package / "package.yaml").read_text().split("port: ")[1].split(",")[0]
+
+
+OLD_PIN_CONDA = """\
+    name: inference-schema-env
+    channels: [conda-forge]
+    dependencies:
+      - python=3.11
+      - scikit-learn=1.2.2
+      - pip
+      - pip:
+          - joblib
+"""
+
+
+def test_a_pin_built_for_numpy_1_keeps_numpy_below_2_as_conda_would(repo):
+    """Azure's managed/inference-schema env.yml pins scikit-learn=1.2.2 and leaves numpy open:
+    NumPy 2 would crash its import, so the lock keeps NumPy 1.x and says why; a pin built for
+    NumPy 2 (scikit-learn 1.5.2, in AZURE_CONDA above) leaves NumPy 2 alone."""
+    manifest = conda_package(repo, OLD_PIN_CONDA)
+    result = run_cli("lock", str(manifest.parent), cwd=repo, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: scikit-learn 1.2.2 was built for NumPy 1.x; numpy 2." in result.stdout
+    lock = json.loads((manifest.parent / "package.lock").read_text())
+    versions = {p["name"]: p["version"] for p in lock["packages"]}
+    assert versions["scikit-learn"] == "1.2.2" and versions["numpy"].startswith("1.")
+    assert "numpy<2  # added by reconciler: scikit-learn 1.2.2 was built for NumPy 1.x" in lock["requirements"]
+    manifest = conda_package(repo, OLD_PIN_CONDA.replace("scikit-learn=1.2.2", "scikit-learn=1.5.2"), name="current")
+    result = run_cli("lock", str(manifest.parent), cwd=repo, timeout=600)
+    assert result.returncode == 0 and "NumPy 1.x" not in result.stdout
+    versions = {p["name"]: p["version"] for p in json.loads((manifest.parent / "package.lock").read_text())["packages"]}
+    assert versions["numpy"].startswith("2.")
+
+
+@pytest.mark.network
+def test_an_old_pin_built_for_numpy_1_builds_and_serves(repo, base_image, docker_client, runtime_only_lock):
+    """The inference-schema example's environment, in its image: scikit-learn 1.2.2 imports
+    (with NumPy 2 it crashed at import) and serves."""
+    package = engine_package(repo, base_image, runtime_only_lock, "numpy-one")
+    manifest = package / "package.yaml"
+    manifest.write_text(manifest.read_text().replace("pip: []", "conda_file: env.yml"))
+    (package / "package.lock").unlink()
+    (package / "env.yml").write_text(textwrap.dedent(OLD_PIN_CONDA))
+    (package / "score.py").write_text(
+        textwrap.dedent(
+            """\
+            import json
+            import numpy as np
+            import sklearn
+            from sklearn.linear_model import Ridge
+
+            def init():
+                global model
+                model = Ridge().fit(np.array([[0.0], [1.0], [2.0]]), np.array([0.0, 1.0, 2.0]))
+
+            def run(raw_data):
+                rows = np.array(json.loads(raw_data)["data"])
+                return {"numpy": np.__version__, "sklearn": sklearn.__version__, "p": model.predict(rows).tolist()}
+            """
+        )
+    )
+    try:
+        applied = run_cli("apply", str(package), timeout=900)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        answer = requests.post(
+            f"http://127.0.0.1:{_published_port(package)}/score", json={"data": [[3.0]]}, timeout=30
+        ).json()
+        assert answer["sklearn"] == "1.2.2" and answer["numpy"].startswith("1.") and len(answer["p"]) == 1
+    finally:
+        remove_package_objects(docker_client, "numpy-one")

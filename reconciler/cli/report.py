@@ -328,6 +328,8 @@ def lock_text(name: str, relocked: Relocked) -> str:
     if new.base is not None and new.base.pin:
         moved = f", was {old_pin[:19]}" if old_pin and old_pin != new.base.pin else ""
         line += f"; base image {new.base.reference} pinned to {new.base.pin[:19]} ({new.base.by}{moved})"
+    for note in new.notes:
+        line += f"\nnote: {note}"
     if relocked.base_note:
         line += f"\nnote: {relocked.base_note}"
     return line

@@ -19,18 +19,20 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from reconciler import __version__
 from reconciler.core.atomic import write_atomic
 from reconciler.core.credentials import without_credentials
 from reconciler.core.errors import InvalidInput, PermanentError, Problem
 from reconciler.desired.digest import value_digest
+from reconciler.desired.numpy_abi import numpy_1_builds
 from reconciler.desired.pip import pip_target_arguments, run_pip
-from reconciler.desired.requirements import read_requirements
+from reconciler.desired.requirements import Requirements, read_requirements
 from reconciler.desired.wheels import LockedWheel, WheelCache
 from reconciler.spec.package import Package
 
@@ -84,6 +86,7 @@ class Lock:
     requirements: tuple[str, ...]
     wheels: tuple[LockedWheel, ...]
     base: BasePin | None = None  # None: the lock does not pin the base image (yet)
+    notes: tuple[str, ...] = field(default=(), compare=False)  # what resolving decided, to say once
 
     @property
     def digest(self) -> str:
@@ -247,42 +250,72 @@ def base_stale_reason(package: Package, lock: Lock, *, can_pin: bool) -> str | N
 
 
 def resolve(package: Package, wheel_cache: WheelCache) -> Lock:
-    """Resolve the package's requirements for its target, fill the wheel cache, return the lock."""
+    """Resolve the package's requirements for its target, fill the wheel cache, return the lock.
+
+    Where NumPy 2 was chosen but a locked wheel was built for NumPy 1.x (numpy_abi), the set
+    would crash at import: it is resolved again with `numpy<2`, as conda would have kept it,
+    and the lock says why."""
     environment = package.manifest.inference.environment
     parsed = read_requirements(package)
     lines = list(parsed.lines)
     with tempfile.TemporaryDirectory(prefix="reconciler-lock-") as scratch:
         scratch_path = Path(scratch)
-        # pip reads only what reconciler writes: requirements and constraints, no options
-        requirements = scratch_path / "requirements.txt"
-        requirements.write_text("".join(r + "\n" for r in parsed.requirements), encoding="utf-8")
-        constraints = scratch_path / "constraints.txt"
-        constraints.write_text("".join(c + "\n" for c in parsed.constraints), encoding="utf-8")
-        download = scratch_path / "wheels"
-        arguments = ["download", "--quiet", "--progress-bar", "off", "--dest", str(download)]
-        arguments += pip_target_arguments(environment.python, environment.platform)
-        if environment.index_url:
-            arguments += ["--index-url", environment.index_url]
-        arguments += ["-r", str(requirements), "-c", str(constraints), "-r", str(RUNTIME_REQUIREMENTS)]
-        run_pip(arguments, cwd=scratch_path, what=f"lock {package.name}")
-        wheels = []
-        for file in sorted(download.iterdir()):
-            if not file.name.endswith(".whl"):
+        downloaded = _download(package, parsed, scratch_path, "wheels", ())
+        numpy = next((version for name, version, _ in downloaded if name == "numpy"), None)
+        old_builds = numpy_1_builds(downloaded) if numpy and Version(numpy).major >= 2 else []
+        notes: tuple[str, ...] = ()
+        if old_builds:
+            why = f"{', '.join(old_builds)} {'was' if len(old_builds) == 1 else 'were'} built for NumPy 1.x"
+            try:
+                downloaded = _download(package, parsed, scratch_path, "wheels-numpy-1", ("numpy<2",))
+            except PermanentError as error:
                 raise PermanentError(
-                    f"lock {package.name}: pip fetched {file.name}, which is not a wheel; "
-                    "every dependency needs a wheel for the target platform"
-                )
-            name, version, _, _ = parse_wheel_filename(file.name)
-            sha256 = wheel_cache.add(file)
-            wheels.append(LockedWheel(str(name), str(version), file.name, sha256))
-    wheels.sort(key=lambda w: (w.name, w.version, w.filename))
+                    f"lock {package.name}: {why} and numpy {numpy} was chosen; with numpy<2 the requirements do "
+                    f"not resolve either ({error}). Pin a newer {old_builds[0].split()[0]}, built for NumPy 2"
+                ) from None
+            lines.append(f"numpy<2  # added by reconciler: {why}")
+            notes = (f"{why}; numpy {numpy} would fail at import, so numpy is kept below 2, as conda would",)
+        wheels = sorted(
+            (LockedWheel(name, version, path.name, wheel_cache.add(path)) for name, version, path in downloaded),
+            key=lambda w: (w.name, w.version, w.filename),
+        )
     return Lock(
         inputs_digest=inputs_digest(package),
         python=environment.python,
         platform=environment.platform,
         requirements=(*lines, *runtime_requirement_lines()),
         wheels=tuple(wheels),
+        notes=notes,
     )
+
+
+def _download(
+    package: Package, parsed: Requirements, scratch: Path, folder: str, extra_constraints: tuple[str, ...]
+) -> list:
+    """pip download of the requirements (and the runtime's) into scratch/folder: (name, version,
+    path) of each wheel. pip reads only what reconciler writes: requirements and constraints."""
+    environment = package.manifest.inference.environment
+    requirements = scratch / "requirements.txt"
+    requirements.write_text("".join(r + "\n" for r in parsed.requirements), encoding="utf-8")
+    constraints = scratch / f"constraints-{folder}.txt"
+    constraints.write_text("".join(c + "\n" for c in (*parsed.constraints, *extra_constraints)), encoding="utf-8")
+    download = scratch / folder
+    arguments = ["download", "--quiet", "--progress-bar", "off", "--dest", str(download)]
+    arguments += pip_target_arguments(environment.python, environment.platform)
+    if environment.index_url:
+        arguments += ["--index-url", environment.index_url]
+    arguments += ["-r", str(requirements), "-c", str(constraints), "-r", str(RUNTIME_REQUIREMENTS)]
+    run_pip(arguments, cwd=scratch, what=f"lock {package.name}")
+    found = []
+    for file in sorted(download.iterdir()):
+        if not file.name.endswith(".whl"):
+            raise PermanentError(
+                f"lock {package.name}: pip fetched {file.name}, which is not a wheel; "
+                "every dependency needs a wheel for the target platform"
+            )
+        name, version, _, _ = parse_wheel_filename(file.name)
+        found.append((str(name), str(version), file))
+    return found
 
 
 def write_lock(package: Package, lock: Lock) -> None:

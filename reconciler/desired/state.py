@@ -256,12 +256,12 @@ def ensure_lock(
                 [Problem(str(package.lock_path), f"{reason}; run `reconciler lock` and commit package.lock (--frozen)")]
             )
         lock = replace(resolve(package, wheel_cache), base=old.base if old else None)
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = lock.notes if lock is not None else ()  # what resolving decided (numpy<2)
     reference = package.manifest.inference.environment.resolved_base_image
     if pin_base is not None and BasePin.from_manifest(reference) is None:
         base_reason = base_stale_reason(package, lock, can_pin=True)
         if base_reason is not None and frozen:
-            notes = (f"{base_reason}; `reconciler lock` pins it in package.lock (--frozen: built from the tag)",)
+            notes += (f"{base_reason}; `reconciler lock` pins it in package.lock (--frozen: built from the tag)",)
         elif base_reason is not None:
             lock = replace(lock, base=pin_base(reference))
             reason = reason or base_reason
