@@ -403,3 +403,34 @@ def test_a_container_that_published_the_port_itself_goes_once_the_new_one_is_rea
     lines, [action] = plan_lines(proxied("demo", "", OLD, id_="direct"))
     assert lines == ["  create demo on 127.0.0.1:6789  <- no container"]
     assert action.payload.clear == ("direct",) and action.payload.proxy == ""
+
+
+def test_a_rollback_holds_the_package_while_its_inputs_are_those_it_was_rolled_back_from():
+    from dataclasses import replace
+
+    from reconciler.plan.rollback import plan_rollback
+
+    old = "e" * 64
+    observed = Observed(IN_SYNC_FOLDER, [image(), image(old, id_="sha256:" + "2" * 64)], [container()])
+    actions, error = plan_rollback(CONTAINER, observed, old, "f" * 64)
+    assert error is None
+    assert "\n".join(line(a) for a in actions) == "  recreate demo on 127.0.0.1:6789  <- rollback to eeeeeeeeeeee"
+    [recreate] = actions
+    assert recreate.payload.spec.image == "demo:eeeeeeeeeeee"
+    assert recreate.payload.spec.labels["reconciler.hold"] == C  # held at the inputs of now
+    rolled = replace(container("f" * 64, old), hold=C)
+    held = plan_package(CONTAINER, Observed(IN_SYNC_FOLDER, [image(), image(old)], [rolled]))
+    assert held.actions == [] and held.notes == [
+        "rolled back to eeeeeeeeeeee (no commit recorded); held until the inputs change "
+        "(reconciler rollback --release deploys them again)"
+    ]
+    stopped = replace(rolled, state="exited")  # what serves is still healed
+    assert [line(a) for a in plan_package(CONTAINER, Observed(IN_SYNC_FOLDER, [image()], [stopped])).actions] == [
+        "  start demo on 127.0.0.1:6789  <- container exited: what the rollback put there is kept serving"
+    ]
+    released = plan_package(CONTAINER, Observed(IN_SYNC_FOLDER, [image()], [rolled]), release=True)
+    assert [a.kind.value for a in released.actions] == ["recreate"]
+    moved = replace(CONTAINER, container_hash="9" * 64)  # the inputs changed: the hold no longer applies
+    assert [a.kind.value for a in plan_package(moved, Observed(IN_SYNC_FOLDER, [image()], [rolled])).actions] == [
+        "recreate"
+    ]

@@ -378,3 +378,17 @@ def test_a_new_package_folder_is_picked_up_within_moments(package_dir, repo, run
         shutil.copy(runtime_only_lock, fresh / "package.lock")
         watch.wait_for(r"^fresh: .* -> write", after=mark, timeout=10)
         assert time.monotonic() - started < 5, "not left for the resync (600 s here)"
+
+
+def test_a_package_a_rollback_holds_says_so_when_its_files_change(repo):
+    """watch and sync say why nothing happened to a held package (its line, not `in sync`)."""
+    from reconciler.loop.lines import outcome_line
+    from reconciler.pipeline import Outcome
+    from reconciler.plan import PackagePlan
+    from reconciler.spec.package import load_package
+
+    package = load_package(write_package(repo / "held"))
+    note = "rolled back to eeeeeeeeeeee (1b7e0d4); held until the inputs change"
+    outcome = Outcome(package, plan=PackagePlan(None, rolled_back=note))
+    assert outcome_line(outcome, "README.md changed", "resync").text == f"demo: README.md changed -> {note}"
+    assert outcome_line(outcome, None, "resync").text is None  # a resync says nothing new

@@ -181,11 +181,11 @@ def test_a_new_container_that_fails_leaves_the_old_one_serving_without_a_gap(ser
     assert_converged(docker_client, name, 1, port)
 
 
-def apply_until_paused(package: Path, repo: Path, step: str) -> subprocess.Popen:
-    """`reconciler apply` with the test hook that stops it at `step`, once it got there."""
+def apply_until_paused(package: Path, repo: Path, step: str, command: str = "apply") -> subprocess.Popen:
+    """`reconciler apply` (or `command`) with the test hook that stops it at `step`, once it got there."""
     log = tempfile.NamedTemporaryFile(prefix="apply-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "apply", str(package)],
+        [sys.executable, "-m", "reconciler", command, str(package)],
         cwd=repo,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -297,3 +297,63 @@ def test_the_proxy_never_sends_a_request_again_once_it_reached_a_container(serve
         assert time.monotonic() < deadline, "no worker came back"
         time.sleep(0.2)
     assert counted.json() == {"runs": 1}
+
+
+def test_rollback_under_a_steady_stream_refuses_nothing_then_holds_until_the_inputs_change(served, repo, docker_client):
+    package, name, port = served
+    for version in (0, 1, 2):
+        set_version(package, version, 0)
+        assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    with Probe(port) as probe:
+        rolled = run_cli("rollback", str(package), cwd=repo)
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert version_served(port) == 1  # the one that served before the current one
+        time.sleep(0.2)
+    assert len(probe.answers) > 5 and probe.failures == []
+    assert f"{name}: rolled back to " in rolled.stdout and "held until the inputs change" in rolled.stdout
+    assert " build " not in rolled.stdout
+    # held: plan says so and exits 0, apply leaves it, status shows it
+    planned = run_cli("plan", str(package), cwd=repo)
+    assert planned.returncode == 0 and "held until the inputs change" in planned.stdout, planned.stdout
+    applied = run_cli("apply", str(package), cwd=repo)
+    assert applied.returncode == 0 and "recreate" not in applied.stdout and version_served(port) == 1
+    assert "rolled back to" in run_cli("status", str(package), cwd=repo).stdout
+    # --to by hash prefix, then a missing target names what is kept
+    kept = json.loads(run_cli("history", str(package), "--output", "json", cwd=repo).stdout)[0]["images"]
+    oldest = min(kept, key=lambda i: i["built"])["hash"]
+    assert run_cli("rollback", str(package), "--to", oldest[:8], cwd=repo).returncode == 0
+    assert version_served(port) == 0
+    missing = run_cli("rollback", str(package), "--to", "ffffffff", cwd=repo)
+    assert missing.returncode == 1 and "no kept image is ffffffff" in missing.stderr and oldest[:12] in missing.stderr
+    # the hold survives an engine-side restart of the container, and the first input change releases it
+    [serving] = [c for c in containers(docker_client, name) if c.name == f"{name}-serving"]
+    serving.restart(timeout=5)
+    assert run_cli("plan", str(package), cwd=repo).returncode == 0
+    set_version(package, 3, 0)
+    assert run_cli("apply", str(package), cwd=repo).returncode == 0 and version_served(port) == 3
+    # --release deploys the inputs again at once
+    assert run_cli("rollback", str(package), cwd=repo).returncode == 0 and version_served(port) != 3
+    released = run_cli("rollback", "--release", str(package), cwd=repo)
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert version_served(port) == 3
+    assert_converged(docker_client, name, 3, port)
+
+
+@pytest.mark.parametrize("step", ["backend-ready", "new-renamed"])
+def test_kill_9_during_a_rollback_converges_with_one_version_serving(served, repo, docker_client, step):
+    """Killed before the rollback's container took the serving name, the next apply finishes
+    towards the inputs; after it, the rollback holds and what it replaced goes."""
+    package, name, port = served
+    for version in (1, 2):
+        set_version(package, version, 0)
+        assert run_cli("apply", str(package), cwd=repo).returncode == 0
+    with Probe(port) as probe:
+        process = apply_until_paused(package, repo, step, command="rollback")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        result = run_cli("apply", str(package), cwd=repo)
+        assert result.returncode == 0, result.stdout + result.stderr
+        time.sleep(0.2)
+    assert probe.failures == [], probe.failures[:5]
+    assert_converged(docker_client, name, 2 if step == "backend-ready" else 1, port)
+    assert run_cli("plan", str(package), cwd=repo).returncode == 0

@@ -116,6 +116,27 @@ def history(arguments: argparse.Namespace) -> int:
     return EXIT_ERROR if problems else EXIT_OK
 
 
+def rollback(arguments: argparse.Namespace) -> int:
+    """`rollback PATH [--to X]`, or `--release`: an apply that ignores the hold."""
+    from reconciler.pipeline.rollback import rollback as roll_back
+
+    if arguments.release:
+        options = pipeline.Options(secrets_file=arguments.secrets, release=True)
+        reconciliation = pipeline.run([arguments.path], options)
+        print(report.apply_text(reconciliation), end="")
+        return _exit_code(reconciliation, changes_pending=False)
+    from reconciler.execute import printing_progress
+
+    options = pipeline.Options(frozen=True, secrets_file=arguments.secrets)
+    try:
+        done = roll_back(arguments.path, options, arguments.to, printing_progress(sys.stdout))
+    except ReconcilerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    print(report.rollback_text(done), end="")
+    return EXIT_ERROR if done.failed else EXIT_OK
+
+
 def watch(arguments: argparse.Namespace) -> int:
     from reconciler.watch.loop import Watcher
 
@@ -343,6 +364,7 @@ COMMANDS = {
     "apply": apply_,
     "status": status,
     "history": history,
+    "rollback": rollback,
     "watch": watch,
     "sync": sync,
     "down": down,

@@ -183,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_secrets(history)
     _add_output(history)
 
+    rollback = commands.add_parser(
+        "rollback",
+        help="serve an image the package keeps again, and hold it there",
+        description="Replace what serves with an older image the package keeps (reconciler history lists them), "
+        "through the proxy like an update: no request refused, no build. Without --to: the image that served "
+        "before the current one. Then the package is held: plan, apply, watch and sync leave it alone while its "
+        "inputs are what they are now; the first change of its inputs deploys them as usual, and --release "
+        "deploys them now.",
+    )
+    rollback.add_argument("path", metavar="PATH", help="the package (its folder or package.yaml)")
+    rollback.add_argument("--to", metavar="HASH|REVISION", help="a kept image by hash prefix or by commit")
+    rollback.add_argument("--release", action="store_true", help="release the hold: deploy the inputs again")
+    _add_secrets(rollback)
+
     hash_ = commands.add_parser(
         "hash",
         help="print a package's hashes and every input behind them",

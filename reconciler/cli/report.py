@@ -16,6 +16,7 @@ from reconciler.desired.state import Desired, image_settings
 from reconciler.engine.endpoint import score_url
 from reconciler.pipeline import Outcome, Reconciliation
 from reconciler.pipeline.history import PackageHistory
+from reconciler.pipeline.rollback import RolledBack
 from reconciler.plan import Action
 
 if TYPE_CHECKING:
@@ -170,6 +171,9 @@ def package_status(outcome: Outcome) -> dict:
     serving, front = outcome.serving_container(), outcome.front_container()
     if serving is not None:
         status["container"] = f"{serving.name}: {serving.status}"
+        if serving.hold and serving.hold == outcome.desired.container_hash:  # a rollback holds it
+            status["image"] = f"{package.manifest.image_repository}:{serving.image_hash[:12]}"
+            status["state"] = "rolled back to " + serving.image_hash[:12] + " (held until the inputs change)"
     if front is not None:
         status["readiness"] = outcome.readiness
         if front.host_port:
@@ -360,7 +364,7 @@ def history_text(found: list[PackageHistory]) -> str:
     for entry in found:
         package = entry.outcome.package
         lines.append(f"{package.name} ({package.mode.value}): {len(entry.images)} image(s) kept")
-        rows = [("", "HASH", "REVISION", "BUILT", "LAST SERVED", "SIZE")]
+        rows = [("", "HASH", "REVISION", "BUILT", "LAST DEPLOYED", "SIZE")]
         for retained in entry.images:
             image = retained.image
             last = "serving now" if retained.serving else (_when(image.last_used) if package.mode.serves else "-")
@@ -402,3 +406,16 @@ def history_json(found: list[PackageHistory]) -> str:
         ],
         indent=2,
     )
+
+
+def rollback_text(done: RolledBack) -> str:
+    """Each action's line, then what serves and the hold (or the failure)."""
+    name = done.outcome.package.name
+    lines = [_result_line(name, result) for result in done.results]
+    image = done.target.image
+    revision = image.revision.short if image.revision else "no commit recorded"
+    if done.failed:
+        lines.append(f"{name}: rollback to {image.hash[:12]} ({revision}) failed; what served before keeps serving")
+    else:
+        lines.append(f"{name}: rolled back to {image.hash[:12]} ({revision}); held until the inputs change")
+    return "\n".join(lines) + "\n"

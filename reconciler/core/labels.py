@@ -19,4 +19,7 @@ REVISION = "reconciler.revision"  # the short commit, `-dirty` when the inputs d
 BRANCH = "reconciler.branch"
 OCI_REVISION = "org.opencontainers.image.revision"  # the whole commit
 OCI_SOURCE = "org.opencontainers.image.source"  # the origin remote, without credentials
+# on a serving container a rollback made: the container hash of the inputs it was rolled back
+# from; while the inputs are those, plans leave the package alone
+HOLD = "reconciler.hold"
 SBOM = "reconciler.sbom"  # on an image: blake3:<digest> of the sbom.cdx.json it was built with

@@ -140,6 +140,12 @@ def dockerfile_settings(package: Package, base: BasePin | None = None) -> Docker
     )
 
 
+def container_hash_of(image_hash: str, container: dict[str, object]) -> str:
+    """A container's hash: its image and how it runs. A rollback runs an older image with the
+    settings of now, and hashes it the same way."""
+    return value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
+
+
 def batching_settings(batching: Batching | None) -> tuple[int, int] | None:
     """inference.batching as the runtime reads it: (RECONCILER_BATCH_MAX_SIZE, ..._MAX_LATENCY_MS)."""
     return (batching.max_batch_size, batching.max_latency_ms) if batching else None
@@ -346,7 +352,7 @@ def desire(
     secret_values = secrets.for_package(package) if package.mode.serves else SecretValues()
     if secret_values.digests:
         container["secrets"] = secret_values.digests
-    container_hash = value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
+    container_hash = container_hash_of(image_hash, container)
     desired = Desired(
         package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, container, secret_values
     )

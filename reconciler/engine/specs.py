@@ -52,6 +52,9 @@ class ContainerSpec:
     def labelled(self, extra: Mapping[str, str]) -> ContainerSpec:
         return replace(self, labels={**self.labels, **extra})
 
+    def with_image(self, image: str) -> ContainerSpec:
+        return replace(self, image=image)
+
 
 @dataclass(frozen=True)
 class NetworkSpec:

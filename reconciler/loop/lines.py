@@ -47,6 +47,8 @@ def outcome_line(outcome: Outcome, trigger: str | None, reason: str) -> Line:
             failure = result
     if ready:
         parts.append(ready)
+    if not parts and outcome.plan and outcome.plan.rolled_back:
+        return Line(f"{name}: {trigger} -> {outcome.plan.rolled_back}" if event else None)
     if not parts:
         return Line(f"{name}: {trigger} -> in sync" if event else None)
     text = f"{name}: {trigger or reason} -> {', '.join(parts)}"

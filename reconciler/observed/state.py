@@ -71,6 +71,7 @@ class ContainerState:
     proxy_hash: str = ""  # a proxy: what it was made of
     container_inputs: Mapping[str, str] = field(default_factory=dict)  # a short digest per setting
     networks: Mapping[str, str] = field(default_factory=dict)  # the networks it is attached to: name -> id
+    hold: str = ""  # rolled back: the container hash of the inputs it was rolled back from
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def container_state(summary: dict) -> ContainerState:
         revision=Revision.from_labels(labels_),
         proxy_hash=labels_.get(labels.PROXY_HASH, ""),
         container_inputs=_json_object(labels_.get(labels.CONTAINER_INPUTS, "")),
+        hold=labels_.get(labels.HOLD, ""),
         networks={
             name: str((attached or {}).get("NetworkID") or "")
             for name, attached in ((summary.get("NetworkSettings") or {}).get("Networks") or {}).items()

@@ -36,22 +36,26 @@ class PackageHistory:
 def history(paths: Sequence[str], session: Session) -> tuple[list[PackageHistory], list]:
     """Each building package's retained images, newest first; and the run's problems."""
     reconciliation = reconcile(paths, session, frozen=True)
-    found = []
-    for outcome in reconciliation.outcomes:
-        if not outcome.package.mode.builds or outcome.observed is None:
-            continue
-        serving = outcome.serving_container()
-        owner = outcome.package.owner
-        listing = session.engine.images(label=f"{labels.PACKAGE}={outcome.package.name}")
-        images = []
-        for listed in (image_state(summary) for summary in listing):
-            if listed.manifest != owner:  # a same-named package of another checkout
-                continue
-            details = session.engine.inspect_image(listed.id)
-            image = image_state(details) if details else listed
-            running = serving is not None and serving.image_hash == image.hash
-            images.append(Retained(image, int((details or {}).get("Size") or 0), running))
-        images.sort(key=lambda r: (r.image.created, r.image.last_used), reverse=True)
-        found.append(PackageHistory(outcome, images))
+    found = [
+        PackageHistory(outcome, retained_images(outcome, session))
+        for outcome in reconciliation.outcomes
+        if outcome.package.mode.builds and outcome.observed is not None
+    ]
     problems = [*reconciliation.problems, *(p for o in reconciliation.outcomes for p in o.problems)]
     return found, problems
+
+
+def retained_images(outcome: Outcome, session: Session) -> list[Retained]:
+    """The images the package's manifest made that the engine keeps, newest built first."""
+    serving = outcome.serving_container()
+    listing = session.engine.images(label=f"{labels.PACKAGE}={outcome.package.name}")
+    images = []
+    for listed in (image_state(summary) for summary in listing):
+        if listed.manifest != outcome.package.owner:  # a same-named package of another checkout
+            continue
+        details = session.engine.inspect_image(listed.id)
+        image = image_state(details) if details else listed
+        running = serving is not None and serving.image_hash == image.hash
+        images.append(Retained(image, int((details or {}).get("Size") or 0), running))
+    images.sort(key=lambda r: (r.image.created, r.image.last_used), reverse=True)
+    return images

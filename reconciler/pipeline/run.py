@@ -66,6 +66,7 @@ class Options:
     lock_timeout_s: float = 120.0  # how long to wait for another reconciler holding a package
     holder: str | None = None  # how the package locks name this process to others
     secrets_file: Path | None = None  # NAME=value lines for inference.secrets (else the environment)
+    release: bool = False  # rollback --release: a package a rollback holds deploys its inputs again
 
 
 # -- plan: desired, observed, actions ----------------------------------------------------
@@ -170,6 +171,7 @@ def reconcile(
     only: set[Path] | None = None,
     dev: bool = False,
     reload: frozenset[Path] = frozenset(),
+    release: bool = False,
 ) -> Reconciliation:
     """Load every package below `paths`, compute desired and observed state, and plan.
 
@@ -202,7 +204,9 @@ def reconcile(
             outcome.observed = _observe(outcome, session, snapshot)
         intent = Intent.of(outcome.desired)
         if use_engine or not intent.mode.uses_engine:
-            outcome.plan = plan_package(intent, outcome.observed, reload=package.manifest_path in reload)
+            outcome.plan = plan_package(
+                intent, outcome.observed, reload=package.manifest_path in reload, release=release
+            )
         elif intent.mode.renders_manifests:  # offline, only what is committed can be checked
             outcome.plan = plan_manifests(intent, outcome.observed.manifests)
         else:
@@ -273,7 +277,14 @@ def run(
 
 def _plan_for_run(paths, session: Session, options: Options, only, reload) -> Reconciliation:
     return reconcile(
-        paths, session, frozen=options.frozen, prune=options.prune, only=only, dev=options.dev, reload=reload
+        paths,
+        session,
+        frozen=options.frozen,
+        prune=options.prune,
+        only=only,
+        dev=options.dev,
+        reload=reload,
+        release=options.release,
     )
 
 

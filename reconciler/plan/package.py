@@ -28,7 +28,7 @@ from reconciler.plan.actions import (
     remove_image,
 )
 from reconciler.plan.intent import Intent
-from reconciler.plan.serving import plan_serving
+from reconciler.plan.serving import held_note, plan_leftovers, plan_restarts, plan_serving, rolled_back
 
 MAX_NAMED_INPUTS = 4
 
@@ -39,6 +39,7 @@ class PackagePlan:
     actions: list[Action] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # worth saying, changing nothing
+    rolled_back: str = ""  # held by a rollback: what serves, and until when (also a note)
 
     @property
     def in_sync(self) -> bool:
@@ -126,9 +127,10 @@ def _build_cause(intent: Intent, observed: Observed) -> str:
     return "not built yet"
 
 
-def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) -> PackagePlan:
+def plan_package(intent: Intent, observed: Observed, *, reload: bool = False, release: bool = False) -> PackagePlan:
     """The package's actions. `reload` (watch --dev after a code edit): when nothing else is
-    needed, ask the serving container to load the new code in place."""
+    needed, ask the serving container to load the new code in place. A package a rollback
+    holds gets none but restarts of what serves, unless `release` (rollback --release)."""
     plan = plan_folder(intent, observed.folder)
     if plan.errors:
         return plan
@@ -145,6 +147,13 @@ def plan_package(intent: Intent, observed: Observed, *, reload: bool = False) ->
             f"container {other.name} belongs to a package {intent.name} in another checkout ({other.manifest}); "
             "reconciler will not take it over: run `reconciler down` there, or rename this package"
         )
+        return plan
+    held = rolled_back(intent, observed) if mode.serves and not release else None
+    if held is not None:
+        plan.rolled_back = held_note(held)
+        plan.notes.append(plan.rolled_back)
+        plan.actions += plan_restarts(intent, observed, "what the rollback put there is kept serving")
+        plan.actions += plan_leftovers(intent, observed, held)
         return plan
     local_pin = intent.base_pinned_by == "image id"
     image = next((i for i in observed.images if i.hash == intent.image_hash), None)

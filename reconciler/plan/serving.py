@@ -80,14 +80,52 @@ def plan_serving(
     return None
 
 
-def plan_restarts(intent: Intent, observed: Observed) -> list[Action]:
-    """For a package held at inputs that fail (a commit whose build fails): what served before
-    is kept serving, whatever its hash: a serving container or proxy that stopped is started."""
+def rolled_back(intent: Intent, observed: Observed) -> ContainerState | None:
+    """The serving container, when a rollback made it while the inputs were what they are now
+    (its hold is the container hash of these inputs): the package is left alone."""
+    if intent.proxy:
+        serving = next((c for c in observed.containers if c.role == "backend" and c.name == intent.serving), None)
+    else:
+        serving = next((c for c in observed.containers if not c.role), None)
+    return serving if serving is not None and serving.hold == intent.container_hash else None
+
+
+def plan_leftovers(intent: Intent, observed: Observed, serving: ContainerState) -> list[Action]:
+    """Beside a rolled-back container that serves: what an interrupted rollback left (the
+    container it replaced, still draining or renamed aside) goes, so that never two versions
+    run unattended."""
+    actions = []
+    proxy = next((c for c in observed.containers if c.role == "proxy"), None)
+    for other in observed.containers:
+        if other is serving or other.role == "proxy":
+            continue
+        if other.role == "backend":
+            retire = Retire(other.name, other.id, proxy.id if proxy else "", intent.drain_s)
+            actions.append(Action(ActionKind.RETIRE, intent.name, "left by an interrupted rollback", retire))
+        else:
+            actions.append(_remove(intent, other, "left by an interrupted rollback"))
+    return actions
+
+
+def held_note(serving: ContainerState) -> str:
+    revision = serving.revision.short if serving.revision else "no commit recorded"
+    return (
+        f"rolled back to {serving.image_hash[:12]} ({revision}); held until the inputs change "
+        "(reconciler rollback --release deploys them again)"
+    )
+
+
+def plan_restarts(
+    intent: Intent, observed: Observed, why: str = "what served before the failing inputs is kept serving"
+) -> list[Action]:
+    """For a package held (at inputs that fail, a commit whose build fails; or by a rollback):
+    what serves is kept serving, whatever its hash: a serving container or proxy that stopped
+    is started."""
     if not intent.mode.serves:
         return []
     actions = []
     at = _published(intent)
-    cause = "{state}: what served before the failing inputs is kept serving"
+    cause = "{state}: " + why
     if intent.proxy:
         serving = next((c for c in observed.containers if c.role == "backend" and c.name == intent.serving), None)
         proxy = next((c for c in observed.containers if c.role == "proxy"), None)
