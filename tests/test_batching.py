@@ -249,7 +249,8 @@ def test_reconciler_serve_batches_as_the_image_does(repo):
                 if requests.get(url + "/ready", timeout=1).status_code == 200:
                     break
             except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)  # a 503 while init() runs too
         answers = concurrently(lambda i: post(url, {"data": [[i]]}).json(), list(range(12)), 12)
         assert [answer[0]["row"] for answer in answers] == [[i] for i in range(12)]
         assert max(answer[0]["batch"] for answer in answers) > 1

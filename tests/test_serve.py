@@ -16,25 +16,31 @@ from .runtime_helpers import free_port
 SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
 
 
-def test_serve_runs_the_example_with_azures_layout(repo):
+def test_serve_runs_the_example_with_azures_layout(repo, tmp_path):
     package = repo / "multi-model"
     shutil.copytree(EXAMPLES / "multi-model", package, ignore=shutil.ignore_patterns("build"))
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "serve.log"  # a file, not a pipe: a pipe nobody reads fills and stalls the server
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 if requests.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
                     break
             except (requests.ConnectionError, requests.Timeout):  # not listening, or too busy starting to answer
-                time.sleep(0.1)
-        response = requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=10)
+                pass
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)  # a 503 while init() runs too: each one is a log line
+        else:
+            raise AssertionError(f"not ready within 120 s:\n{log.read_text()[-3000:]}")
+        response = requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=30)
         assert response.status_code == 200
         body = response.json()
         assert len(body["ridge"]) == 2 and len(body["lasso"]) == 2 and body["lasso_alpha"] == 0.05
@@ -43,8 +49,7 @@ def test_serve_runs_the_example_with_azures_layout(repo):
     finally:
         if process.poll() is None:
             process.kill()
-    output = process.stdout.read()
-    assert f"serving multi-model at http://127.0.0.1:{port}/score" in output
+    assert f"serving multi-model at http://127.0.0.1:{port}/score" in log.read_text()
 
 
 def test_serve_names_the_missing_requirement_before_starting(repo):
@@ -82,15 +87,17 @@ def run(request: AMLRequest):
 """
 
 
-def test_serve_gives_the_entry_script_azures_import_names_as_the_image_does(repo):
+def test_serve_gives_the_entry_script_azures_import_names_as_the_image_does(repo, tmp_path):
     package = write_package(repo / "raw", score=RAWHTTP_SCORE).parent
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "serve.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         deadline = time.monotonic() + 60
         answer = None
@@ -100,7 +107,7 @@ def test_serve_gives_the_entry_script_azures_import_names_as_the_image_does(repo
                 break
             except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
-        assert answer is not None, process.stdout.read() if process.poll() is not None else "no answer"
+        assert answer is not None, log.read_text()
         assert answer.status_code == 200 and answer.content == b"cba"
     finally:
         process.send_signal(signal.SIGINT)
