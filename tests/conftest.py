@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -18,6 +19,14 @@ SKLEARN_MODEL = EXAMPLES / "sklearn-regression" / "model" / "sklearn_regression_
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BASE_IMAGE = os.environ.get("RECONCILER_TEST_BASE_IMAGE", "reconciler-test/python:3.11-bookworm")
 PROXY_IMAGE = os.environ.get("RECONCILER_TEST_PROXY_IMAGE", "reconciler-test/haproxy:bookworm")
+
+
+def missing(message: str) -> NoReturn:
+    """What a test needs is not on this machine: a failure in CI (where it must be), a skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
 
 SIMPLE_SCORE = textwrap.dedent(
     """\
@@ -122,10 +131,7 @@ def docker_client():
         client = docker.from_env(timeout=300)
         client.ping()
     except Exception as error:  # noqa: BLE001 - any failure means no usable engine
-        message = f"no Docker engine answers ({error}); run scripts/test, which starts one"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"no Docker engine answers ({error}); run scripts/test, which starts one")
     return client
 
 
@@ -178,10 +184,7 @@ def base_image(docker_client) -> str:
         try:
             docker_client.images.get(image)
         except docker.errors.ImageNotFound:
-            message = f"{image} is missing; run scripts/{script}"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
+            missing(f"{image} is missing; run scripts/{script}")
     return BASE_IMAGE
 
 
@@ -193,10 +196,7 @@ def buildkit_cli(docker_client):
 
     cli, why = find_buildkit_cli()
     if cli is None:
-        message = f"no docker CLI can build with BuildKit: {why}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"no docker CLI can build with BuildKit: {why}")
     return cli
 
 
@@ -206,3 +206,16 @@ def builder(request) -> str:
     if request.param == "buildkit":
         request.getfixturevalue("buildkit_cli")
     return request.param
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """The fake engine (tests/fake_engine.py) in place of Docker, with the base and proxy
+    images present: the tier between the pure planner and the real engine."""
+    from .fake_engine import FakeEngine, connect_to
+
+    engine = FakeEngine()
+    engine.add_image(BASE_IMAGE)
+    engine.add_image(PROXY_IMAGE)
+    connect_to(monkeypatch, engine)
+    return engine

@@ -14,9 +14,9 @@ import requests
 
 from .conftest import (
     EXAMPLES,
-    IN_CI,
     PROXY_IMAGE,
     engine_package,
+    missing,
     remove_package_objects,
     run_cli,
     serving_container,
@@ -258,7 +258,7 @@ def test_broken_init_fails_the_canary_and_the_old_container_keeps_serving(
 
 def test_push_then_pull_back_by_hash(docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine):
     if requests.get(f"http://{REGISTRY}/v2/", timeout=2).status_code != 200:
-        pytest.fail(f"no registry at {REGISTRY}") if IN_CI else pytest.skip(f"no registry at {REGISTRY}")
+        missing(f"no registry at {REGISTRY}")
     cleanup_engine.append(unique_name)
     package = engine_package(repo, base_image, runtime_only_lock, unique_name, mode="image")
     manifest = package / "package.yaml"
@@ -327,7 +327,7 @@ def test_a_registry_base_is_pinned_by_its_digest_and_hashes_alike_without_an_eng
     docker_client, repo, base_image, runtime_only_lock, unique_name, cleanup_engine
 ):
     if requests.get(f"http://{REGISTRY}/v2/", timeout=2).status_code != 200:
-        pytest.fail(f"no registry at {REGISTRY}") if IN_CI else pytest.skip(f"no registry at {REGISTRY}")
+        missing(f"no registry at {REGISTRY}")
     cleanup_engine.append(unique_name)
     remote = f"{REGISTRY}/reconciler-test/base-{unique_name}:1"
     docker_client.images.get(base_image).tag(remote)
@@ -653,12 +653,12 @@ def test_secrets_reach_the_container_only_and_a_changed_value_recreates_it(
     )
     first, second = f"tok-{uuid.uuid4().hex}", f"tok-{uuid.uuid4().hex}"
 
-    missing = run_cli("plan", str(package), cwd=repo)
-    assert missing.returncode == 1
+    unset = run_cli("plan", str(package), cwd=repo)
+    assert unset.returncode == 1
     assert re.search(
         r"package.yaml:\d+:\d+: inference.secrets: no value for RECONCILER_TEST_TOKEN in the environment",
-        missing.stdout,
-    ), missing.stdout
+        unset.stdout,
+    ), unset.stdout
 
     env = {"RECONCILER_TEST_TOKEN": first}
     applied = run_cli("apply", str(package), cwd=repo, env=env, timeout=900)

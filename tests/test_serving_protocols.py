@@ -8,17 +8,8 @@ import pytest
 
 from reconciler import pipeline
 
-from .conftest import BASE_IMAGE, PROXY_IMAGE, engine_package
-from .fake_engine import FakeEngine, Killed, connect_to
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeEngine:
-    engine = FakeEngine()
-    engine.add_image(BASE_IMAGE)
-    engine.add_image(PROXY_IMAGE)
-    connect_to(monkeypatch, engine)
-    return engine
+from .conftest import BASE_IMAGE, engine_package
+from .fake_engine import FakeEngine, Killed
 
 
 def apply(path) -> pipeline.Reconciliation:

@@ -17,21 +17,11 @@ import requests
 
 from reconciler.sync.agent import SyncAgent
 
-from .conftest import BASE_IMAGE, IN_CI, PROXY_IMAGE, engine_package
-from .fake_engine import FakeEngine, connect_to
+from .conftest import BASE_IMAGE, engine_package, missing
 from .runtime_helpers import free_port
 from .test_sync import Remote
 
 SECRET = b"a-webhook-secret-of-some-length"
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeEngine:
-    engine = FakeEngine()
-    engine.add_image(BASE_IMAGE)
-    engine.add_image(PROXY_IMAGE)
-    connect_to(monkeypatch, engine)
-    return engine
 
 
 class Running:
@@ -161,8 +151,7 @@ def test_status_and_metrics_say_what_runs(served):
 def chromium() -> str:
     path = shutil.which("chromium")
     if path is None:
-        message = "Debian's chromium is not installed; scripts/test installs it"
-        pytest.fail(message) if IN_CI else pytest.skip(message)
+        missing("Debian's chromium is not installed; scripts/test installs it")
     return path
 
 

@@ -8,18 +8,9 @@ import pytest
 
 from reconciler.sync.agent import SyncAgent
 
-from .conftest import BASE_IMAGE, PROXY_IMAGE, engine_package
-from .fake_engine import FakeEngine, connect_to
+from .conftest import BASE_IMAGE, engine_package
+from .fake_engine import FakeEngine
 from .test_sync import Remote
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeEngine:
-    engine = FakeEngine()
-    engine.add_image(BASE_IMAGE)
-    engine.add_image(PROXY_IMAGE)
-    connect_to(monkeypatch, engine)
-    return engine
 
 
 @pytest.fixture
