@@ -5,13 +5,11 @@ benchmark compare the runtime with."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from .runtime_helpers import RuntimeProcess, free_port
+from .runtime_helpers import RuntimeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURE_VENV = ROOT / ".venv-azure"
@@ -47,20 +45,10 @@ class AzureServer(RuntimeProcess):
         env: dict | None = None,
         launcher: tuple = (),
     ):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = tempfile.NamedTemporaryFile(prefix="azure-", suffix=".log", delete=False)
         environment = {
-            **os.environ,
             "WORKER_COUNT": "1",
             **({"AZUREML_MODEL_DIR": str(model_dir)} if model_dir else {}),
             **(env or {}),
         }
         server = str(Path(python).parent / "azmlinfsrv")
-        self.process = subprocess.Popen(
-            [*launcher, server, "--entry_script", str(app_root / "score.py"), "--port", str(self.port)],
-            env=environment,
-            cwd=app_root,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
+        self._start([*launcher, server, "--entry_script", str(app_root / "score.py")], environment, app_root)

@@ -34,20 +34,24 @@ class RuntimeProcess:
         module: str = "reconciler.runtime",
         launcher: tuple = (),
     ):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = tempfile.NamedTemporaryFile(prefix="runtime-", suffix=".log", delete=False)
         environment = {
-            **os.environ,
             "AML_APP_ROOT": str(app_root),
             "AZUREML_ENTRY_SCRIPT": "score.py",
             **({"AZUREML_MODEL_DIR": str(model_dir)} if model_dir else {}),
             **(env or {}),
         }
+        self._start([*launcher, python, "-m", module, "--host", "127.0.0.1"], environment, app_root)
+
+    def _start(self, command: list[str], env: dict, cwd: Path) -> None:
+        """`command --port PORT` on a free port, its output in a file (a pipe nobody reads
+        would fill, and stall the server)."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix="runtime-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
-            [*launcher, python, "-m", module, "--port", str(self.port), "--host", "127.0.0.1"],
-            env=environment,
-            cwd=app_root,
+            [*command, "--port", str(self.port)],
+            env={**os.environ, **env},
+            cwd=cwd,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
         )
@@ -101,6 +105,13 @@ class RuntimeProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         os.unlink(self.log_file.name)
+
+
+class ServeProcess(RuntimeProcess):
+    """`reconciler serve PACKAGE` on a free loopback port."""
+
+    def __init__(self, package: Path):
+        self._start([sys.executable, "-m", "reconciler", "serve", str(package)], {}, package)
 
 
 def write_app(folder: Path, score: str) -> Path:

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,7 +18,7 @@ from reconciler.desired.state import dockerfile_settings, image_settings
 from reconciler.spec.package import load_package
 
 from .conftest import run_cli, write_package
-from .runtime_helpers import RuntimeProcess, free_port, write_app
+from .runtime_helpers import RuntimeProcess, ServeProcess, write_app
 from .test_manifest import problems_of
 
 # An Azure-style plain script: each row's answer says which rows were scored with it, so a
@@ -235,28 +231,11 @@ def test_batching_is_in_the_image_settings_and_the_dockerfile_only_when_set(repo
 def test_reconciler_serve_batches_as_the_image_does(repo):
     manifest = write_package(repo / "pkg", score=textwrap.dedent(PLAIN))
     manifest.write_text(manifest.read_text().replace("inference:", "inference:\n  batching: {max_batch_size: 8}", 1))
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", str(manifest.parent), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.1)  # a 503 while init() runs too
-        answers = concurrently(lambda i: post(url, {"data": [[i]]}).json(), list(range(12)), 12)
+    with ServeProcess(manifest.parent) as server:
+        server.wait_ready(timeout=60)
+        answers = concurrently(lambda i: post(server.url, {"data": [[i]]}).json(), list(range(12)), 12)
         assert [answer[0]["row"] for answer in answers] == [[i] for i in range(12)]
         assert max(answer[0]["batch"] for answer in answers) > 1
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
 
 
 def test_reconciler_hash_shows_the_batching_setting(repo):

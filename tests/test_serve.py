@@ -4,52 +4,27 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
-import time
 
 import requests
 
 from .conftest import EXAMPLES, run_cli, write_package
-from .runtime_helpers import free_port
+from .runtime_helpers import ServeProcess, free_port
 
 SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
 
 
-def test_serve_runs_the_example_with_azures_layout(repo, tmp_path):
+def test_serve_runs_the_example_with_azures_layout(repo):
     package = repo / "multi-model"
     shutil.copytree(EXAMPLES / "multi-model", package, ignore=shutil.ignore_patterns("build"))
-    port = free_port()
-    log = tmp_path / "serve.log"  # a file, not a pipe: a pipe nobody reads fills and stalls the server
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # not listening, or too busy starting to answer
-                pass
-            assert process.poll() is None, log.read_text()
-            time.sleep(0.1)  # a 503 while init() runs too: each one is a log line
-        else:
-            raise AssertionError(f"not ready within 120 s:\n{log.read_text()[-3000:]}")
-        response = requests.post(f"http://127.0.0.1:{port}/score", json=SEED_REQUEST, timeout=30)
+    with ServeProcess(package) as server:
+        server.wait_ready(timeout=120)
+        response = requests.post(server.url + "/score", json=SEED_REQUEST, timeout=30)
         assert response.status_code == 200
         body = response.json()
         assert len(body["ridge"]) == 2 and len(body["lasso"]) == 2 and body["lasso_alpha"] == 0.05
-        process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert f"serving multi-model at http://127.0.0.1:{port}/score" in log.read_text()
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(30) == 0
+        assert f"serving multi-model at http://127.0.0.1:{server.port}/score" in server.logs
 
 
 def test_serve_names_the_missing_requirement_before_starting(repo):
@@ -87,28 +62,9 @@ def run(request: AMLRequest):
 """
 
 
-def test_serve_gives_the_entry_script_azures_import_names_as_the_image_does(repo, tmp_path):
+def test_serve_gives_the_entry_script_azures_import_names_as_the_image_does(repo):
     package = write_package(repo / "raw", score=RAWHTTP_SCORE).parent
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "serve", str(package), "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        answer = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                answer = requests.post(f"http://127.0.0.1:{port}/score", data=b"abc", timeout=2)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.1)
-        assert answer is not None, log.read_text()
+    with ServeProcess(package) as server:
+        server.wait_ready(timeout=60)
+        answer = requests.post(server.url + "/score", data=b"abc", timeout=30)
         assert answer.status_code == 200 and answer.content == b"cba"
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
