@@ -16,21 +16,18 @@ than Azure's; at 1 connection a median within 1 ms of unbatched; the Ridge model
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import joblib
 import numpy as np
-from common import ROOT, header, median, wrk
-from serve_vs_azure import PinnedAzureServer
+from common import ROOT, header, median, require_wrk, wrk
+from serve_vs_azure import PinnedAzureServer, azure_server_python
 from sklearn.ensemble import RandomForestRegressor
 
 sys.path.insert(0, str(ROOT))
-from tests.azure_server import azure_python  # noqa: E402
 from tests.runtime_helpers import RuntimeProcess  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "sklearn-regression"
@@ -107,14 +104,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     arguments = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    require_wrk()
     header("adaptive batching: a 100-tree RandomForest, 2-row requests, 1 worker on CPU 0, wrk on CPU 1")
-    python = azure_python("scikit-learn==1.5.2", "joblib")
-    shown = subprocess.run(
-        [python, "-m", "pip", "show", "azureml-inference-server-http"], capture_output=True, text=True
-    )
-    print("# azureml-inference-server-http " + re.search(r"Version: (\S+)", shown.stdout).group(1))
+    python = azure_server_python()
     print(f"# wrk -t1 -d{arguments.seconds}s, {arguments.runs} runs each, alternating; batching {BATCHING}")
     with tempfile.TemporaryDirectory(prefix="reconciler-batching-bench-") as scratch:
         root = Path(scratch)

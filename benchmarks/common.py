@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -74,8 +75,6 @@ def forget_abandoned(prefix: str, packages_below: str) -> None:
     with the containers, networks and images of the packages in them (`packages_below`, a
     path inside each), and those of scratch folders already gone. Without this the next run's
     agent rightly refuses to take over containers another checkout owns."""
-    import shutil
-
     import docker
 
     for scratch in Path(prefix).parent.glob(Path(prefix).name + "*"):
@@ -92,6 +91,11 @@ def forget_abandoned(prefix: str, packages_below: str) -> None:
     for network in client.networks.list(filters={"label": "reconciler.manifest"}):
         if abandoned(network.attrs.get("Labels") or {}):
             network.remove()
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:

@@ -26,6 +26,18 @@ FLOOR = "import yaml, pydantic, docker"  # what any tool of this kind imports be
 SCORE = "import json\n\ndef init():\n    pass\n\ndef run(raw):\n    return json.loads(raw)\n"
 
 
+def seed_lock(scratch: Path, env: dict) -> Path:
+    """A package.lock for the generated packages (they all ask for the same, nothing), resolved
+    once with `reconciler lock` in scratch/seed and copied into every tree."""
+    seed = scratch / "seed"
+    generate(seed, 1, Path("/dev/null"))
+    (seed / "pkg-0000" / "package.lock").unlink()
+    subprocess.run(
+        [PYTHON, "-m", "reconciler", "lock", str(seed)], check=True, env={**os.environ, **env}, capture_output=True
+    )
+    return seed / "pkg-0000" / "package.lock"
+
+
 def generate(root: Path, count: int, lock: Path) -> None:
     for index in range(count):
         package = root / f"pkg-{index:04d}"
@@ -50,13 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as scratch:
         scratch_path = Path(scratch)
         env = {"RECONCILER_CACHE_DIR": str(scratch_path / "cache")}
-        seed = scratch_path / "seed"
-        generate(seed, 1, Path("/dev/null"))
-        (seed / "pkg-0000" / "package.lock").unlink()
-        subprocess.run(
-            [PYTHON, "-m", "reconciler", "lock", str(seed)], check=True, env={**os.environ, **env}, capture_output=True
-        )
-        lock = seed / "pkg-0000" / "package.lock"
+        lock = seed_lock(scratch_path, env)
         columns = f"{'packages':>8}  {'median s':>9}  {'min s':>7}  {'max s':>7}  runs"
         if arguments.compare:
             print(f"# compared with: {arguments.compare}")

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, header, median, wrk
+from common import ROOT, header, median, require_wrk, wrk
 
 sys.path.insert(0, str(ROOT))
 from tests.azure_server import AzureServer, azure_python  # noqa: E402
@@ -42,14 +42,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     arguments = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    require_wrk()
     header("scoring runtime vs azureml-inference-server-http, 1 worker each, wrk on 127.0.0.1")
-    python = azure_python("scikit-learn==1.5.2", "joblib")
-    version = subprocess.run(
-        [python, "-m", "pip", "show", "azureml-inference-server-http"], capture_output=True, text=True
-    ).stdout
-    print("# azureml-inference-server-http " + re.search(r"Version: (\S+)", version).group(1))
+    python = azure_server_python()
     print(f"# wrk -t1 -c{arguments.connections} -d{arguments.seconds}s, {arguments.runs} runs each, alternating")
     with tempfile.TemporaryDirectory(prefix="reconciler-serve-bench-") as scratch:
         root = Path(scratch)
@@ -86,6 +81,16 @@ def main() -> None:
             f"p99: {ours['p99'] / azure['p99']:.2f} of Azure's; p50: {ours['p50'] / azure['p50']:.2f} of Azure's; "
             f"{ours['rps'] / bare['rps']:.0%} of the bare loop's requests/s"
         )
+
+
+def azure_server_python() -> str:
+    """The venv with Azure's server and the seed's scikit-learn; its version goes in the header."""
+    python = azure_python("scikit-learn==1.5.2", "joblib")
+    shown = subprocess.run(
+        [python, "-m", "pip", "show", "azureml-inference-server-http"], capture_output=True, text=True
+    ).stdout
+    print("# azureml-inference-server-http " + re.search(r"Version: (\S+)", shown).group(1))
+    return python
 
 
 class BareServer(RuntimeProcess):

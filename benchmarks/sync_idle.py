@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from common import PYTHON, header, median, time_command
-from noop_plan import generate
+from noop_plan import generate, seed_lock
 
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b"}
 GIT_ENV["GIT_COMMITTER_EMAIL"] = "b@b"
@@ -35,14 +35,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as scratch:
         scratch_path = Path(scratch)
         env = {"RECONCILER_CACHE_DIR": str(scratch_path / "cache")}
-        seed = scratch_path / "seed"
-        generate(seed, 1, Path("/dev/null"))
-        (seed / "pkg-0000" / "package.lock").unlink()
-        subprocess.run(
-            [PYTHON, "-m", "reconciler", "lock", str(seed)], check=True, env={**os.environ, **env}, capture_output=True
-        )
         source = scratch_path / "source"
-        generate(source, arguments.packages, seed / "pkg-0000" / "package.lock")
+        generate(source, arguments.packages, seed_lock(scratch_path, env))
         for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "packages"]):
             subprocess.run(["git", *command], cwd=source, env=GIT_ENV, check=True)
         rounds = {}

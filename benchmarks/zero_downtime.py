@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import PYTHON, ROOT, forget_packages, header, median, wrk
+from common import PYTHON, ROOT, forget_packages, header, median, require_wrk, wrk
 
 sys.path.insert(0, str(ROOT))
 from tests.runtime_helpers import free_port  # noqa: E402
@@ -139,8 +139,7 @@ def main() -> None:
         "--parts", nargs="+", choices=["updates", "cost"], default=["updates", "cost"], help="what to measure"
     )
     arguments = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    require_wrk()
     header("container updates under a request every 20 ms; the proxy's cost on serving")
     with tempfile.TemporaryDirectory(prefix="reconciler-zero-downtime-") as scratch:
         repo = Path(scratch)
