@@ -128,11 +128,7 @@ def rollback(arguments: argparse.Namespace) -> int:
     from reconciler.execute import printing_progress
 
     options = pipeline.Options(frozen=True, secrets_file=arguments.secrets)
-    try:
-        done = roll_back(arguments.path, options, arguments.to, printing_progress(sys.stdout))
-    except ReconcilerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+    done = roll_back(arguments.path, options, arguments.to, printing_progress(sys.stdout))  # errors: cli.main
     print(report.rollback_text(done), end="")
     return EXIT_ERROR if done.failed else EXIT_OK
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
-from reconciler.desired.state import Desired, image_settings
+from reconciler.desired.state import Desired, image_reference, image_settings
 from reconciler.engine.endpoint import score_url
 from reconciler.pipeline import Outcome, Reconciliation
 from reconciler.pipeline.history import PackageHistory
@@ -172,7 +172,7 @@ def package_status(outcome: Outcome) -> dict:
     if serving is not None:
         status["container"] = f"{serving.name}: {serving.status}"
         if serving.hold and serving.hold == outcome.desired.container_hash:  # a rollback holds it
-            status["image"] = f"{package.manifest.image_repository}:{serving.image_hash[:12]}"
+            status["image"] = image_reference(package.manifest.image_repository, serving.image_hash)
             status["state"] = "rolled back to " + serving.image_hash[:12] + " (held until the inputs change)"
     if front is not None:
         status["readiness"] = outcome.readiness

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.core import labels
+from reconciler.desired.state import image_reference
 from reconciler.observed.state import Observed
 from reconciler.plan.actions import Action
 from reconciler.plan.intent import Intent
@@ -22,7 +23,7 @@ def plan_rollback(
     """Serve the image `image_hash` (kept by the package) as `container_hash`, held at the
     inputs `intent` stands for; or the error that stops it. The container's revision labels
     come from the image itself, as for any container."""
-    reference = f"{intent.image.rpartition(':')[0]}:{image_hash[:12]}"
+    reference = image_reference(intent.image.rpartition(":")[0], image_hash)
     hold = {labels.IMAGE_HASH: image_hash, labels.CONTAINER_HASH: container_hash, labels.HOLD: intent.container_hash}
     target = replace(
         intent,

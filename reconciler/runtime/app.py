@@ -111,9 +111,13 @@ class ScoringApp:
 
     def _batcher(self) -> Batcher:
         s = self.settings
-        in_flight = lambda: self.scoring  # noqa: E731
         return Batcher(
-            self.runner, s.batch_max_rows, s.batch_max_latency_ms, self.timeout_s, in_flight, self.metrics.batched
+            self.runner,
+            s.batch_max_rows,
+            s.batch_max_latency_ms,
+            self.timeout_s,
+            lambda: self.scoring,
+            self.metrics.batched,
         )
 
     def _load_and_init(self) -> float:
