@@ -4,10 +4,12 @@ a real Docker engine where a test is marked `docker`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import NoReturn
 
@@ -135,8 +137,9 @@ def docker_client():
     return client
 
 
-def engine_package(repo, base_image, runtime_only_lock, name, *, mode="container", port=None):
-    """A small package for image or container mode on the test base image, on a free port."""
+def engine_package(repo, base_image, runtime_only_lock, name, *, mode="container", port=None, container=""):
+    """A small package for image or container mode on the test base image, on a free port
+    (`container`: more settings of output.container, as flow-mapping entries)."""
     from .runtime_helpers import free_port
 
     package = repo / name
@@ -149,11 +152,22 @@ def engine_package(repo, base_image, runtime_only_lock, name, *, mode="container
           environment: {{base_image: {base_image}, pip: []}}
         output:
           mode: {mode}
-          container: {{port: {port or free_port()}, proxy_image: "{PROXY_IMAGE}"}}
+          container: {{port: {port or free_port()}, proxy_image: "{PROXY_IMAGE}"{", " + container if container else ""}}}
         """,
     )
     shutil.copy(runtime_only_lock, package / "package.lock")
     return package
+
+
+@pytest.fixture
+def served(repo, base_image, runtime_only_lock, docker_client):
+    """A container-mode package of its own name on a free port: (folder, name, port); its
+    containers, network and images go after the test."""
+    name = f"z{uuid.uuid4().hex[:10]}"
+    package = engine_package(repo, base_image, runtime_only_lock, name)
+    port = int(re.search(r"port: (\d+)", (package / "package.yaml").read_text()).group(1))
+    yield package, name, port
+    remove_package_objects(docker_client, name)
 
 
 def serving_container(docker_client, name: str):

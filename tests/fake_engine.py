@@ -12,6 +12,9 @@ so the executor, the observed state and the serving protocols run against it unc
   the serving name, and, until the protocol waits for the switch (`switched()`), also still to
   the one that held it before, which must therefore keep serving.
 
+- the proxy's counts for the canary server: every read adds `canary_traffic` (requests,
+  errors) while a running container holds the canary name, as a steady stream would.
+
 `kill_after` makes the N+1th changing call raise `Killed`, as a kill -9 would stop the process
 there; `save()`/`restore()` put the whole engine back, to try the next N. After every change,
 `refusals` counts the moments a request to the package would have been refused.
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from reconciler.engine.docker import BuildFailed, BuildResult, EngineError, NotOnEngine
+from reconciler.engine.endpoint import ServerCounts
 from reconciler.engine.specs import BuildSpec, ContainerSpec, NetworkSpec
 
 
@@ -77,6 +81,9 @@ class FakeEngine:
         self.kill_after: int | None = None
         self.refusals: list[str] = []  # after which call a request would have been refused
         self.watched: tuple[int, str] | None = None  # (published port, serving name) to check
+        self.canary_name = ""  # the name the proxy sends a canary's share to
+        self.canary_traffic = (10, 0)  # what each read of the counts adds while a canary serves
+        self.canary_counts = ServerCounts()
         self._stale_route: str | None = None  # the container the proxy may still send to
         self._ids = itertools.count(1)
         self._ports = itertools.count(41000)
@@ -92,6 +99,7 @@ class FakeEngine:
         "calls",
         "refusals",
         "_stale_route",
+        "canary_counts",
     )
 
     def save(self) -> dict:
@@ -112,9 +120,10 @@ class FakeEngine:
         )
         return image_id
 
-    def watch_service(self, port: int, serving_name: str) -> None:
+    def watch_service(self, port: int, serving_name: str, canary_name: str = "") -> None:
         """From now on, count every moment a request to `port` would be refused."""
         self.watched = (port, serving_name)
+        self.canary_name = canary_name
 
     def switched(self) -> None:
         """The protocol waited for the proxy to re-resolve the serving name."""
@@ -158,7 +167,9 @@ class FakeEngine:
         if front.spec.labels.get("reconciler.role") != "proxy":
             return self._ready(front)
         holder = next((c for c in self.stored_containers.values() if c.name == serving_name), None)
-        routes = [c for c in (holder, self.stored_containers.get(self._stale_route or "")) if c is not None]
+        canary = next((c for c in self.stored_containers.values() if self.canary_name == c.name), None)
+        stale = self.stored_containers.get(self._stale_route or "")
+        routes = [c for c in (holder, canary, stale) if c is not None]
         return bool(routes) and all(self._ready(c) for c in routes)
 
     def _container(self, container_id: str) -> FakeContainer:
@@ -347,6 +358,15 @@ class FakeEngine:
         if not container.host_port or container.state != "running":
             raise EngineError(f"container {container_id[:12]} publishes no port")
         return container.host_port
+
+    def proxy_counts(self, proxy_id: str, server: str) -> ServerCounts:
+        self.published_port(proxy_id)  # the proxy runs
+        if any(c.name == self.canary_name and c.state == "running" for c in self.stored_containers.values()):
+            requests, errors = self.canary_traffic
+            self.canary_counts = ServerCounts(
+                self.canary_counts.requests + requests, self.canary_counts.errors + errors
+            )
+        return self.canary_counts
 
     def logs(self, container_id: str, lines: int = 30) -> list[str]:
         return ["fake: init() failed"] if container_id in self.stored_containers else []

@@ -320,3 +320,55 @@ def test_discovery_skips_hidden_folders_and_outputs(repo):
 def test_missing_path_argument_is_a_problem(repo):
     workspace = load_workspace([repo / "nope"])
     assert [p.message for p in workspace.problems] == ["no such file or folder"]
+
+
+def test_canary_settings_are_checked_with_file_line_and_field(repo):
+    manifest = write_package(
+        repo / "pkg",
+        """\
+        name: pkg
+        models:
+          - {name: m, version: 1, path: model/model.txt}
+        output:
+          mode: container
+          container:
+            canary:
+              weight: 100
+              duration_s: 0
+              max_error_rate: 1.5
+        """,
+    )
+    assert problems_of(manifest) == [
+        "8:15: output.container.canary.weight: must be less than or equal to 99, got 100",
+        "9:19: output.container.canary.duration_s: must be greater than 0, got 0",
+        "10:23: output.container.canary.max_error_rate: must be less than or equal to 1, got 1.5",
+    ]
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        (
+            "{mode: container, container: {proxy: false, canary: {weight: 10, duration_s: 60, max_error_rate: 0}}}",
+            "4:38: output.container: canary needs proxy: true: the proxy is what splits the traffic and counts "
+            "the errors",
+        ),
+        (
+            "{mode: kubernetes, image: {registry: 'r.example:5000'}, "
+            "container: {canary: {weight: 10, duration_s: 60, max_error_rate: 0}}}",
+            "4:9: output: container.canary is for container mode; on Kubernetes, Argo Rollouts or Flagger run "
+            "canaries (docs/kubernetes.md, section Canary)",
+        ),
+    ],
+)
+def test_a_canary_needs_the_proxy_and_container_mode(repo, output, expected):
+    manifest = write_package(
+        repo / "pkg",
+        f"""\
+        name: pkg
+        models:
+          - {{name: m, version: 1, path: model/model.txt}}
+        output: {output}
+        """,
+    )
+    assert problems_of(manifest) == [expected]

@@ -13,13 +13,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
-from .conftest import engine_package, remove_package_objects, run_cli, serving_container
+from .conftest import run_cli, serving_container
 
 pytestmark = pytest.mark.docker
 
@@ -48,6 +47,7 @@ class Probe:
         self.port = port
         self.stop = threading.Event()
         self.answers: list[tuple[float, object]] = []
+        self.versions: list[tuple[float, int | None]] = []  # the version of each 200's answer
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -56,6 +56,8 @@ class Probe:
             try:
                 response = session.post(f"http://127.0.0.1:{self.port}/score", data="{}", timeout=30)
                 self.answers.append((time.monotonic(), response.status_code))
+                if response.status_code == 200:
+                    self.versions.append((time.monotonic(), response.json().get("version")))
             except requests.RequestException as error:
                 self.answers.append((time.monotonic(), repr(error)[:300]))
             time.sleep(0.02)
@@ -79,15 +81,6 @@ def version_served(port: int) -> int:
 
 def set_version(package: Path, version: int, init_s: float) -> None:
     (package / "score.py").write_text(SLOW_SCORE.format(version=version, init_s=init_s))
-
-
-@pytest.fixture
-def served(repo, base_image, runtime_only_lock, docker_client):
-    name = f"z{uuid.uuid4().hex[:10]}"
-    package = engine_package(repo, base_image, runtime_only_lock, name)
-    port = int(re.search(r"port: (\d+)", (package / "package.yaml").read_text()).group(1))
-    yield package, name, port
-    remove_package_objects(docker_client, name)
 
 
 def containers(docker_client, name: str) -> list:

@@ -16,6 +16,7 @@ from reconciler.desired.state import Desired, image_reference, image_settings
 from reconciler.engine.endpoint import score_url
 from reconciler.pipeline import Outcome, Reconciliation
 from reconciler.pipeline.history import PackageHistory
+from reconciler.pipeline.outcome import CanaryInProgress
 from reconciler.pipeline.rollback import RolledBack
 from reconciler.plan import Action
 
@@ -153,6 +154,7 @@ def package_status(outcome: Outcome) -> dict:
         "revision": None,
         "proxy": None,
         "updating": False,
+        "canary": None,
     }
     revision = outcome.revision()
     if revision is not None:
@@ -184,7 +186,31 @@ def package_status(outcome: Outcome) -> dict:
         status["updating"] = bool(others)
         if others:
             status["state"] += f" (update in progress: {', '.join(c.name for c in others)})"
+    if outcome.canary is not None:
+        status["canary"] = _canary_json(outcome.canary)
+        status["state"] += f" ({_canary_text(outcome.canary)})"
     return status
+
+
+def _canary_json(canary: CanaryInProgress) -> dict:
+    counts = canary.counts
+    return {
+        "container": canary.container,
+        "weight": canary.weight,
+        "requests": counts.requests if counts else None,
+        "errors": counts.errors if counts else None,
+    }
+
+
+def _canary_text(canary: CanaryInProgress) -> str:
+    counts = canary.counts
+    if counts is None:
+        return f"canary {canary.container} gets {canary.weight}% of requests; the proxy's counts do not answer"
+    rate = f", {counts.errors / counts.requests:.1%}" if counts.requests else ""
+    return (
+        f"canary {canary.container} gets {canary.weight}% of requests: "
+        f"{counts.requests} so far, {counts.errors} errors{rate}"
+    )
 
 
 def _on_disk(images: dict | None) -> str:
@@ -266,7 +292,7 @@ def _outcome_json(outcome: Outcome, command: str) -> dict:
     }
     if command == "status":
         live = package_status(outcome)
-        keys = ("image", "container", "readiness", "url", "images_on_disk", "revision", "proxy", "updating")
+        keys = ("image", "container", "readiness", "url", "images_on_disk", "revision", "proxy", "updating", "canary")
         document.update({key: live[key] for key in keys})
     return document
 

@@ -22,4 +22,7 @@ OCI_SOURCE = "org.opencontainers.image.source"  # the origin remote, without cre
 # on a serving container a rollback made: the container hash of the inputs it was rolled back
 # from; while the inputs are those, plans leave the package alone
 HOLD = "reconciler.hold"
+# on a canary (output.container.canary): what the proxy had counted for the canary server when
+# it began, "requests,errors", so that its own counts are known after any restart
+CANARY = "reconciler.canary"
 SBOM = "reconciler.sbom"  # on an image: blake3:<digest> of the sbom.cdx.json it was built with

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from reconciler.core.errors import PermanentError, TemporaryError
 from reconciler.core.labels import MANAGED
 from reconciler.desired.dockerfile import CONTAINER_PORT
-from reconciler.engine.endpoint import is_ready
+from reconciler.desired.proxy import BACKEND, STATS_PATH, STATS_PORT
+from reconciler.engine.endpoint import ServerCounts, is_ready, proxy_counts
 from reconciler.engine.specs import BuildSpec, Confinement, ContainerSpec, NetworkSpec
 
 READY_POLL_S = 0.03  # between two GET /ready while a container starts
@@ -279,7 +280,10 @@ class Engine:
             ]
         with engine_call(f"cannot create container {spec.name}"):
             host_config = self.api.create_host_config(
-                port_bindings={spec.container_port: (spec.host, spec.port or None)},
+                port_bindings={
+                    spec.container_port: (spec.host, spec.port or None),
+                    **{port: ("127.0.0.1", None) for port in spec.loopback_ports},
+                },
                 restart_policy={"Name": "unless-stopped" if spec.restart else "no"},
                 init=True,
                 binds={source: {"bind": target, "mode": "ro"} for source, target in spec.mounts.items()},
@@ -290,7 +294,7 @@ class Engine:
                 spec.image,
                 name=spec.name,
                 labels=dict(spec.labels),
-                ports=[spec.container_port],
+                ports=[spec.container_port, *spec.loopback_ports],
                 host_config=host_config,
                 detach=True,
                 environment={**spec.environment, **spec.secrets} or None,
@@ -328,6 +332,10 @@ class Engine:
         if not bindings:
             raise EngineError(f"container {container_id[:12]} publishes no port")
         return int(bindings[0]["HostPort"])
+
+    def proxy_counts(self, proxy_id: str, server: str) -> ServerCounts:
+        """What a package's proxy counted for one server of its backend (a canary's)."""
+        return proxy_counts(self.published_port(proxy_id, STATS_PORT), STATS_PATH, BACKEND, server)
 
     def logs(self, container_id: str, lines: int = 30) -> list[str]:
         try:

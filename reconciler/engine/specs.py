@@ -37,6 +37,7 @@ class ContainerSpec:
     host: str = "127.0.0.1"
     port: int = 0
     container_port: int = CONTAINER_PORT
+    loopback_ports: tuple[int, ...] = ()  # more container ports, each on an ephemeral 127.0.0.1 port: for reconciler
     network: str | None = None
     restart: bool = True  # serving containers come back after a reboot; a canary does not
     user: str | None = None  # UID:GID it runs as, whatever its image declares (None: the image's USER)

@@ -16,9 +16,15 @@ fresh one started on the real port. Requests are refused for about one init() du
 
 Every name, label and setting comes from the payload: the planner decided them.
 
+**With a canary** (`Swap.canary`): once ready, the new container first takes the canary
+name, which the proxy sends a share of the requests to, and is judged by what the proxy
+counted for it (`canary`). Promoted, it takes the serving name as above; failed, it gives up
+the canary name, drains and goes, and the old one never stopped serving. The proxy's counts
+when it began are a label on it, so an interrupted canary is resumed where it was.
+
 RECONCILER_PAUSE_AT=<step> stops an update at a named step (a test hook, for killing it
-there): backend-created, backend-ready, old-renamed, new-renamed, switched, proxy-created,
-old-stopped.
+there): backend-created, backend-ready, canary-named, canary-judged, old-renamed,
+new-renamed, switched, proxy-created, old-stopped.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ import os
 import time
 from collections.abc import Callable
 
+from reconciler.core import labels
 from reconciler.core.errors import PermanentError, ReconcilerError, TemporaryError
-from reconciler.desired.proxy import SWITCH_WAIT_S
+from reconciler.desired.proxy import CANARY_SERVER, SWITCH_WAIT_S
 from reconciler.engine.docker import Engine, NotOnEngine
-from reconciler.engine.endpoint import score_url
+from reconciler.engine.endpoint import ServerCounts, score_url
 from reconciler.engine.specs import ContainerSpec
+from reconciler.execute import canary
 from reconciler.plan.actions import (
+    CanaryRun,
     CreateDirect,
     CreateProxy,
     Published,
@@ -152,8 +161,14 @@ class Serving:
         engine = self.engine
         engine.ensure_network(payload.network)
         backend, created = payload.reuse, False
+        run, began = payload.canary, ServerCounts()
+        if run is not None:  # what the proxy counted for the canary server before this canary
+            began = (
+                ServerCounts.of_label(run.resumed) if run.resumed else engine.proxy_counts(payload.proxy, CANARY_SERVER)
+            )
         if payload.backend is not None:
-            backend, created = self._create_from_image(payload.backend), True
+            spec = payload.backend.labelled({labels.CANARY: began.label()}) if run else payload.backend
+            backend, created = self._create_from_image(spec), True
             pause_at("backend-created", self.say)
         try:
             engine.start(backend)
@@ -165,6 +180,7 @@ class Serving:
                 engine.remove_container(backend)
             raise
         pause_at("backend-ready", self.say)
+        verdict = self._canary(backend, run, began, payload) if run is not None else ""
         gave_up = False
         try:
             if payload.current:  # the one serving now gives up the name (the proxy keeps its address until reloaded)
@@ -197,7 +213,32 @@ class Serving:
                 engine.stop(old, timeout=payload.drain_s)  # the runtime finishes what it serves
                 pause_at("old-stopped", self.say)
                 engine.remove_container(old)
-        return ready_at(payload.at)
+        return f"{verdict}; {ready_at(payload.at)}" if verdict else ready_at(payload.at)
+
+    def _canary(self, backend: str, run: CanaryRun, began: ServerCounts, payload: Swap) -> str:
+        """Serve the canary's share until it is judged; failed, it goes (CanaryFailed), and
+        nothing is left serving unattended whatever stops the judging."""
+        if not run.resumed:
+            self.engine.rename(backend, run.name)
+        pause_at("canary-named", self.say)
+        self.say(f"{run}, then judged (at most {canary.percent(run.max_error_rate)} errors)")
+        try:
+            verdict = canary.watch(self.engine, payload.proxy, began, run, self.say)
+        except ReconcilerError:
+            self._abort_canary(backend, run, payload.drain_s)
+            raise
+        pause_at("canary-judged", self.say)
+        if not verdict.passed:
+            self._abort_canary(backend, run, payload.drain_s)
+            raise canary.CanaryFailed(f"{verdict.text}; what served before keeps serving")
+        self.say(verdict.text)
+        return verdict.text
+
+    def _abort_canary(self, backend: str, run: CanaryRun, drain_s: int) -> None:
+        self.engine.rename(backend, run.abort_name)
+        wait_switched()
+        self.engine.stop(backend, timeout=drain_s)
+        self.engine.remove_container(backend)
 
     def _new_proxy(self, at: Published, spec: ContainerSpec, timeout_s: float) -> None:
         proxy = self.engine.create_container(spec)
@@ -224,6 +265,8 @@ class Serving:
     def retire(self, payload: Retire) -> str:
         """A container the proxy no longer serves (an update was interrupted after the renames):
         give the proxy its moment to stop sending to it, drain it, remove it."""
+        if payload.unname:
+            self.engine.rename(payload.container, payload.unname)
         if payload.proxy:
             self.engine.start(payload.proxy)
             wait_switched()

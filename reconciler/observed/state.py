@@ -72,6 +72,7 @@ class ContainerState:
     container_inputs: Mapping[str, str] = field(default_factory=dict)  # a short digest per setting
     networks: Mapping[str, str] = field(default_factory=dict)  # the networks it is attached to: name -> id
     hold: str = ""  # rolled back: the container hash of the inputs it was rolled back from
+    canary: str = ""  # a canary: the proxy's counts when it began ("requests,errors")
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def container_state(summary: dict) -> ContainerState:
         proxy_hash=labels_.get(labels.PROXY_HASH, ""),
         container_inputs=_json_object(labels_.get(labels.CONTAINER_INPUTS, "")),
         hold=labels_.get(labels.HOLD, ""),
+        canary=labels_.get(labels.CANARY, ""),
         networks={
             name: str((attached or {}).get("NetworkID") or "")
             for name, attached in ((summary.get("NetworkSettings") or {}).get("Networks") or {}).items()

@@ -10,12 +10,23 @@ from reconciler.core.errors import Problem
 from reconciler.desired.proxy import serving_name
 from reconciler.desired.revision import Revision
 from reconciler.desired.state import Desired
+from reconciler.engine.endpoint import ServerCounts
 from reconciler.observed.state import ContainerState, ImagesOnDisk, Observed
 from reconciler.plan import Cleanup, PackagePlan
 from reconciler.spec.package import Package
 
 if TYPE_CHECKING:  # a plan that changes nothing never loads the executor
     from reconciler.execute import ActionResult
+
+
+@dataclass(frozen=True)
+class CanaryInProgress:
+    """A canary serving its share beside the old container, with what the proxy counted for
+    it so far (None when the proxy's stats did not answer)."""
+
+    container: str
+    weight: int
+    counts: ServerCounts | None
 
 
 @dataclass
@@ -31,6 +42,7 @@ class Outcome:
     held: bool = False  # not executed: the caller is waiting for its inputs to change
     readiness: str | None = None  # the serving container's /ready, when status asked
     images_on_disk: ImagesOnDisk | None = None  # when status asked
+    canary: CanaryInProgress | None = None  # when status asked
 
     @property
     def failed(self) -> bool:

@@ -26,14 +26,15 @@ from typing import TYPE_CHECKING
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError
 from reconciler.core.package_locks import PackageLocks
 from reconciler.desired.buildfolder import runtime_archive
-from reconciler.desired.proxy import network_name
+from reconciler.desired.proxy import CANARY_SERVER, canary_name, network_name
 from reconciler.desired.revision import revision_of
 from reconciler.desired.sbom import render_sbom, sbom_label
 from reconciler.desired.state import desire
-from reconciler.engine.docker import EngineUnavailable
+from reconciler.engine.docker import Engine, EngineUnavailable
+from reconciler.engine.endpoint import ServerCounts
 from reconciler.observed.folder import observe_folder
 from reconciler.observed.state import Observed, Snapshot, images_on_disk, readiness
-from reconciler.pipeline.outcome import Outcome, Reconciliation
+from reconciler.pipeline.outcome import CanaryInProgress, Outcome, Reconciliation
 from reconciler.pipeline.session import Session
 from reconciler.plan import (
     Action,
@@ -353,4 +354,21 @@ def status(paths: Sequence[str], session: Session) -> Reconciliation:
         front = outcome.front_container()
         if front is not None and outcome.package.mode.serves:
             outcome.readiness = readiness(front)
+            outcome.canary = canary_in_progress(outcome, session.engine)
     return reconciliation
+
+
+def canary_in_progress(outcome: Outcome, engine: Engine) -> CanaryInProgress | None:
+    """The package's canary, when one serves now, with its own counts (those since it began)."""
+    settings = outcome.package.manifest.output.container.canary
+    containers = outcome.observed.containers if outcome.observed else []
+    name = canary_name(outcome.package)
+    canary = next((c for c in containers if c.role == "backend" and c.name == name and c.state == "running"), None)
+    proxy = next((c for c in containers if c.role == "proxy" and c.state == "running"), None)
+    if settings is None or canary is None or proxy is None:
+        return None
+    try:
+        counts = engine.proxy_counts(proxy.id, CANARY_SERVER).since(ServerCounts.of_label(canary.canary))
+    except ReconcilerError:
+        counts = None
+    return CanaryInProgress(canary.name, settings.weight, counts)

@@ -174,6 +174,23 @@ class RecreateDirect:
 
 
 @dataclass(frozen=True)
+class CanaryRun:
+    """An update's canary (output.container.canary): the new container takes `name`, which the
+    proxy sends `weight` per cent of the requests to, and is judged after `duration_s`."""
+
+    name: str
+    weight: int
+    duration_s: float
+    max_error_rate: float
+    min_requests: int
+    abort_name: str  # the name it gives up `name` for when it fails
+    resumed: str = ""  # the proxy's counts when a canary that was interrupted began (its label)
+
+    def __str__(self) -> str:
+        return f"canary: {self.weight}% of requests for {self.duration_s:g} s"
+
+
+@dataclass(frozen=True)
 class Swap:
     """Behind the proxy (create and recreate): serve `backend` (or the running container
     `reuse`), give it the serving name, make sure the proxy runs, then drain and remove what
@@ -193,6 +210,7 @@ class Swap:
     retire: tuple[str, ...]  # other containers the proxy no longer serves: drained, then removed
     ready_timeout_s: float
     drain_s: int
+    canary: CanaryRun | None = None  # first serve a share of the requests, and be judged
 
     @property
     def target(self) -> str:
@@ -302,6 +320,7 @@ class Retire:
     container: str
     proxy: str
     drain_s: int
+    unname: str = ""  # it still holds a name the proxy sends to (a canary): it takes this one first
 
     @property
     def target(self) -> str:

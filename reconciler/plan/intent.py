@@ -20,6 +20,8 @@ from reconciler.desired.proxy import (
     PROXY_MEMORY_BYTES,
     PROXY_PORT,
     PROXY_USER,
+    STATS_PORT,
+    canary_name,
     network_name,
     proxy_command,
     render_proxy_config,
@@ -28,7 +30,7 @@ from reconciler.desired.proxy import (
 from reconciler.desired.state import Desired
 from reconciler.engine.specs import BuildSpec, Confinement, ContainerSpec, NetworkSpec
 from reconciler.spec.modes import Mode
-from reconciler.spec.output import ContainerOutput, memory_bytes
+from reconciler.spec.output import Canary, ContainerOutput, memory_bytes
 
 NO_CONTAINER = ContainerSpec("", "", {})
 
@@ -55,6 +57,8 @@ class Intent:
     proxy_hash: str = ""
     proxy_image: str = ""
     serving: str = ""  # the name of the container the proxy serves
+    canary: Canary | None = None  # updates go through a canary first
+    canary_name: str = ""  # the name the proxy sends the canary's share to
     manifests_folder: str = ""  # kubernetes mode: the manifests folder, as displayed
     manifests_hash: str = ""
     manifests_inputs: Mapping[str, str] = field(default_factory=dict)
@@ -96,6 +100,8 @@ class Intent:
             proxy_hash=desired.proxy_hash,
             proxy_image=settings.proxy_image,
             serving=serving_name(package),
+            canary=settings.canary if settings.proxy else None,
+            canary_name=canary_name(package),
             manifests_folder=display_path(package.kubernetes_directory) if package.kubernetes_directory else "",
             manifests_hash=desired.manifests_hash,
             manifests_inputs=desired.manifests_inputs,
@@ -201,6 +207,7 @@ def proxy_spec(desired: Desired) -> ContainerSpec:
         host=settings.host,
         port=settings.port,
         container_port=PROXY_PORT,
+        loopback_ports=(STATS_PORT,) if settings.canary else (),
         network=network_name(package),
         command=tuple(proxy_command()),
         environment={CONFIG_VARIABLE: render_proxy_config(package)},

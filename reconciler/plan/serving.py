@@ -18,6 +18,7 @@ from reconciler.observed.state import ContainerState, Observed
 from reconciler.plan.actions import (
     Action,
     ActionKind,
+    CanaryRun,
     CreateDirect,
     CreateProxy,
     Published,
@@ -65,6 +66,8 @@ def plan_serving(
     needed, the running container loads the new code in place. Returns an error instead when
     a name the package's containers take is held by a container that is not the package's."""
     wanted = [intent.container, intent.serving] if intent.proxy else [intent.container]
+    if intent.canary:
+        wanted.append(intent.canary_name)
     taken = [name for name in wanted if name in observed.names_elsewhere]
     if taken:
         return (
@@ -160,6 +163,33 @@ def _backend(intent: Intent, taken: frozenset[str]) -> ContainerSpec:
     )
 
 
+def _retiring_name(intent: Intent, taken: set[str]) -> str:
+    """A fresh `<name>-retiring-N`, taken for the rest of this plan (one plan may need several)."""
+    name = fresh_name(f"{intent.container}-retiring", frozenset(taken))
+    taken.add(name)
+    return name
+
+
+def _canary_applies(
+    intent: Intent,
+    observed: Observed,
+    serving: ContainerState | None,
+    proxy: ContainerState | None,
+    direct: list[ContainerState],
+) -> bool:
+    """A canary needs something serving now to compare against, and the proxy that splits the
+    traffic running with this configuration (with a new proxy, the update is a plain swap)."""
+    return bool(
+        intent.canary
+        and serving is not None
+        and serving.state == "running"
+        and proxy is not None
+        and proxy.state == "running"
+        and not direct
+        and not observed.network_gone
+    )
+
+
 def _plan_proxied(intent: Intent, observed: Observed, actions: list[Action], build_cause: str) -> None:
     """Behind a proxy. The container named `<name>-serving` is the one the proxy serves."""
     name, at = intent.name, _published(intent)
@@ -183,13 +213,35 @@ def _plan_proxied(intent: Intent, observed: Observed, actions: list[Action], bui
             cause = "an interrupted update"
         else:
             cause = "no container"
+        taken = set(observed.names)
+        retiring_name = _retiring_name(intent, taken)
+        canary = None
+        if _canary_applies(intent, observed, serving, good_proxy, direct):
+            stale = next((b for b in backends if b.name == intent.canary_name), None)
+            if stale is not None and (stale is not ready or not stale.canary):  # it holds the name the canary needs
+                unname = _retiring_name(intent, taken)
+                retire = Retire(stale.name, stale.id, good_proxy.id, intent.drain_s, unname=unname)
+                actions.append(Action(ActionKind.RETIRE, name, "a canary left by an interrupted update", retire))
+                backends = [b for b in backends if b is not stale]
+                ready = None if stale is ready else ready
+            resumed = ready.canary if ready is not None and ready.name == intent.canary_name else ""
+            canary = CanaryRun(
+                name=intent.canary_name,
+                weight=intent.canary.weight,
+                duration_s=intent.canary.duration_s,
+                max_error_rate=intent.canary.max_error_rate,
+                min_requests=intent.canary.min_requests,
+                abort_name=_retiring_name(intent, taken),
+                resumed=resumed,
+            )
+            cause += f"; {canary}" + (" (resumed: it was interrupted)" if resumed else "")
         swap = Swap(
             at=at,
             network=intent.network,
-            backend=None if ready else _backend(intent, observed.names),
+            backend=None if ready else _backend(intent, frozenset(taken)),
             reuse=ready.id if ready else "",
             current=serving.id if serving else "",
-            retiring_name=fresh_name(f"{intent.container}-retiring", observed.names),
+            retiring_name=retiring_name,
             serving_name=intent.serving,
             clear=tuple(c.id for c in direct),
             proxy=good_proxy.id if good_proxy else "",
@@ -198,6 +250,7 @@ def _plan_proxied(intent: Intent, observed: Observed, actions: list[Action], bui
             retire=tuple(b.id for b in backends if b is not ready and b is not serving),
             ready_timeout_s=intent.ready_timeout_s,
             drain_s=intent.drain_s,
+            canary=canary,
         )
         actions.append(Action(ActionKind.CREATE if serving is None else ActionKind.RECREATE, name, cause, swap))
         return
@@ -220,9 +273,13 @@ def _plan_proxied(intent: Intent, observed: Observed, actions: list[Action], bui
     elif proxy.state != "running":
         start = StartProxy(at, proxy.id, intent.ready_timeout_s)
         actions.append(Action(ActionKind.START_PROXY, name, f"proxy {proxy.state}", start))
+    taken = set(observed.names)
     for backend in backends:
         if backend is not serving:
-            retire = Retire(backend.name, backend.id, proxy.id if proxy else "", intent.drain_s)
+            unname = ""  # a canary's name still gets a share of the requests: it is given up first
+            if backend.name == intent.canary_name:
+                unname = _retiring_name(intent, taken)
+            retire = Retire(backend.name, backend.id, proxy.id if proxy else "", intent.drain_s, unname=unname)
             actions.append(Action(ActionKind.RETIRE, name, "left by an interrupted update", retire))
 
 

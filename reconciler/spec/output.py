@@ -192,6 +192,20 @@ class Logs(Strict):
     max_files: int = Field(5, ge=1, le=100, description="Log files kept per container.")
 
 
+class Canary(Strict):
+    """An update first serves a share of the requests from the new container, beside the old
+    one, while the proxy counts its answers; promoted if its errors stay within bounds."""
+
+    weight: int = Field(..., ge=1, le=99, description="Per cent of the requests the new container gets meanwhile.")
+    duration_s: float = Field(..., gt=0, le=86_400, description="How long the canary runs before it is judged.")
+    max_error_rate: float = Field(
+        ..., ge=0, le=1, description="The most errors (5xx answers and failed connections) per request it may have."
+    )
+    min_requests: int = Field(
+        20, ge=1, le=1_000_000, description="Fewer requests than this in duration_s are too few to judge: promoted."
+    )
+
+
 class ContainerOutput(Strict):
     name: pattern(CONTAINER_NAME, description="Container name. Default: the package name.") | None = None
     port: int = Field(6789, ge=1, le=65535, description="Host port published for the container's 5001.")
@@ -206,8 +220,17 @@ class ContainerOutput(Strict):
         "itself, and an update has a gap of about one init().",
     )
     proxy_image: pattern(IMAGE_REFERENCE, description="The reverse proxy's image (HAProxy).") = "haproxy:3.0-alpine"
+    canary: Canary | None = Field(
+        None, description="Updates go through a canary: a share of the traffic first, judged by its error rate."
+    )
     security: Security = Field(default_factory=Security)
     logs: Logs = Field(default_factory=Logs)
+
+    @model_validator(mode="after")
+    def _canary_needs_the_proxy(self) -> Self:
+        if self.canary and not self.proxy:
+            raise ValueError("canary needs proxy: true: the proxy is what splits the traffic and counts the errors")
+        return self
 
 
 # The rules of Output._kubernetes_needs, for editors and CI that validate with the JSON schema.
@@ -262,6 +285,11 @@ class Output(Strict):
         if self.kind.pushes and not self.image.registry:
             raise ValueError(
                 f"output.mode {self.mode} needs output.image.registry: the cluster pulls the image from it"
+            )
+        if self.kind.renders_manifests and self.container.canary:
+            raise ValueError(
+                "container.canary is for container mode; on Kubernetes, Argo Rollouts or Flagger run canaries "
+                "(docs/kubernetes.md, section Canary)"
             )
         if self.kind.renders_manifests and self.kubernetes.autoscale and not self.resources.cpu:
             raise ValueError("kubernetes.autoscale scales on CPU use relative to a request: set resources.cpu")
