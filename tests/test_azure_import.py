@@ -6,6 +6,7 @@ import shutil
 import textwrap
 
 import pytest
+import yaml
 
 from reconciler.spec.package import load_package
 
@@ -236,11 +237,17 @@ def test_a_template_placeholder_is_named_with_its_line(azure_project):
     assert not (azure_project.parent / "package.yaml").exists()
 
 
-def test_an_mlflow_model_without_a_scoring_script_is_named_as_not_served_yet(azure_project):
+def test_an_mlflow_model_without_a_scoring_script_imports_as_a_no_code_package(azure_project):
+    """Azure's no-code deployment: the model is served by MLflow's loader, with its own environment."""
     text = azure_project.read_text().replace(
         "model:\n  path: ../../model-1/model/", "model:\n  type: mlflow_model\n  path: ../../model-1/model/"
     )
-    azure_project.write_text(text.replace("  scoring_script: score.py\n", ""))
+    text = text.replace("  scoring_script: score.py\n", "")
+    azure_project.write_text(text.replace("  conda_file: ../../model-1/environment/conda.yaml\n", ""))
+    model = azure_project.parents[2] / "model-1" / "model"
+    (model / "MLmodel").write_text("flavors:\n  python_function: {loader_module: mlflow.sklearn}\n")
     result = run_cli("import", "azure", str(azure_project))
-    assert result.returncode == 1
-    assert "an MLflow model with no scoring script (Azure's no-code deployment) is not served yet" in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = yaml.safe_load((azure_project.parent / "package.yaml").read_text())
+    assert manifest["models"][0]["type"] == "mlflow_model"
+    assert "entry_script" not in manifest["inference"] and "1 package(s) valid" in result.stdout

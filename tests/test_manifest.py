@@ -63,7 +63,7 @@ def test_all_errors_of_a_file_at_once_with_positions(repo):
         "1:7: name: 'Bad_Name' is not valid: use 1-63 lowercase letters, digits and '-', "
         "starting and ending with a letter or digit",
         "4:14: models[0].version: must be a valid integer, got '1'",
-        "6:5: models[0].colour: unknown field 'colour'; allowed here: name, version, path",
+        "6:5: models[0].colour: unknown field 'colour'; allowed here: name, version, path, type",
         "9:13: inference.environment.python: must be a string; YAML read the unquoted value "
         "as the number 3.1, so put it in quotes",
         "10:5: inference.environment.system_pakages: unknown field 'system_pakages'; did you mean 'system_packages'?",

@@ -25,7 +25,9 @@ from reconciler.core.paths import display_path
 from reconciler.desired.dockerfile import ModelLayout, model_dir
 from reconciler.desired.pins import requirement_lines
 from reconciler.desired.secrets import SecretSource
-from reconciler.desired.state import batching_settings
+from reconciler.desired.sources import RUNTIME_DIRECTORY
+from reconciler.desired.state import batching_settings, mlflow_variables
+from reconciler.spec.mlflow_model import SCORING_SCRIPT
 from reconciler.spec.package import Package
 
 
@@ -40,18 +42,12 @@ def link_models(package: Package, folder: Path) -> str:
 
 def missing_modules(package: Package) -> list[str]:
     """Top-level modules the entry script imports that this Python cannot find, with Azure's
-    import names (azureml.contrib.services, azureml.core.model, ...) answered by the runtime."""
-    tree = ast.parse(package.entry_script.read_bytes(), filename=str(package.entry_script))
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    local = {p.stem for p in package.entry_script.parent.iterdir()} | {
-        p.name for p in package.source_directory.iterdir()
-    }
-    candidates = sorted(names - local)
+    import names (azureml.contrib.services, azureml.core.model, ...) answered by the runtime.
+    A no-code MLflow model needs MLflow's loader and pandas."""
+    if package.mlflow is not None:
+        candidates = ["mlflow", "pandas"]
+    else:
+        candidates = sorted(_imported(package.entry_script) - _local_modules(package))
     if not candidates:
         return []
     # asked of the runtime in this Python, which answers Azure's import names as it does when serving
@@ -66,6 +62,23 @@ def missing_modules(package: Package) -> list[str]:
     return asked.stdout.split()
 
 
+def _imported(script: Path) -> set[str]:
+    tree = ast.parse(script.read_bytes(), filename=str(script))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _local_modules(package: Package) -> set[str]:
+    return {p.stem for p in package.entry_script.parent.iterdir()} | {
+        p.name for p in package.source_directory.iterdir()
+    }
+
+
 def runtime_environment(package: Package, model_folder: Path, port: int, secrets: SecretSource) -> dict[str, str]:
     manifest = package.manifest
     environment = dict(os.environ)
@@ -74,17 +87,26 @@ def runtime_environment(package: Package, model_folder: Path, port: int, secrets
     environment.update(
         {
             "AML_APP_ROOT": str(package.source_directory),
-            "AZUREML_ENTRY_SCRIPT": package.entry_script_relative,
+            "AZUREML_ENTRY_SCRIPT": str(RUNTIME_DIRECTORY / SCORING_SCRIPT)
+            if package.mlflow is not None
+            else package.entry_script_relative,
             "AZUREML_MODEL_DIR": link_models(package, model_folder),
             "WORKER_COUNT": str(manifest.inference.server.workers),
             "SCORING_TIMEOUT_MS": str(manifest.inference.server.timeout_ms),
             "PORT": str(port),
         }
     )
+    environment.update(mlflow_variables(package, str(model_folder)))
     batching = batching_settings(manifest.inference.batching)
     if batching:
         environment["RECONCILER_BATCH_MAX_SIZE"], environment["RECONCILER_BATCH_MAX_LATENCY_MS"] = map(str, batching)
     return environment
+
+
+def _what_imports(package: Package) -> str:
+    if package.mlflow is not None:
+        return f"serving the MLflow model {display_path(package.mlflow.folder)} with no entry script needs"
+    return f"{display_path(package.entry_script)} imports"
 
 
 def serve(package: Package, *, port: int, host: str, secrets_file: Path | None = None) -> int:
@@ -98,7 +120,7 @@ def serve(package: Package, *, port: int, host: str, secrets_file: Path | None =
     if missing:
         requirements = ", ".join(requirement_lines(package)) or "(none listed)"
         raise PermanentError(
-            f"{display_path(package.entry_script)} imports {', '.join(missing)}, not installed in {sys.executable}. "
+            f"{_what_imports(package)} {', '.join(missing)}, not installed in {sys.executable}. "
             f"The package requires: {requirements}. Install them into this Python, or use "
             "output.mode: container to run it in its image."
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import display_path, in_git_metadata, inside, real_path
+from reconciler.spec.mlflow_model import SERVED_AS
 from reconciler.spec.package import Package
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -198,4 +199,18 @@ def read_requirements(package: Package) -> Requirements:
                 reader.requirements.append(str(requirement))
     if reader.problems:
         raise InvalidInput(reader.problems)
-    return Requirements(tuple(reader.lines), tuple(reader.requirements), tuple(reader.constraints))
+    requirements = tuple(reader.requirements)
+    if package.mlflow is not None and package.requirements_file == package.mlflow.requirements:
+        requirements = tuple(_served_as(entry) for entry in requirements)
+    return Requirements(tuple(reader.lines), requirements, tuple(reader.constraints))
+
+
+def _served_as(entry: str) -> str:
+    """A no-code MLflow model's own requirement, as its image installs it (`mlflow==2.9.2`
+    becomes `mlflow-skinny==2.9.2`: the loader only; hashes, which are the other package's, go)."""
+    requirement = parse_requirement(entry.split(" --hash=")[0])
+    replacement = SERVED_AS.get(requirement.name.lower())
+    if replacement is None:
+        return entry
+    requirement.name = replacement
+    return str(requirement)

@@ -24,8 +24,10 @@ import pathspec
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import display_path, in_git_metadata, inside, real_path
 from reconciler.core.stamp import STAMP_NAME
+from reconciler.spec.mlflow_model import SCORING_SCRIPT
 from reconciler.spec.package import MANIFEST_NAME, Package
 
+RUNTIME_DIRECTORY = Path(__file__).parent.parent / "runtime"
 IGNORE_FILE = ".reconcilerignore"
 DEFAULT_IGNORES = [".*"]
 ALWAYS_IGNORED = [".git", "__pycache__/", "*.pyc"]  # .git: the folder, or a worktree's pointer file
@@ -161,7 +163,11 @@ class _Walker:
 
 
 def source_files(package: Package) -> list[InputFile]:
-    """The application code, as `app/<relative path>`."""
+    """The application code, as `app/<relative path>`: with a no-code MLflow model, reconciler's
+    scoring script alone."""
+    if package.mlflow is not None:
+        script = str(RUNTIME_DIRECTORY / SCORING_SCRIPT)
+        return [InputFile(script, f"app/{SCORING_SCRIPT}", False, os.stat(script))]
     source = package.source_directory
     skip = {
         str(package.manifest_path),

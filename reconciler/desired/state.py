@@ -30,7 +30,7 @@ from pathlib import Path
 from reconciler.core.credentials import without_credentials
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.digest import Digester, value_digest, with_mode
-from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, render_dockerfile
+from reconciler.desired.dockerfile import MODELS_ROOT, DockerfileSettings, ModelLayout, render_dockerfile
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.proxy import (
@@ -42,9 +42,10 @@ from reconciler.desired.proxy import (
     render_proxy_config,
 )
 from reconciler.desired.secrets import SecretSource, SecretValues
-from reconciler.desired.sources import InputFile, model_files, source_files
+from reconciler.desired.sources import RUNTIME_DIRECTORY, InputFile, model_files, source_files
 from reconciler.desired.wheels import WheelCache
 from reconciler.spec.manifest import Batching
+from reconciler.spec.mlflow_model import MODEL_VARIABLE
 from reconciler.spec.package import Package
 
 HASH_SCHEMA = 2
@@ -52,7 +53,6 @@ PENDING_DIGEST = "sha256:" + "0" * 64
 BASE_PIN = "inference.environment.base_image (pinned)"
 
 PinBase = Callable[[str], BasePin]  # a base image reference -> its pin, asked of an engine or registry
-RUNTIME_DIRECTORY = Path(__file__).parent.parent / "runtime"
 
 
 @dataclass(frozen=True)
@@ -133,11 +133,19 @@ def dockerfile_settings(package: Package, base: BasePin | None = None) -> Docker
         system_packages=tuple(sorted(set(environment.system_packages))),
         models=tuple(ModelLayout(m.name, m.version) for m in manifest.models),
         entry_script=package.entry_script_relative,
-        variables=tuple(environment.variables_as_strings.items()),
+        variables=tuple(environment.variables_as_strings.items()) + mlflow_variables(package, MODELS_ROOT),
         workers=manifest.inference.server.workers,
         timeout_ms=manifest.inference.server.timeout_ms,
         batching=batching_settings(manifest.inference.batching),
     )
+
+
+def mlflow_variables(package: Package, models_root: str) -> tuple[tuple[str, str], ...]:
+    """Where a no-code MLflow package's scoring script finds the model (below `models_root`)."""
+    if package.mlflow is None:
+        return ()
+    model = package.manifest.models[package.mlflow.index]
+    return ((MODEL_VARIABLE, f"{models_root}/{model.name}/{model.version}/{package.mlflow.folder.name}"),)
 
 
 def container_hash_of(image_hash: str, container: dict[str, object]) -> str:
@@ -325,6 +333,16 @@ def desire(
     index_url = package.manifest.inference.environment.index_url
     if index_url:
         notes += (f"dependencies resolve from {without_credentials(index_url)} (environment.index_url)",)
+    if package.mlflow is not None:
+        model = package.manifest.models[package.mlflow.index]
+        notes += (
+            f"model {model.name} is served by MLflow's pyfunc loader, with no entry script"
+            + (
+                " (mlflow installed as mlflow-skinny)"
+                if package.requirements_file == package.mlflow.requirements
+                else ""
+            ),
+        )
     if package.conda is not None and package.conda.replaced:
         conda_file = os.path.relpath(package.conda_file, package.directory)
         notes += (

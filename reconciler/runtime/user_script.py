@@ -141,6 +141,7 @@ class EntryScript:
             if not callable(getattr(module, name, None)):
                 raise ScriptError(f"{path} does not define {name}()")
         self.init: Callable[[], Any] = module.init
+        self.own_schemas = getattr(module, "__reconciler_schemas__", None)  # runtime/mlflow_score.py's
         driver = getattr(module, "driver_module", None)  # Azure SDK driver scripts forward to it
         self.run: Callable[..., Any] = driver.run if hasattr(driver, "run") else module.run
         self.decorated = is_schema_decorated(self.run)
@@ -205,7 +206,11 @@ class EntryScript:
         return arguments
 
     def schemas(self) -> tuple[dict, dict, list[str]] | None:
-        """Input schema, output schema and swagger versions from inference-schema, if decorated."""
+        """Input schema, output schema and swagger versions from inference-schema, if decorated
+        (or from the scripts reconciler writes itself, which say them)."""
+        if callable(self.own_schemas):
+            given = self.own_schemas()
+            return (*given, ["2.0", "3.0"]) if given else None
         schema_util = _schema_util()
         if not self.decorated or schema_util is None:
             return None

@@ -58,6 +58,8 @@ def from_deployment(path: Path, *, name: str | None, mode: str | None, extra_mod
     mlflow = deployment.models()
     manifest["models"] = models_section(deployment.sources, deployment.directory)
     inference = deployment.code(mlflow)
+    if mlflow and not inference:  # no-code: the manifest's model says what serves it
+        manifest["models"][0]["type"] = "mlflow_model"
     environment = deployment.environment()
     variables, secrets = variables_section(
         deployment.get(("environment_variables",), dict, "a mapping of names to values") or {},
@@ -147,16 +149,13 @@ class Deployment(Fields):
         return False
 
     def code(self, mlflow: bool) -> dict:
-        """inference.entry_script and source_directory, from code_configuration."""
+        """inference.entry_script and source_directory, from code_configuration; none for an
+        MLflow model with no scoring script (Azure's no-code deployment: MLflow's loader serves it)."""
         code = self.get(("code_configuration",), dict, "a mapping with code and scoring_script") or {}
         script = self.get(("code_configuration", "scoring_script"), str, "a path") if code else None
         if script is None and mlflow:
-            self.problem(
-                ("code_configuration",),
-                "an MLflow model with no scoring script (Azure's no-code deployment) is not served yet: add a "
-                "scoring script that loads the model with mlflow.pyfunc.load_model, and name it here",
-            )
-        elif script is None:
+            return {}
+        if script is None:
             self.problem(("code_configuration",), "code_configuration.scoring_script is missing")
         code_path = self.get(("code_configuration", "code"), str, "a path") or "."
         source = Path(os.path.normpath(self.directory / code_path))

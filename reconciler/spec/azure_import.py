@@ -93,6 +93,7 @@ class ModelSource:
     path: Path
     name: str | None = None
     version: int | None = None
+    mlflow: bool = False  # Azure's type: mlflow_model
 
     @classmethod
     def parse(cls, text: str, base: Path) -> ModelSource:
@@ -108,7 +109,10 @@ def models_section(sources: list[ModelSource], directory: Path) -> list[dict]:
     models = []
     for source in sources:
         name = model_name(source.name or source.path.stem)
-        models.append({"name": name, "version": source.version or 1, "path": relative(source.path, directory)})
+        model = {"name": name, "version": source.version or 1, "path": relative(source.path, directory)}
+        if source.mlflow:
+            model["type"] = "mlflow_model"
+        models.append(model)
     return models
 
 

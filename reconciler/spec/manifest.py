@@ -37,6 +37,11 @@ class ModelRef(Strict):
     name: pattern(MODEL_NAME, description="Model name; the folder under azureml-models/.")
     version: int = Field(ge=1, le=1_000_000, description="Model version; the folder under the name.")
     path: pattern(RELATIVE_PATH, description="File or folder, relative to the manifest's folder.")
+    type: Literal["custom_model", "mlflow_model"] = Field(
+        "custom_model",
+        description="Azure's model types. mlflow_model: a folder with an MLmodel file; with no entry script, it is "
+        "served through MLflow's pyfunc loader (Azure's no-code deployment).",
+    )
 
 
 class Environment(Strict):

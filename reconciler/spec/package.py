@@ -27,6 +27,7 @@ from reconciler.core.paths import GIT_METADATA, RealPaths, display_path, in_git_
 from reconciler.spec.conda import CondaEnvironment, read_conda_file
 from reconciler.spec.fields import DNS_1035_LABEL
 from reconciler.spec.manifest import Manifest
+from reconciler.spec.mlflow_model import SCORING_SCRIPT, MlflowModel, read_mlmodel
 from reconciler.spec.modes import Mode
 from reconciler.spec.validation import dotted, problem_at, validation_problems
 from reconciler.spec.yamldoc import MAX_MANIFEST_BYTES, Loc, YamlDocument, YamlError, load_yaml
@@ -44,6 +45,7 @@ class Package:
     root: Path  # the repository root no path may leave
     document: YamlDocument
     conda: CondaEnvironment | None = None  # environment.conda_file, read once when the manifest is loaded
+    mlflow: MlflowModel | None = None  # the MLflow model served with no entry script (spec.mlflow_model)
 
     @property
     def name(self) -> str:
@@ -78,13 +80,19 @@ class Package:
 
     @functools.cached_property
     def entry_script_relative(self) -> str:
-        """The entry script as a POSIX path below the source folder (AZUREML_ENTRY_SCRIPT)."""
+        """The entry script as a POSIX path below the app folder (AZUREML_ENTRY_SCRIPT)."""
+        if self.mlflow is not None:
+            return SCORING_SCRIPT
         return self.entry_script.relative_to(self.source_directory).as_posix()
 
     @functools.cached_property
     def requirements_file(self) -> Path | None:
-        requirements = self.manifest.inference.environment.requirements
-        return _join(self.directory, requirements) if requirements else None
+        """The manifest's requirements file; with no-code MLflow and no environment declared, the model's own."""
+        environment = self.manifest.inference.environment
+        if environment.requirements:
+            return _join(self.directory, environment.requirements)
+        declared = environment.pip is not None or environment.conda_file is not None
+        return self.mlflow.requirements if self.mlflow is not None and not declared else None
 
     @functools.cached_property
     def conda_file(self) -> Path | None:
@@ -180,9 +188,33 @@ def load_package(manifest_path: Path, real_paths: RealPaths | None = None) -> Pa
     problems = _mode_problems(package) + _filesystem_problems(package, real_paths or RealPaths())
     if problems:
         raise InvalidInput(problems)
+    if _no_code_models(package):
+        package = _with_mlflow(package)
     if package.conda_file:
         package = _with_conda(package)
     return package
+
+
+def _no_code_models(package: Package) -> list[int]:
+    """The models of type mlflow_model when there is no entry script (unset, and no score.py):
+    the one there may be is served with no code."""
+    if "entry_script" in package.manifest.inference.model_fields_set or package.entry_script.is_file():
+        return []
+    return [i for i, model in enumerate(package.manifest.models) if model.type == "mlflow_model"]
+
+
+def _with_mlflow(package: Package) -> Package:
+    """The package with the MLflow model it serves with no entry script, read from its MLmodel."""
+    indexes = _no_code_models(package)
+    if len(indexes) > 1:
+        names = ", ".join(package.manifest.models[i].name for i in indexes)
+        why = f"{names} are MLflow models and there is no entry script: write one that serves them (inference.entry_script)"
+        raise InvalidInput([package.problem(("models",), why)])
+    [index] = indexes
+    found = read_mlmodel(package.model_paths[index], index, lambda why: package.problem(("models", index, "path"), why))
+    if isinstance(found, Problem):
+        raise InvalidInput([found])
+    return dataclasses.replace(package, mlflow=found)
 
 
 def _with_conda(package: Package) -> Package:
@@ -298,7 +330,7 @@ def _filesystem_problems(package: Package, real_paths: RealPaths) -> list[Proble
     source_problem = _path_problem(package, source_loc, package.source_directory, real_paths, want="folder")
     if source_problem:
         problems.append(source_problem)
-    else:
+    elif not _no_code_models(package):  # a no-code MLflow package's app is reconciler's scoring script
         entry_loc = ("inference", "entry_script")
         entry = package.entry_script
         problem = _path_problem(package, entry_loc, entry, real_paths, want="file")
