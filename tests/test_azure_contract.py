@@ -214,9 +214,17 @@ def test_metrics_count_requests_failures_and_init_time_across_workers(tmp_path, 
         server.wait_ready()
         for body in ("a", "b", "c", "fail"):
             requests.post(server.url + "/score", data=body)  # a new connection each: any worker answers
-        scrape = requests.get(server.url + "/metrics")
-        assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
-        samples = _samples(scrape.text)
+        deadline = time.monotonic() + 10  # a request is counted just after its response went out
+        while True:
+            scrape = requests.get(server.url + "/metrics")
+            assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
+            samples = _samples(scrape.text)
+            counted = samples.get(
+                ("inference_request_duration_seconds_count", (("route", "/score"), ("status", "500")))
+            )
+            if counted == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     ok = (("route", "/score"), ("status", "200"))
     failed = (("route", "/score"), ("status", "500"))
     assert samples[("inference_requests_total", ok)] == 3

@@ -251,3 +251,25 @@ def test_an_mlflow_model_without_a_scoring_script_imports_as_a_no_code_package(a
     manifest = yaml.safe_load((azure_project.parent / "package.yaml").read_text())
     assert manifest["models"][0]["type"] == "mlflow_model"
     assert "entry_script" not in manifest["inference"] and "1 package(s) valid" in result.stdout
+
+
+def test_a_data_collector_becomes_data_collection(azure_project):
+    azure_project.write_text(
+        azure_project.read_text()
+        + textwrap.dedent(
+            """\
+            data_collector:
+              collections:
+                model_inputs: {enabled: 'True'}
+                model_outputs: {enabled: 'True'}
+                request: {enabled: 'True'}
+              sampling_rate: 1.0
+            """
+        )
+    )
+    result = run_cli("import", "azure", str(azure_project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = yaml.safe_load((azure_project.parent / "package.yaml").read_text())
+    assert manifest["inference"]["data_collection"] == {"payload": True}
+    assert "not carried over: data_collector: collected to data-collection/" in result.stdout
+    assert load_package(azure_project.parent / "package.yaml").data_collection_directory.name == "data-collection"

@@ -372,3 +372,28 @@ def test_a_canary_needs_the_proxy_and_container_mode(repo, output, expected):
         """,
     )
     assert problems_of(manifest) == [expected]
+
+
+@pytest.mark.parametrize(
+    "directory, message",
+    [
+        ("/var/lib/collected", "inference.data_collection.directory: '/var/lib/collected' is not valid"),
+        ("../elsewhere", "elsewhere is not a folder inside "),
+        ("model", "/pkg/model would hold the package's inputs or outputs"),
+    ],
+)
+def test_a_data_collection_folder_stays_inside_the_package_and_holds_no_input(repo, directory, message):
+    manifest = write_package(
+        repo / "pkg",
+        f"""\
+        name: pkg
+        models:
+          - {{name: m, version: 1, path: model/model.txt}}
+        inference:
+          data_collection: {{directory: "{directory}"}}
+        """,
+    )
+    [problem] = problems_of(manifest)
+    assert problem.startswith("5:") and "inference.data_collection.directory: " in problem and message in problem, (
+        problem
+    )

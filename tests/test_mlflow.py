@@ -236,3 +236,12 @@ def test_a_no_code_mlflow_model_serves_in_its_image(repo, saved_model, base_imag
         assert run_cli("plan", str(manifest.parent), cwd=repo).returncode == 0
     finally:
         remove_package_objects(docker_client, name)
+
+
+def test_an_older_models_requirements_get_the_pandas_full_mlflow_brought(repo, saved_model):
+    """Azure's ncd/sklearn-diabetes model lists `mlflow` and no pandas, which full mlflow
+    depends on and the pyfunc loader needs."""
+    manifest = mlflow_package(repo, saved_model)
+    (manifest.parent / "model" / "requirements.txt").write_text("mlflow\ncloudpickle==2.0.0\nscikit-learn==1.2.2\n")
+    requirements = read_requirements(load_package(manifest)).requirements
+    assert requirements == ("mlflow-skinny", "cloudpickle==2.0.0", "scikit-learn==1.2.2", "pandas")

@@ -97,6 +97,12 @@ def runtime_environment(package: Package, model_folder: Path, port: int, secrets
         }
     )
     environment.update(mlflow_variables(package, str(model_folder)))
+    collection = manifest.inference.data_collection
+    if collection:  # written to the package's folder directly
+        package.data_collection_directory.mkdir(parents=True, exist_ok=True)
+        environment["RECONCILER_DATA_COLLECTION"] = str(package.data_collection_directory)
+        environment["RECONCILER_DATA_COLLECTION_PAYLOAD"] = str(int(collection.payload))
+        environment["RECONCILER_DATA_COLLECTION_MAX_PAYLOAD_BYTES"] = str(collection.max_payload_bytes)
     batching = batching_settings(manifest.inference.batching)
     if batching:
         environment["RECONCILER_BATCH_MAX_SIZE"], environment["RECONCILER_BATCH_MAX_LATENCY_MS"] = map(str, batching)

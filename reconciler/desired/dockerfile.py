@@ -26,6 +26,7 @@ DEV_APP_ROOT = "/var/azureml-app-dev"  # where watch --dev mounts the source fol
 MODELS_ROOT = f"{APP_ROOT}/azureml-models"
 VENV = "/opt/venv"
 RUNTIME_ROOT = "/opt/reconciler"
+DATA_COLLECTION_ROOT = "/var/reconciler/data-collection"  # inference.data_collection: mounted writable
 RUNTIME_PACKAGE = "reconciler_runtime"
 RUNTIME_ARCHIVE = f"runtime/{RUNTIME_PACKAGE}.zip"  # in the build folder: imported from the zip as it is
 CONTAINER_PORT = 5001
@@ -57,6 +58,7 @@ class DockerfileSettings:
     workers: int
     timeout_ms: int
     batching: tuple[int, int] | None = None  # (max rows, max latency ms): inference.batching
+    data_collection: tuple[bool, int] | None = None  # (payload, max payload bytes): inference.data_collection
 
 
 def model_dir(models: tuple[ModelLayout, ...], root: str = MODELS_ROOT) -> str:
@@ -126,6 +128,12 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
     ]
     if s.batching:
         lines.append(f"ENV RECONCILER_BATCH_MAX_SIZE={s.batching[0]} RECONCILER_BATCH_MAX_LATENCY_MS={s.batching[1]}")
+    if s.data_collection:
+        payload, max_bytes = s.data_collection
+        lines.append(
+            f"ENV RECONCILER_DATA_COLLECTION={DATA_COLLECTION_ROOT} RECONCILER_DATA_COLLECTION_PAYLOAD={int(payload)} "
+            f"RECONCILER_DATA_COLLECTION_MAX_PAYLOAD_BYTES={max_bytes}"
+        )
     for key, value in s.variables:
         lines.append(f"ENV {key}={_quote(value)}")
     lines += [

@@ -146,9 +146,12 @@ def deployment(package: Package, *, image_hash: str, image: str, tag: str) -> di
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {}}]
+    environment = []
+    if manifest.inference.data_collection:  # the lines go to stdout, for the cluster's log collector
+        environment.append({"name": "RECONCILER_DATA_COLLECTION", "value": "stdout"})
     secrets = manifest.inference.secret_sources
     if secrets:  # as files, each named as its variable: the runtime exports them before init()
-        server["env"] = [{"name": "RECONCILER_SECRETS_DIR", "value": SECRETS_DIR}]
+        environment.append({"name": "RECONCILER_SECRETS_DIR", "value": SECRETS_DIR})
         server["volumeMounts"].append({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True})
         volumes.append(
             {
@@ -160,6 +163,8 @@ def deployment(package: Package, *, image_hash: str, image: str, tag: str) -> di
                 },
             }
         )
+    if environment:
+        server["env"] = environment
     server["resources"] = _resources(package)
     pod["containers"] = [server]
     pod["volumes"] = volumes

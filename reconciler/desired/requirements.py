@@ -201,8 +201,17 @@ def read_requirements(package: Package) -> Requirements:
         raise InvalidInput(reader.problems)
     requirements = tuple(reader.requirements)
     if package.mlflow is not None and package.requirements_file == package.mlflow.requirements:
-        requirements = tuple(_served_as(entry) for entry in requirements)
+        requirements = _served_as_no_code(requirements)
     return Requirements(tuple(reader.lines), requirements, tuple(reader.constraints))
+
+
+def _served_as_no_code(requirements: tuple[str, ...]) -> tuple[str, ...]:
+    """A no-code MLflow model's own requirements as its image installs them: `mlflow` as
+    `mlflow-skinny`, and pandas (which full mlflow brings, and the pyfunc loader needs) when
+    they do not name it, as older models' requirements.txt do not."""
+    served = tuple(_served_as(entry) for entry in requirements)
+    names = {parse_requirement(entry.split(" --hash=")[0]).name.lower() for entry in served}
+    return served + (("pandas",) if served != requirements and "pandas" not in names else ())
 
 
 def _served_as(entry: str) -> str:

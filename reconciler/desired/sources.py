@@ -178,6 +178,8 @@ def source_files(package: Package) -> list[InputFile]:
     }
     if package.dependencies_file:
         skip.add(str(package.dependencies_file))
+    if package.data_collection_directory:  # collected data is never code
+        skip.add(str(package.data_collection_directory))
     walker = _Walker(package, "app", ignore_spec(source), skip, ("inference", "source_directory"), app=True)
     return walker.walk(str(source))
 

@@ -73,6 +73,7 @@ class Desired:
     locked: str | None = None  # why the lock was resolved during this run, if it was
     dev: bool = False  # watch --dev: the container mounts the source folder and reloads code
     notes: tuple[str, ...] = ()  # worth saying in a plan, changing nothing
+    collected_data: Path | None = None  # the host folder collected data lands in (inference.data_collection)
 
     @property
     def short_hash(self) -> str:
@@ -137,7 +138,16 @@ def dockerfile_settings(package: Package, base: BasePin | None = None) -> Docker
         workers=manifest.inference.server.workers,
         timeout_ms=manifest.inference.server.timeout_ms,
         batching=batching_settings(manifest.inference.batching),
+        data_collection=data_collection_settings(package),
     )
+
+
+def collected_data_folder(package: Package, data_root: Path | None) -> Path | None:
+    """Where the package's collected data lands on this host: its folder, or under sync's data root."""
+    folder = package.data_collection_directory
+    if folder is None or data_root is None:
+        return folder
+    return data_root / package.name / folder.relative_to(package.directory)
 
 
 def mlflow_variables(package: Package, models_root: str) -> tuple[tuple[str, str], ...]:
@@ -152,6 +162,12 @@ def container_hash_of(image_hash: str, container: dict[str, object]) -> str:
     """A container's hash: its image and how it runs. A rollback runs an older image with the
     settings of now, and hashes it the same way."""
     return value_digest({"hash_schema": HASH_SCHEMA, "image": image_hash, "container": container})
+
+
+def data_collection_settings(package: Package) -> tuple[bool, int] | None:
+    """inference.data_collection as the image has it: (payload, max payload bytes)."""
+    collection = package.manifest.inference.data_collection
+    return (collection.payload, collection.max_payload_bytes) if collection else None
 
 
 def batching_settings(batching: Batching | None) -> tuple[int, int] | None:
@@ -178,6 +194,8 @@ def image_settings(package: Package) -> dict[str, object]:
     }
     if manifest.inference.batching:  # only when set: images built before batching existed keep their hash
         settings["inference.batching"] = manifest.inference.batching.model_dump()
+    if manifest.inference.data_collection:
+        settings["inference.data_collection"] = data_collection_settings(package)
     return settings
 
 
@@ -319,6 +337,7 @@ def desire(
     pin_base: PinBase | None = None,
     dev: bool = False,
     runtime: str | None = None,
+    data_root: Path | None = None,
 ) -> Desired:
     """The package's desired state.
 
@@ -327,7 +346,8 @@ def desire(
     mounted from the source folder and reloaded in place, so app files leave the image
     hash and the mount enters the container hash. A container's secrets enter its hash as
     keyed digests (see desired.secrets). `runtime`: the runtime's digest, when the caller
-    has it already (it is the same for every package)."""
+    has it already (it is the same for every package). `data_root` (sync): collected data is
+    kept under `<data_root>/<package>/`, out of the clone."""
     dev = is_dev(package, dev)
     lock, locked, notes = ensure_lock(package, wheel_cache, frozen=frozen, pin_base=pin_base)
     index_url = package.manifest.inference.environment.index_url
@@ -370,6 +390,9 @@ def desire(
     secret_values = secrets.for_package(package) if package.mode.serves else SecretValues()
     if secret_values.digests:
         container["secrets"] = secret_values.digests
+    collected = collected_data_folder(package, data_root)
+    if collected is not None:
+        container["data_collection"] = str(collected)
     container_hash = container_hash_of(image_hash, container)
     desired = Desired(
         package, lock, files, file_digests, dockerfile, inputs, image_hash, container_hash, container, secret_values
@@ -388,4 +411,5 @@ def desire(
         locked=locked,
         dev=dev,
         notes=notes,
+        collected_data=collected,
     )

@@ -286,7 +286,10 @@ class Engine:
                 },
                 restart_policy={"Name": "unless-stopped" if spec.restart else "no"},
                 init=True,
-                binds={source: {"bind": target, "mode": "ro"} for source, target in spec.mounts.items()},
+                binds={
+                    **{source: {"bind": target, "mode": "ro"} for source, target in spec.mounts.items()},
+                    **{source: {"bind": target, "mode": "rw"} for source, target in spec.writable_mounts.items()},
+                },
                 network_mode=spec.network,
                 **limits,
             )

@@ -29,7 +29,7 @@ class Confinement:
 @dataclass(frozen=True)
 class ContainerSpec:
     """Everything a container is created with. `port` 0 publishes on any free port;
-    `mounts` (host folder -> path in the container) are read-only."""
+    `mounts` (host folder -> path in the container) are read-only, `writable_mounts` not."""
 
     image: str
     name: str
@@ -45,6 +45,7 @@ class ContainerSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # more environment, never shown
     mounts: Mapping[str, str] = field(default_factory=dict)
+    writable_mounts: Mapping[str, str] = field(default_factory=dict)  # collected data (inference.data_collection)
     cpus: float | None = None
     memory: int | None = None  # bytes
     gpus: int = 0

@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 from reconciler.core import labels
 from reconciler.core.errors import PermanentError, ReconcilerError, TemporaryError
+from reconciler.desired.dockerfile import APP_USER_ID
 from reconciler.desired.proxy import CANARY_SERVER, SWITCH_WAIT_S
 from reconciler.engine.docker import Engine, NotOnEngine
 from reconciler.engine.endpoint import ServerCounts, score_url
@@ -70,6 +71,18 @@ def wait_switched() -> None:
     time.sleep(SWITCH_WAIT_S)
 
 
+def writable_folders(spec: ContainerSpec) -> None:
+    """The host folders a container writes (collected data): made when missing, and the
+    runtime's user's (UID 10001) when this runs as root; made by anyone else, open to all."""
+    for folder in spec.writable_mounts:
+        made = not os.path.isdir(folder)
+        os.makedirs(folder, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(folder, APP_USER_ID, APP_USER_ID)
+        elif made:
+            os.chmod(folder, 0o777)
+
+
 def ready_at(at: Published) -> str:
     return f"ready at {score_url(at.host, at.port)}"
 
@@ -97,6 +110,7 @@ class Serving:
         """Tag the image again first: its last tagging is when it last served, which retention
         (output.image.keep) reads, so the image that served before an update is kept."""
         self.engine.tag(spec.image, spec.image)
+        writable_folders(spec)
         return self.engine.create_container(spec)
 
     def _start_or_remove(self, container_id: str) -> None:

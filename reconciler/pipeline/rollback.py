@@ -68,7 +68,7 @@ def choose(images: list[Retained], to: str | None) -> Retained:
 def rollback(path: str, options: Options, to: str | None, progress: Progress | None = None) -> RolledBack:
     manifests, _ = discover([path])
     with PackageLocks(manifests, timeout=options.lock_timeout_s, command=options.holder):
-        with Session(secrets_file=options.secrets_file) as session:
+        with Session(secrets_file=options.secrets_file, data_root=options.data_root) as session:
             reconciliation = reconcile([path], session, frozen=True)
             problems = [*reconciliation.problems, *(p for o in reconciliation.outcomes for p in o.problems)]
             if problems:

@@ -68,6 +68,7 @@ class Options:
     holder: str | None = None  # how the package locks name this process to others
     secrets_file: Path | None = None  # NAME=value lines for inference.secrets (else the environment)
     release: bool = False  # rollback --release: a package a rollback holds deploys its inputs again
+    data_root: Path | None = None  # sync: collected data under <data_root>/<package>/, kept across clones
 
 
 # -- plan: desired, observed, actions ----------------------------------------------------
@@ -116,6 +117,7 @@ def desire_packages(
                 pin_base=pin_base,
                 dev=dev,
                 runtime=session.runtime_digest,
+                data_root=session.data_root,
             )
         except InvalidInput as error:
             outcome.problems.extend(error.problems)
@@ -255,7 +257,9 @@ def run(
     anything; failures of single actions land in the outcomes' results."""
     manifests = only if only is not None else discover(list(paths))[0]
     with PackageLocks(manifests, timeout=options.lock_timeout_s, command=options.holder):
-        with Session(build_slots=options.builds, secrets_file=options.secrets_file) as session:
+        with Session(
+            build_slots=options.builds, secrets_file=options.secrets_file, data_root=options.data_root
+        ) as session:
             executor = session.executor(progress, should_stop)
             plan = _plan_for_run(paths, session, options, only, reload)
             pulled = _pull_missing_bases(plan, executor, options)

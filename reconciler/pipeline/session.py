@@ -21,8 +21,16 @@ if TYPE_CHECKING:
 
 
 class Session:
-    def __init__(self, root: Path | None = None, *, build_slots: int = 1, secrets_file: Path | None = None):
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        build_slots: int = 1,
+        secrets_file: Path | None = None,
+        data_root: Path | None = None,
+    ):
         self.cache_root = root or cache_dir()
+        self.data_root = data_root  # sync: where collected data is kept, outside the clone
         self.secrets = SecretSource(self.cache_root, secrets_file)
         self.stat_cache = StatCache(self.cache_root / "statcache.sqlite")
         self.digester = Digester(self.stat_cache)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core import labels
 from reconciler.core.paths import display_path
-from reconciler.desired.dockerfile import DEV_APP_ROOT
+from reconciler.desired.dockerfile import DATA_COLLECTION_ROOT, DEV_APP_ROOT
 from reconciler.desired.proxy import (
     CONFIG_VARIABLE,
     PROXY_CONFINEMENT,
@@ -172,7 +172,8 @@ def confinement(settings: ContainerOutput) -> Confinement:
 def serving_spec(desired: Desired) -> ContainerSpec:
     """How the package's containers run: confined (output.container.security, .logs), within
     output.resources (a memory limit always), with their secrets in the environment; in dev
-    mode (watch --dev) the source folder mounted read-only, one worker, reloads on request.
+    mode (watch --dev) the source folder mounted read-only, one worker, reloads on request; the
+    collected-data folder mounted writable (inference.data_collection).
     Name, address and role are the planner's to fill in per container."""
     output = desired.package.manifest.output
     environment: dict[str, str] = {}
@@ -187,6 +188,7 @@ def serving_spec(desired: Desired) -> ContainerSpec:
         environment=environment,
         secrets=desired.secrets.environment,
         mounts=mounts,
+        writable_mounts={str(desired.collected_data): DATA_COLLECTION_ROOT} if desired.collected_data else {},
         cpus=output.resources.cpu_cores,
         memory=output.container_memory_bytes,
         gpus=output.resources.gpus,

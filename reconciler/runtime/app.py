@@ -32,6 +32,7 @@ from . import swagger
 from .batching import Batcher
 from .bodies import BodyBudget, BodyRefused
 from .config import Settings
+from .data_collection import REQUEST_ID, Payloads
 from .logs import RequestLog, model_dir_listing
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
@@ -88,6 +89,7 @@ class ScoringApp:
         self.initialised: asyncio.Event | None = None  # set once init() returned or failed
         self.scoring = 0  # /score requests held right now, for MAX_CONCURRENT_REQUESTS_PER_INSTANCE
         self.metrics = Metrics()
+        self.payloads = Payloads(dict(os.environ))  # inference.data_collection.payload
         self.timeout_s = settings.scoring_timeout_ms / 1000
         self.cors = set(settings.cors_origins)
 
@@ -184,6 +186,7 @@ class ScoringApp:
             request_id = str(uuid.uuid4())  # never echo or log what could forge a header or a log field
         if client_request_id is not None and (too_long or not SAFE_ID.match(client_request_id)):
             client_request_id = None
+        REQUEST_ID.set(request_id)  # this request's task: what data collection records run() served
         try:
             status, headers, body = await self._route(method, path, scope, receive, too_long)
         except Exception:  # noqa: BLE001 - whatever breaks, the request gets Azure's error, a log line, a metric
@@ -289,7 +292,9 @@ class ScoringApp:
                 headers.append((b"retry-after", b"1"))
             return status, headers, payload
         try:
-            return await self._score_body(scope, body)
+            answer = await self._score_body(scope, body)
+            self.payloads.log(body, answer[2])
+            return answer
         finally:
             self.bodies.release(body)
 

@@ -3,7 +3,8 @@
 Entry scripts import `rawhttp`, `AMLRequest` and `AMLResponse` from
 `azureml.contrib.services.aml_request` / `aml_response` (SDK v1) or from
 `azureml_inference_server_http.api.aml_request` / `aml_response` (the server's own), and
-`Model` from `azureml.core.model`. A finder placed last on `sys.meta_path` answers those
+`Model` from `azureml.core.model`, and `Collector` from `azureml.ai.monitoring` (data
+collection, `data_collection`). A finder placed last on `sys.meta_path` answers those
 names only when nothing installed does, so a package the script really installs (say,
 azureml-core) still wins, and nothing is imported until a script asks for it.
 """
@@ -18,6 +19,7 @@ import sys
 _REQUEST = ("azure_http", ("rawhttp", "AMLRequest"))
 _RESPONSE = ("azure_http", ("AMLResponse",))
 _MODEL = ("azure_models", ("Model",))
+_COLLECTOR = ("data_collection", ("Collector", "BasicCorrelationContext"))
 
 # import name -> (our module, the names it offers); packages offer what their scripts use from them
 SHIMS: dict[str, tuple[str, tuple[str, ...]] | None] = {
@@ -28,6 +30,9 @@ SHIMS: dict[str, tuple[str, tuple[str, ...]] | None] = {
     "azureml.contrib.services.aml_response": _RESPONSE,
     "azureml.core": _MODEL,
     "azureml.core.model": _MODEL,
+    "azureml.ai": None,
+    "azureml.ai.monitoring": _COLLECTOR,
+    "azureml.ai.monitoring.context": _COLLECTOR,
     "azureml_inference_server_http": None,
     "azureml_inference_server_http.api": None,
     "azureml_inference_server_http.api.aml_request": _REQUEST,

@@ -16,6 +16,7 @@ later requests are not stuck behind it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import queue
 import threading
@@ -41,9 +42,10 @@ def _settle(future: asyncio.Future, outcome: tuple) -> None:
 
 
 class _Job:
-    __slots__ = ("future", "function", "arguments", "timeout_s", "started")
+    __slots__ = ("future", "function", "arguments", "timeout_s", "started", "context")
 
     def __init__(self, future: asyncio.Future, function: Callable, arguments: dict, timeout_s: float | None):
+        self.context = contextvars.copy_context()  # the request's (its id, for data collection)
         self.future = future
         self.function = function
         self.arguments = arguments
@@ -74,7 +76,7 @@ class RunThread:
                     self._current = job
                     job.started = time.perf_counter()
                 try:
-                    outcome = (True, job.function(**job.arguments))
+                    outcome = (True, job.context.run(job.function, **job.arguments))
                 except BaseException as error:  # the user's code may raise anything
                     outcome = (False, error)
                 seconds = time.perf_counter() - job.started

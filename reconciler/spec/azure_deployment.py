@@ -80,6 +80,9 @@ def from_deployment(path: Path, *, name: str | None, mode: str | None, extra_mod
     inference["environment"] = environment
     if secrets:
         inference["secrets"] = secrets
+    collection = deployment.data_collection()
+    if collection is not None:
+        inference["data_collection"] = collection
     manifest["inference"] = inference
     manifest["output"] = deployment.output(mode)
     for key in sorted(set(data) - IGNORED_FIELDS - CARRIED_FIELDS):
@@ -166,6 +169,25 @@ class Deployment(Fields):
             "entry_script": Path(script or "score.py").as_posix(),
             "source_directory": relative(source, self.directory),
         }
+
+    def data_collection(self) -> dict | None:
+        """data_collector: its enabled collections (the script's Collector names, and `request` /
+        `response` for payloads) as inference.data_collection, collected to a folder here."""
+        collections = self.get(("data_collector", "collections"), dict, "a mapping of collection names")
+        if not collections:
+            return None
+        enabled = {
+            str(name)
+            for name, settings in collections.items()
+            if isinstance(settings, dict) and str(settings.get("enabled", "")).lower() == "true"
+        }
+        if not enabled:
+            return None
+        self.not_carried.append(
+            "data_collector: collected to data-collection/ beside the manifest (inference.data_collection), "
+            "not to Azure's blob storage; sampling_rate and rolling_rate are not carried"
+        )
+        return {"payload": True} if enabled & {"request", "response"} else {}
 
     def environment(self) -> dict:
         """inference.environment from an inline environment or an environment asset."""

@@ -45,11 +45,11 @@ CARRIED_FIELDS = frozenset(
         "instance_count",
         "instance_type",
         "resources",
+        "data_collector",
     }
 )
 EXPLAINED_FIELDS = {
     "app_insights_enabled": "Application Insights is not wired; requests are logged to stdout",
-    "data_collector": "model data collection is not wired",
     "liveness_probe": "the probes are fixed: liveness GET /, readiness GET /ready (output.container.ready_timeout_s)",
     "readiness_probe": "the probes are fixed: liveness GET /, readiness GET /ready (output.container.ready_timeout_s)",
     "scale_settings": "autoscaling exists in kubernetes mode only (output.kubernetes.autoscale)",

@@ -131,6 +131,19 @@ class Batching(Strict):
     )
 
 
+class DataCollection(Strict):
+    """Model data collection (Azure's azureml-ai-monitoring): what `Collector.collect()` gets, and
+    with `payload` the /score bodies, as JSON Lines (docs/runtime.md)."""
+
+    directory: pattern(
+        RELATIVE_PATH,
+        description="Host folder the lines land in, relative to the manifest and inside its folder; mounted "
+        "writable into the container (the root stays read-only). Never an input.",
+    ) = "data-collection"
+    payload: bool = Field(False, description="Also the request and response body of every /score call.")
+    max_payload_bytes: int = Field(65536, ge=1, le=16 * 2**20, description="Longest body kept; longer ones are cut.")
+
+
 class Inference(Strict):
     """The code that serves the models (an Azure ML entry script) and its environment."""
 
@@ -146,6 +159,10 @@ class Inference(Strict):
         None,
         description="Score concurrent requests in one run() call, split back per request: plain run(raw_data) "
         'scripts given {"data": [rows]}, and @input_schema array inputs. Off when absent.',
+    )
+    data_collection: DataCollection | None = Field(
+        None,
+        description="Collect model inputs and outputs (Collector) and, with payload, request bodies. Off when absent.",
     )
     secrets: list[SecretName] | dict[SecretName, SecretName] = Field(
         default_factory=list,

@@ -11,7 +11,6 @@ at once with file, line, column and field:
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import os
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.core.paths import GIT_METADATA, RealPaths, display_path, in_git_metadata, inside
 from reconciler.spec.conda import CondaEnvironment, read_conda_file
+from reconciler.spec.entry_script import entry_script_problems
 from reconciler.spec.fields import DNS_1035_LABEL
 from reconciler.spec.manifest import Manifest
 from reconciler.spec.mlflow_model import SCORING_SCRIPT, MlflowModel, read_mlmodel
@@ -107,6 +107,12 @@ class Package:
     @functools.cached_property
     def model_paths(self) -> tuple[Path, ...]:
         return tuple(_join(self.directory, model.path) for model in self.manifest.models)
+
+    @functools.cached_property
+    def data_collection_directory(self) -> Path | None:
+        """Where collected data lands (inference.data_collection): never an input."""
+        collection = self.manifest.inference.data_collection
+        return _join(self.directory, collection.directory) if collection else None
 
     @functools.cached_property
     def output_directory(self) -> Path:
@@ -336,7 +342,8 @@ def _filesystem_problems(package: Package, real_paths: RealPaths) -> list[Proble
         problem = _path_problem(package, entry_loc, entry, real_paths, want="file")
         if problem is None and not inside(entry, package.source_directory):
             problem = package.problem(entry_loc, "the entry script must be inside source_directory")
-        problems.extend([problem] if problem else entry_script_problems(package))
+        at_field = lambda why: package.problem(entry_loc, why)  # noqa: E731
+        problems.extend([problem] if problem else entry_script_problems(entry, at_field))
     for path, loc in (
         (package.requirements_file, ("inference", "environment", "requirements")),
         (package.conda_file, ("inference", "environment", "conda_file")),
@@ -344,6 +351,7 @@ def _filesystem_problems(package: Package, real_paths: RealPaths) -> list[Proble
         problem = _path_problem(package, loc, path, real_paths, want="file") if path else None
         if problem:
             problems.append(problem)
+    problems.extend(_data_collection_problems(package))
     for output, output_loc in package.output_directories:
         what = "the Kubernetes folder" if output_loc[-2] == "kubernetes" else "the build folder"
         problems.extend(_output_problems(package, output, output_loc, what, real_paths))
@@ -353,6 +361,22 @@ def _filesystem_problems(package: Package, real_paths: RealPaths) -> list[Proble
             package.problem(("output", "kubernetes", "directory"), "the Kubernetes folder and the build folder overlap")
         )
     return problems
+
+
+def _data_collection_problems(package: Package) -> list[Problem]:
+    """A committed manifest must not choose what on the host gets mounted writable: the folder
+    stays inside the package's own, and holds none of its inputs."""
+    folder, loc = package.data_collection_directory, ("inference", "data_collection", "directory")
+    if folder is None:
+        return []
+    if not inside(folder, package.directory) or folder == package.directory:
+        return [
+            package.problem(loc, f"{display_path(folder)} is not a folder inside {display_path(package.directory)}")
+        ]
+    inputs = [package.source_directory, package.manifest_path, *package.model_paths, package.output_directory]
+    if any(inside(path, folder) for path in inputs):
+        return [package.problem(loc, f"{display_path(folder)} would hold the package's inputs or outputs")]
+    return []
 
 
 def _output_problems(
@@ -386,45 +410,3 @@ def _readable_file(path: Path) -> bool:
         return True
     except OSError:
         return False
-
-
-def entry_script_problems(package: Package) -> list[Problem]:
-    """Check statically that the entry script defines init() and run(), as Azure requires."""
-    script = package.entry_script
-    try:
-        source = script.read_bytes()
-        tree = ast.parse(source, filename=str(script))
-    except SyntaxError as error:
-        return [Problem(str(script), f"syntax error: {error.msg}", error.lineno, error.offset)]
-    except (OSError, ValueError) as error:
-        return [package.problem(("inference", "entry_script"), f"cannot read {display_path(script)}: {error}")]
-    defined = _module_level_names(tree.body)
-    missing = [name for name in ("init", "run") if name not in defined]
-    if not missing or "*" in defined:  # `from scoring import *` may define them: the runtime will tell
-        return []
-    functions = " and ".join(f"{name}()" for name in missing)
-    return [
-        package.problem(
-            ("inference", "entry_script"),
-            f"{display_path(script)} defines no {functions}; an entry script needs init() and run(raw_data)",
-        )
-    ]
-
-
-def _module_level_names(body: list[ast.stmt]) -> set[str]:
-    names: set[str] = set()
-    for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
-        elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
-            for block in ("body", "orelse", "finalbody"):
-                names |= _module_level_names(getattr(node, block, []))
-            for handler in getattr(node, "handlers", []):
-                names |= _module_level_names(handler.body)
-    return names

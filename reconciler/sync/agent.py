@@ -53,7 +53,13 @@ class SyncAgent:
         self.state = state
         # frozen: the agent deploys what is committed and never writes into its checkout
         # (a stale package.lock is that package's error; commit the lock)
-        self.options = Options(frozen=True, prune=prune, holder="reconciler sync", secrets_file=secrets_file)
+        self.options = Options(
+            frozen=True,
+            prune=prune,
+            holder="reconciler sync",
+            secrets_file=secrets_file,
+            data_root=state / "data-collection",  # a new clone of the repository keeps it
+        )
         self.require_signed = require_signed
         self.out, self.verbose = out, verbose
         self.stop = threading.Event()

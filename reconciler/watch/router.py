@@ -38,6 +38,8 @@ class WatchedPackage:
         package = self.package
         if inside(path, package.output_directory):
             return None
+        if package.data_collection_directory and inside(path, package.data_collection_directory):
+            return None
         if path in (str(package.manifest_path), str(package.lock_path), str(package.dependencies_file)):
             return "input"
         if any(inside(path, model) for model in package.model_paths):
@@ -110,7 +112,9 @@ def folders_to_watch(roots: list[str], watched: Mapping[Path, WatchedPackage]) -
     the folders discovery looks in; for each package, its source tree minus what is
     ignored, its model folders, and the folders of its manifest and model files.
     Build folders are never watched, so reconciler's own writes raise no events."""
-    outputs = {str(w.package.output_directory) for w in watched.values()}
+    outputs = {str(w.package.output_directory) for w in watched.values()} | {
+        str(w.package.data_collection_directory) for w in watched.values() if w.package.data_collection_directory
+    }
     folders: set[str] = set()
 
     def walk(top: str, keep) -> None:
