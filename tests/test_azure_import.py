@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 
@@ -273,3 +274,38 @@ def test_a_data_collector_becomes_data_collection(azure_project):
     assert manifest["inference"]["data_collection"] == {"payload": True}
     assert "not carried over: data_collector: collected to data-collection/" in result.stdout
     assert load_package(azure_project.parent / "package.yaml").data_collection_directory.name == "data-collection"
+
+
+def test_a_registered_mlflow_model_passed_with_model_is_served_with_no_code(azure_project):
+    """Azure's deploy-with-packages/mlflow-model: `model: azureml:NAME@latest`, registered from a
+    folder with an MLmodel by `az ml model create --type mlflow_model`, and no scoring script."""
+    text = azure_project.read_text().replace("model:\n  path: ../../model-1/model/\n", "model: azureml:heart@latest\n")
+    text = text.replace("  scoring_script: score.py\n", "")
+    azure_project.write_text(text.replace("  conda_file: ../../model-1/environment/conda.yaml\n", ""))
+    model = azure_project.parents[2] / "model-1" / "model"
+    (model / "MLmodel").write_text("flavors:\n  python_function: {loader_module: mlflow.sklearn}\n")
+    result = run_cli("import", "azure", str(azure_project), "--model", f"{model}=heart:3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = yaml.safe_load((azure_project.parent / "package.yaml").read_text())
+    assert manifest["models"] == [
+        {"name": "heart", "version": 3, "path": "../../model-1/model", "type": "mlflow_model"}
+    ]
+
+
+def test_conda_file_stands_in_for_an_environment_registered_elsewhere(azure_project):
+    """Azure's managed/sample/*-with-registered-assets.yml: `environment: azureml:my-env:1`,
+    registered by the example's script, while the repository defines another environment."""
+    (azure_project.parents[2] / "env.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json\n"
+        "name: other-env\nconda_file: model-1/environment/conda.yaml\n"
+    )
+    text = re.sub(r"environment:\n(  .*\n)+", "environment: azureml:my-env:1\n", azure_project.read_text(), count=1)
+    azure_project.write_text(text)
+    refused = run_cli("import", "azure", str(azure_project))
+    assert refused.returncode == 1 and "no environment asset in this repository is azureml:my-env:1" in refused.stderr
+    conda = azure_project.parents[2] / "model-1" / "environment" / "conda.yaml"
+    result = run_cli("import", "azure", str(azure_project), "--conda-file", str(conda))
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = yaml.safe_load((azure_project.parent / "package.yaml").read_text())
+    assert manifest["inference"]["environment"]["conda_file"] == "../../model-1/environment/conda.yaml"
+    assert "not carried over: environment: --conda-file stands in for it" in result.stdout

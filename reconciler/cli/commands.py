@@ -325,7 +325,11 @@ def import_(arguments: argparse.Namespace) -> int:
             target, source = deployment.parent / MANIFEST_NAME, deployment.name
             models = [azure_import.ModelSource.parse(m, cwd) for m in arguments.model]
             imported = azure_deployment.from_deployment(
-                deployment, name=arguments.name, mode=arguments.mode, extra_models=models
+                deployment,
+                name=arguments.name,
+                mode=arguments.mode,
+                extra_models=models,
+                conda_file=_absolute(arguments.conda_file),
             )
         elif arguments.entry_script:
             directory = Path(os.path.abspath(arguments.directory or "."))

@@ -373,7 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     azure.add_argument("deployment", nargs="?", metavar="DEPLOYMENT_YAML", help="a CLI v2 deployment YAML")
     azure.add_argument("--entry-script", metavar="FILE", help="v1: InferenceConfig(entry_script=...)")
     azure.add_argument("--source-directory", metavar="DIR", help="v1: InferenceConfig(source_directory=...)")
-    azure.add_argument("--conda-file", metavar="FILE", help="v1: the environment's conda specification")
+    azure.add_argument(
+        "--conda-file",
+        metavar="FILE",
+        help="v1: the environment's conda specification; with a deployment YAML, it stands in for the "
+        "deployment's environment (a registry reference the repository does not define)",
+    )
     azure.add_argument("--requirements", metavar="FILE", help="v1: the environment's pip requirements file")
     azure.add_argument(
         "--model",

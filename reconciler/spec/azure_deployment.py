@@ -40,17 +40,26 @@ from reconciler.spec.azure_import import (
     variables_section,
 )
 from reconciler.spec.fields import CPU_QUANTITY, MEMORY_QUANTITY
+from reconciler.spec.mlflow_model import MLMODEL
 from reconciler.spec.modes import Mode
 from reconciler.spec.yamldoc import YamlDocument
 
 
-def from_deployment(path: Path, *, name: str | None, mode: str | None, extra_models: list[ModelSource]) -> Imported:
+def from_deployment(
+    path: Path,
+    *,
+    name: str | None,
+    mode: str | None,
+    extra_models: list[ModelSource],
+    conda_file: Path | None = None,
+) -> Imported:
     """A CLI v2 managed (or kubernetes) online deployment YAML; the manifest goes beside it.
-    `azureml:` references resolve through the asset YAMLs of the repository it is in."""
+    `azureml:` references resolve through the asset YAMLs of the repository it is in; `--model`
+    and `--conda-file` (`extra_models`, `conda_file`) stand in for those registered elsewhere."""
     document = read_azure_yaml(path)
     if not isinstance(document.data, dict):
         raise InvalidInput([Problem(str(path), "a deployment YAML is a mapping (model, code_configuration, ...)", 1)])
-    deployment = Deployment(path, document, extra_models)
+    deployment = Deployment(path, document, extra_models, conda_file)
     data = deployment.data
     endpoint = deployment.get(("endpoint_name",), str, "a string") or deployment.get(("name",), str, "a string")
     mode = mode or ("kubernetes" if data.get("type") == "kubernetes" else "container")
@@ -95,8 +104,11 @@ def from_deployment(path: Path, *, name: str | None, mode: str | None, extra_mod
 class Deployment(Fields):
     """A deployment YAML's parts, each read with its references resolved."""
 
-    def __init__(self, path: Path, document: YamlDocument, extra_models: list[ModelSource]):
+    def __init__(
+        self, path: Path, document: YamlDocument, extra_models: list[ModelSource], conda_file: Path | None = None
+    ):
         super().__init__(path, document)
+        self.conda_file = conda_file  # --conda-file: stands in for the deployment's environment
         self.data, self.directory = document.data, path.parent
         self.sources = list(extra_models)
         self.not_carried: list[str] = []
@@ -124,8 +136,8 @@ class Deployment(Fields):
         model = self.get(("model",), (str, dict), "a registry reference or a mapping with a path")
         hint = "download it (az ml model download) and pass --model PATH"
         given = bool(self.sources)  # --model: stands in for a registry reference
-        if isinstance(model, str) and given:
-            return False
+        if isinstance(model, str) and given:  # an MLflow model, as `az ml model create --type mlflow_model` made it
+            return (self.sources[0].path / MLMODEL).is_file()
         if isinstance(model, str):
             asset = self.asset(("model",), model, "model", hint)
             if asset is not None and asset.path("path"):
@@ -194,6 +206,10 @@ class Deployment(Fields):
         loc = ("environment",)
         azure_environment = self.get(loc, (str, dict), "a registry reference or a mapping")
         environment: dict = {}
+        if self.conda_file is not None:
+            if azure_environment is not None:
+                self.not_carried.append("environment: --conda-file stands in for it")
+            return {"conda_file": relative(self.conda_file, self.directory)}
         if isinstance(azure_environment, str):
             hint = "export its conda file and set environment.conda_file"
             asset = self.asset(loc, azure_environment, "environment", hint)

@@ -52,7 +52,7 @@ EXPLAINED_FIELDS = {
     "app_insights_enabled": "Application Insights is not wired; requests are logged to stdout",
     "liveness_probe": "the probes are fixed: liveness GET /, readiness GET /ready (output.container.ready_timeout_s)",
     "readiness_probe": "the probes are fixed: liveness GET /, readiness GET /ready (output.container.ready_timeout_s)",
-    "scale_settings": "autoscaling exists in kubernetes mode only (output.kubernetes.autoscale)",
+    "scale_settings": "Azure's own scaling; in kubernetes mode set output.kubernetes.autoscale (on CPU) instead",
     "egress_public_network_access": "network policy is the host's or the cluster's business",
     "private_network_connection": "network policy is the host's or the cluster's business",
     "model_mount_path": "models are copied into the image at azureml-models/<name>/<version>/",
