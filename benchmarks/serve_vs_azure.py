@@ -8,6 +8,7 @@ environment (.venv-azure, reused when present; see tests/azure_server.py).
 Target (issue 3): >= 4x Azure's requests/s at one worker, p99 <= 1/4 of Azure's.
 
     .venv/bin/python benchmarks/serve_vs_azure.py [--runs 5] [--seconds 5] [--connections 16]
+        [--baseline CHECKOUT]   # also the runtime of another checkout (git worktree add /tmp/base REV)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--baseline", type=Path, help="a checkout whose runtime is measured too, side by side")
     arguments = parser.parse_args()
     require_wrk()
     header("scoring runtime vs azureml-inference-server-http, 1 worker each, wrk on 127.0.0.1")
@@ -61,6 +63,11 @@ def main() -> None:
             "azureml-inference-server-http": lambda: PinnedAzureServer(python, app, model_dir),
             "bare uvicorn calling run()": lambda: BareServer(app, model_dir),
         }
+        if arguments.baseline:  # its runtime first on the path: the same launch, older code
+            baseline = {"PYTHONPATH": str(arguments.baseline.resolve())}
+            servers["baseline runtime"] = lambda: RuntimeProcess(
+                app, model_dir=model_dir, env=baseline, launcher=("taskset", "-c", "0")
+            )
         results: dict[str, list[dict]] = {name: [] for name in servers}
         for _ in range(arguments.runs):
             for name, start in servers.items():
@@ -81,6 +88,12 @@ def main() -> None:
             f"p99: {ours['p99'] / azure['p99']:.2f} of Azure's; p50: {ours['p50'] / azure['p50']:.2f} of Azure's; "
             f"{ours['rps'] / bare['rps']:.0%} of the bare loop's requests/s"
         )
+        if arguments.baseline:
+            base = summary["baseline runtime"]
+            print(
+                f"against the baseline ({arguments.baseline}): requests/s {ours['rps'] / base['rps']:.2f}x, "
+                f"p50 {ours['p50'] / base['p50']:.2f}x, p99 {ours['p99'] / base['p99']:.2f}x"
+            )
 
 
 def azure_server_python() -> str:

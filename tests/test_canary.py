@@ -173,3 +173,24 @@ def test_a_canary_of_inputs_that_changed_since_is_retired_first_and_a_new_one_ru
     assert "(resumed" not in actions[-1].cause
     assert failures(apply(package)) == [] and fake.refusals == []
     assert stale.id not in fake.stored_containers and serving_state(fake) == IN_SYNC
+
+
+def test_a_failing_canary_killed_after_any_engine_call_leaves_the_old_version_serving(fake, repo, runtime_only_lock):
+    package = canary_package(repo, runtime_only_lock, fake)
+    old = next(c for c in fake.stored_containers.values() if c.name == "demo-serving")
+    fake.canary_traffic = (10, 5)
+    edit(package)
+    before, start = fake.save(), len(fake.calls)
+    assert failures(apply(package))
+    steps = fake.calls[start:]
+    for killed_at in range(len(steps)):
+        fake.restore(before)
+        fake.kill_after = start + killed_at
+        with pytest.raises(Killed):
+            apply(package)
+        fake.kill_after = None
+        where = f"killed before {steps[killed_at]!r}"
+        [failure] = failures(apply(package))
+        assert failure.startswith("canary failed: "), (where, failure)
+        assert serving_state(fake) == IN_SYNC and fake.refusals == [], where
+        assert fake.stored_containers[old.id].name == "demo-serving", where

@@ -397,3 +397,20 @@ def test_a_data_collection_folder_stays_inside_the_package_and_holds_no_input(re
     assert problem.startswith("5:") and "inference.data_collection.directory: " in problem and message in problem, (
         problem
     )
+
+
+def test_a_data_collection_folder_may_not_leave_through_a_symlink(repo, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    manifest = write_package(
+        repo / "pkg",
+        """\
+        name: pkg
+        models:
+          - {name: m, version: 1, path: model/model.txt}
+        inference:
+          data_collection: {directory: collected}
+        """,
+    )
+    (manifest.parent / "collected").symlink_to(outside)
+    [problem] = problems_of(manifest)
+    assert "inference.data_collection.directory: " in problem and "(through a symlink)" in problem

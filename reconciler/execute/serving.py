@@ -72,14 +72,16 @@ def wait_switched() -> None:
 
 
 def writable_folders(spec: ContainerSpec) -> None:
-    """The host folders a container writes (collected data): made when missing, and the
-    runtime's user's (UID 10001) when this runs as root; made by anyone else, open to all."""
+    """The host folders a container writes (collected data), made when missing: the runtime's
+    user's (UID 10001) when this runs as root, else open to all. A folder that exists is left
+    as it is (it must be writable by UID 10001)."""
     for folder in spec.writable_mounts:
-        made = not os.path.isdir(folder)
-        os.makedirs(folder, exist_ok=True)
+        if os.path.isdir(folder):
+            continue
+        os.makedirs(folder)
         if os.geteuid() == 0:
             os.chown(folder, APP_USER_ID, APP_USER_ID)
-        elif made:
+        else:
             os.chmod(folder, 0o777)
 
 
@@ -244,6 +246,9 @@ class Serving:
         pause_at("canary-judged", self.say)
         if not verdict.passed:
             self._abort_canary(backend, run, payload.drain_s)
+            for leftover in payload.retire:  # what an interrupted update left goes too: one version runs
+                self.engine.stop(leftover, timeout=payload.drain_s)
+                self.engine.remove_container(leftover)
             raise canary.CanaryFailed(f"{verdict.text}; what served before keeps serving")
         self.say(verdict.text)
         return verdict.text

@@ -369,9 +369,13 @@ def _data_collection_problems(package: Package) -> list[Problem]:
     folder, loc = package.data_collection_directory, ("inference", "data_collection", "directory")
     if folder is None:
         return []
-    if not inside(folder, package.directory) or folder == package.directory:
+    real_inside = inside(Path(os.path.realpath(folder)), Path(os.path.realpath(package.directory)))
+    if not inside(folder, package.directory) or folder == package.directory or not real_inside:
+        where = "" if real_inside else " (through a symlink)"
         return [
-            package.problem(loc, f"{display_path(folder)} is not a folder inside {display_path(package.directory)}")
+            package.problem(
+                loc, f"{display_path(folder)} is not a folder inside {display_path(package.directory)}{where}"
+            )
         ]
     inputs = [package.source_directory, package.manifest_path, *package.model_paths, package.output_directory]
     if any(inside(path, folder) for path in inputs):
