@@ -12,7 +12,7 @@ from reconciler.plan.actions import CanaryRun
 
 from .conftest import BASE_IMAGE, engine_package
 from .fake_engine import FakeEngine, Killed
-from .test_serving_protocols import apply, edit, failures, plan, serving_state
+from .test_serving_protocols import apply, edit, failures, kills, plan, serving_state
 
 CANARY = "canary: {weight: 20, duration_s: 0.3, max_error_rate: 0.1, min_requests: 20}"
 IN_SYNC = [("backend", "demo-serving", "running"), ("proxy", "demo", "running")]
@@ -94,39 +94,36 @@ def test_a_canary_update_killed_after_any_engine_call_converges_with_no_refused_
     and ends with one version serving, and no moment refused a request."""
     package = canary_package(repo, runtime_only_lock, fake)
     edit(package)
-    before, start = fake.save(), len(fake.calls)
-    assert failures(apply(package)) == []
-    steps, wanted = fake.calls[start:], serving_state(fake)
-    assert wanted == IN_SYNC
-    for killed_at in range(len(steps)):
-        fake.restore(before)
-        fake.kill_after = start + killed_at
-        with pytest.raises(Killed):
-            apply(package)
-        fake.kill_after = None
-        where = f"killed before {steps[killed_at]!r}"
+    result, _, wanted, killed = kills(fake, package)
+    assert failures(result) == [] and wanted == IN_SYNC
+    for where in killed:
         assert failures(apply(package)) == [], where
         assert serving_state(fake) == wanted, where
         assert fake.refusals == [], where
         assert [o.plan.actions for o in plan(package).outcomes] == [[]], where
 
 
-def test_an_interrupted_canary_is_resumed_with_the_counts_it_began_with(fake, repo, runtime_only_lock, monkeypatch):
-    package = canary_package(repo, runtime_only_lock, fake)
-    fake.canary_counts = ServerCounts(500, 400)  # a canary before this one failed: not this one's
-    edit(package)
+def killed_once_the_canary_serves(package, monkeypatch) -> None:
+    """An apply killed just after the new container took the canary's name."""
     from reconciler.execute import serving
 
     pause_at = serving.pause_at
 
-    def killed_at(step, say):
+    def killed_there(step, say):
         if step == "canary-named":
             raise Killed(step)
 
-    monkeypatch.setattr(serving, "pause_at", killed_at)
+    monkeypatch.setattr(serving, "pause_at", killed_there)
     with pytest.raises(Killed):
         apply(package)
     monkeypatch.setattr(serving, "pause_at", pause_at)
+
+
+def test_an_interrupted_canary_is_resumed_with_the_counts_it_began_with(fake, repo, runtime_only_lock, monkeypatch):
+    package = canary_package(repo, runtime_only_lock, fake)
+    fake.canary_counts = ServerCounts(500, 400)  # a canary before this one failed: not this one's
+    edit(package)
+    killed_once_the_canary_serves(package, monkeypatch)
     [canary] = [c for c in fake.stored_containers.values() if c.name == "demo-canary"]
     assert canary.spec.labels["reconciler.canary"] == "500,400"
     [action] = [a for a in plan(package).outcomes[0].plan.actions if a.kind.verb == "recreate"]
@@ -153,18 +150,7 @@ def test_a_canary_of_inputs_that_changed_since_is_retired_first_and_a_new_one_ru
 ):
     package = canary_package(repo, runtime_only_lock, fake)
     edit(package)
-    from reconciler.execute import serving
-
-    pause_at = serving.pause_at
-
-    def killed_at(step, say):
-        if step == "canary-named":
-            raise Killed(step)
-
-    monkeypatch.setattr(serving, "pause_at", killed_at)
-    with pytest.raises(Killed):
-        apply(package)
-    monkeypatch.setattr(serving, "pause_at", pause_at)
+    killed_once_the_canary_serves(package, monkeypatch)
     [stale] = [c for c in fake.stored_containers.values() if c.name == "demo-canary"]
     edit(package)  # the inputs change again while that canary serves
     actions = plan(package).outcomes[0].plan.actions
@@ -180,16 +166,9 @@ def test_a_failing_canary_killed_after_any_engine_call_leaves_the_old_version_se
     old = next(c for c in fake.stored_containers.values() if c.name == "demo-serving")
     fake.canary_traffic = (10, 5)
     edit(package)
-    before, start = fake.save(), len(fake.calls)
-    assert failures(apply(package))
-    steps = fake.calls[start:]
-    for killed_at in range(len(steps)):
-        fake.restore(before)
-        fake.kill_after = start + killed_at
-        with pytest.raises(Killed):
-            apply(package)
-        fake.kill_after = None
-        where = f"killed before {steps[killed_at]!r}"
+    result, _, _, killed = kills(fake, package)
+    assert failures(result)
+    for where in killed:
         [failure] = failures(apply(package))
         assert failure.startswith("canary failed: "), (where, failure)
         assert serving_state(fake) == IN_SYNC and fake.refusals == [], where

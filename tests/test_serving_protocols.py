@@ -33,6 +33,26 @@ def serving_state(engine: FakeEngine) -> list[tuple[str, str, str]]:
     )
 
 
+def kills(fake: FakeEngine, package):
+    """An uninterrupted apply (its result, engine calls and end state), then the same apply
+    killed before each of those calls in turn: the engine put back first each time, and
+    `where` yielded for the test to apply again and check what that converged to."""
+    before, start = fake.save(), len(fake.calls)
+    result = apply(package)
+    steps, wanted = fake.calls[start:], serving_state(fake)
+
+    def each():
+        for killed_at in range(len(steps)):
+            fake.restore(before)
+            fake.kill_after = start + killed_at
+            with pytest.raises(Killed):
+                apply(package)
+            fake.kill_after = None
+            yield f"killed before {steps[killed_at]!r}"
+
+    return result, steps, wanted, each()
+
+
 def failures(reconciliation) -> list[str]:
     return [r.detail for o in reconciliation.outcomes for r in o.results if r.status == "failed"]
 
@@ -69,19 +89,10 @@ def test_an_update_killed_after_any_engine_call_is_finished_by_the_next_apply(fa
     apply(package)
     fake.watch_service(fake.running("proxy")[0].host_port, "demo-serving")
     edit(package)
-    before, start = fake.save(), len(fake.calls)
-    apply(package)
-    steps = fake.calls[start:]
+    _, steps, wanted, killed = kills(fake, package)
     assert len(steps) >= 8, steps  # build, tag, create, start, renames, stop, remove...
-    wanted = serving_state(fake)
-    for killed_at in range(len(steps)):
-        fake.restore(before)
-        fake.kill_after = start + killed_at
-        with pytest.raises(Killed):
-            apply(package)
-        fake.kill_after = None
+    for where in killed:
         result = apply(package)
-        where = f"killed before {steps[killed_at]!r}"
         assert failures(result) == [], where
         assert serving_state(fake) == wanted, where
         assert fake.refusals == [], where
@@ -123,17 +134,9 @@ def test_without_the_proxy_an_update_killed_anywhere_converges(fake, repo, runti
     manifest.write_text(manifest.read_text().replace("container: {", "container: {proxy: false, "))
     apply(package)
     edit(package)
-    before, start = fake.save(), len(fake.calls)
-    apply(package)
-    steps, wanted = fake.calls[start:], serving_state(fake)
+    _, _, wanted, killed = kills(fake, package)
     assert wanted == [("", "demo", "running")]
-    for killed_at in range(len(steps)):
-        fake.restore(before)
-        fake.kill_after = start + killed_at
-        with pytest.raises(Killed):
-            apply(package)
-        fake.kill_after = None
-        where = f"killed before {steps[killed_at]!r}"
+    for where in killed:
         assert failures(apply(package)) == [], where
         assert serving_state(fake) == wanted, where
 
