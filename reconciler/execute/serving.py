@@ -212,16 +212,14 @@ class Serving:
             raise
         pause_at("new-renamed", self.say)
         for holder in payload.clear:  # publishing the port itself: must go before the proxy binds it
-            engine.stop(holder)
-            engine.remove_container(holder)
+            self._stop_and_remove(holder)
         if payload.new_proxy is None:
             engine.start(payload.proxy)  # no-op when it runs
             wait_switched()
             pause_at("switched", self.say)
         else:
             if payload.replace_proxy:
-                engine.stop(payload.replace_proxy, timeout=5)
-                engine.remove_container(payload.replace_proxy)
+                self._stop_and_remove(payload.replace_proxy, timeout=5)
             self._new_proxy(payload.at, payload.new_proxy, payload.ready_timeout_s)
             pause_at("proxy-created", self.say)
         for old in (payload.current, *payload.retire):
@@ -247,8 +245,7 @@ class Serving:
         if not verdict.passed:
             self._abort_canary(backend, run, payload.drain_s)
             for leftover in payload.retire:  # what an interrupted update left goes too: one version runs
-                self.engine.stop(leftover, timeout=payload.drain_s)
-                self.engine.remove_container(leftover)
+                self._stop_and_remove(leftover, payload.drain_s)
             raise canary.CanaryFailed(f"{verdict.text}; what served before keeps serving")
         self.say(verdict.text)
         return verdict.text
@@ -256,8 +253,12 @@ class Serving:
     def _abort_canary(self, backend: str, run: CanaryRun, drain_s: int) -> None:
         self.engine.rename(backend, run.abort_name)
         wait_switched()
-        self.engine.stop(backend, timeout=drain_s)
-        self.engine.remove_container(backend)
+        self._stop_and_remove(backend, drain_s)
+
+    def _stop_and_remove(self, container: str, timeout: int = 30) -> None:
+        """Stop (the runtime finishes what it serves within `timeout`), then remove."""
+        self.engine.stop(container, timeout=timeout)
+        self.engine.remove_container(container)
 
     def _new_proxy(self, at: Published, spec: ContainerSpec, timeout_s: float) -> None:
         proxy = self.engine.create_container(spec)
@@ -268,8 +269,7 @@ class Serving:
         """The proxy (again, when `replace` names one with other settings): HAProxy on the
         package's network, publishing the package's port."""
         if payload.replace:
-            self.engine.stop(payload.replace, timeout=payload.drain_s)
-            self.engine.remove_container(payload.replace)
+            self._stop_and_remove(payload.replace, payload.drain_s)
         self.engine.ensure_network(payload.network)
         self._new_proxy(payload.at, payload.spec, payload.ready_timeout_s)
         return ready_at(payload.at)
@@ -289,6 +289,5 @@ class Serving:
         if payload.proxy:
             self.engine.start(payload.proxy)
             wait_switched()
-        self.engine.stop(payload.container, timeout=payload.drain_s)
-        self.engine.remove_container(payload.container)
+        self._stop_and_remove(payload.container, payload.drain_s)
         return "removed"
