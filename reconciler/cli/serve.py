@@ -22,11 +22,11 @@ from pathlib import Path
 from reconciler.core.cachedir import cache_dir
 from reconciler.core.errors import PermanentError
 from reconciler.core.paths import display_path
-from reconciler.desired.dockerfile import ModelLayout, model_dir
+from reconciler.desired.dockerfile import ModelLayout, batching_environment, data_collection_environment, model_dir
 from reconciler.desired.pins import requirement_lines
 from reconciler.desired.secrets import SecretSource
 from reconciler.desired.sources import RUNTIME_DIRECTORY
-from reconciler.desired.state import batching_settings, mlflow_variables
+from reconciler.desired.state import batching_settings, data_collection_settings, mlflow_variables
 from reconciler.spec.mlflow_model import SCORING_SCRIPT
 from reconciler.spec.package import Package
 
@@ -97,15 +97,13 @@ def runtime_environment(package: Package, model_folder: Path, port: int, secrets
         }
     )
     environment.update(mlflow_variables(package, str(model_folder)))
-    collection = manifest.inference.data_collection
+    collection = data_collection_settings(package)
     if collection:  # written to the package's folder directly
         package.data_collection_directory.mkdir(parents=True, exist_ok=True)
-        environment["RECONCILER_DATA_COLLECTION"] = str(package.data_collection_directory)
-        environment["RECONCILER_DATA_COLLECTION_PAYLOAD"] = str(int(collection.payload))
-        environment["RECONCILER_DATA_COLLECTION_MAX_PAYLOAD_BYTES"] = str(collection.max_payload_bytes)
+        environment.update(data_collection_environment(str(package.data_collection_directory), *collection))
     batching = batching_settings(manifest.inference.batching)
     if batching:
-        environment["RECONCILER_BATCH_MAX_SIZE"], environment["RECONCILER_BATCH_MAX_LATENCY_MS"] = map(str, batching)
+        environment.update(batching_environment(*batching))
     return environment
 
 

@@ -61,6 +61,20 @@ class DockerfileSettings:
     data_collection: tuple[bool, int] | None = None  # (payload, max payload bytes): inference.data_collection
 
 
+def batching_environment(max_rows: int, max_latency_ms: int) -> dict[str, str]:
+    """How the runtime is told to batch (runtime/config.py reads these)."""
+    return {"RECONCILER_BATCH_MAX_SIZE": str(max_rows), "RECONCILER_BATCH_MAX_LATENCY_MS": str(max_latency_ms)}
+
+
+def data_collection_environment(destination: str, payload: bool, max_payload_bytes: int) -> dict[str, str]:
+    """How the runtime is told to collect data (runtime/data_collection.py reads these)."""
+    return {
+        "RECONCILER_DATA_COLLECTION": destination,
+        "RECONCILER_DATA_COLLECTION_PAYLOAD": str(int(payload)),
+        "RECONCILER_DATA_COLLECTION_MAX_PAYLOAD_BYTES": str(max_payload_bytes),
+    }
+
+
 def model_dir(models: tuple[ModelLayout, ...], root: str = MODELS_ROOT) -> str:
     """AZUREML_MODEL_DIR as Azure sets it: the model's own folder when there is one
     model, the parent of the <name>/<version>/ folders when there are several."""
@@ -72,6 +86,10 @@ def _quote(value: str) -> str:
     if any(c in value for c in "\n\r\x00"):
         raise ValueError(f"{value!r} cannot be written into a Dockerfile")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def _env_line(variables: dict[str, str]) -> str:
+    return "ENV " + " ".join(f"{key}={value}" for key, value in variables.items())
 
 
 def _copy(source: str, destination: str) -> str:
@@ -127,13 +145,9 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
         f"    SCORING_TIMEOUT_MS={s.timeout_ms}",
     ]
     if s.batching:
-        lines.append(f"ENV RECONCILER_BATCH_MAX_SIZE={s.batching[0]} RECONCILER_BATCH_MAX_LATENCY_MS={s.batching[1]}")
+        lines.append(_env_line(batching_environment(*s.batching)))
     if s.data_collection:
-        payload, max_bytes = s.data_collection
-        lines.append(
-            f"ENV RECONCILER_DATA_COLLECTION={DATA_COLLECTION_ROOT} RECONCILER_DATA_COLLECTION_PAYLOAD={int(payload)} "
-            f"RECONCILER_DATA_COLLECTION_MAX_PAYLOAD_BYTES={max_bytes}"
-        )
+        lines.append(_env_line(data_collection_environment(DATA_COLLECTION_ROOT, *s.data_collection)))
     for key, value in s.variables:
         lines.append(f"ENV {key}={_quote(value)}")
     lines += [
