@@ -104,8 +104,10 @@ _writer_made = threading.Lock()
 
 
 def writer() -> _Writer | None:
-    """The process's writer, when data collection is on."""
+    """The process's writer, when data collection is on (made on first use, then taken as it is)."""
     global _writer
+    if _writer is not None:
+        return _writer
     destination = os.environ.get(DESTINATION_VARIABLE, "")
     if not destination:
         return None
@@ -170,7 +172,7 @@ class Payloads:
     """`/score` request and response bodies (inference.data_collection.payload), capped."""
 
     def __init__(self, environ: dict[str, str]):
-        self.on = environ.get(PAYLOAD_VARIABLE) == "1" and bool(environ.get(DESTINATION_VARIABLE))
+        self.on = environ.get(PAYLOAD_VARIABLE) == "1"
         self.max_bytes = int(environ.get(MAX_PAYLOAD_VARIABLE) or 65536)
 
     def log(self, request_body: bytes, response_body: object) -> None:

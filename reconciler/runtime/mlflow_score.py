@@ -26,14 +26,16 @@ import os
 MODEL_VARIABLE = "RECONCILER_MLFLOW_MODEL"
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MODEL = None
+SCHEMA = None  # the signature's input schema, when the model has one
 
 
 def init():
-    global MODEL
+    global MODEL, SCHEMA
     import mlflow.pyfunc
 
     # the real path: MLflow refuses a model folder reached through a symlink (`reconciler serve` links them)
     MODEL = mlflow.pyfunc.load_model(os.path.realpath(os.environ[MODEL_VARIABLE]))
+    SCHEMA = MODEL.metadata.get_input_schema()
 
 
 class _BadInput(Exception):
@@ -46,22 +48,17 @@ def _bad_request(message: str):
     return AMLResponse({"message": message}, 400, json_str=True)
 
 
-def _signature_inputs():
-    return MODEL.metadata.get_input_schema() if MODEL is not None else None
-
-
 def _rows(rows: list):
     """A list of rows (lists or records) as a DataFrame named by the signature, or an array
     for a tensor signature."""
     import numpy as np
     import pandas as pd
 
-    schema = _signature_inputs()
-    if schema is not None and schema.is_tensor_spec():
+    if SCHEMA is not None and SCHEMA.is_tensor_spec():
         return np.asarray(rows)
     if rows and all(isinstance(row, dict) for row in rows):
         return pd.DataFrame.from_records(rows)
-    names = schema.input_names() if schema is not None and schema.has_input_names() else None
+    names = SCHEMA.input_names() if SCHEMA is not None and SCHEMA.has_input_names() else None
     if names and any(not isinstance(row, list) or len(row) != len(names) for row in rows):
         raise _BadInput(f"each row needs {len(names)} values, the model's columns: {', '.join(names)}")
     try:
@@ -85,8 +82,7 @@ def _named(inputs: dict):
     import numpy as np
     import pandas as pd
 
-    schema = _signature_inputs()
-    if schema is not None and schema.is_tensor_spec():
+    if SCHEMA is not None and SCHEMA.is_tensor_spec():
         return {name: np.asarray(value) for name, value in inputs.items()}
     try:
         return pd.DataFrame({name: value if isinstance(value, list) else [value] for name, value in inputs.items()})
@@ -178,10 +174,9 @@ def run(raw_data):
 
 def __reconciler_schemas__():
     """(input schema, output schema) for /swagger.json, from the model's signature."""
-    schema = _signature_inputs()
-    if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
+    if SCHEMA is None or not SCHEMA.has_input_names() or SCHEMA.is_tensor_spec():
         return None
-    columns = {spec.name: {"type": _json_type(str(getattr(spec, "type", "")))} for spec in schema.inputs if spec.name}
+    columns = {spec.name: {"type": _json_type(str(getattr(spec, "type", "")))} for spec in SCHEMA.inputs if spec.name}
     row = {"type": "array", "items": {}, "minItems": len(columns), "maxItems": len(columns)}
     frame = {
         "type": "object",
