@@ -107,6 +107,7 @@ def test_conda_file_with_requirements_is_refused(repo):
     )
 
 
+@pytest.mark.docker
 @pytest.mark.network
 def test_an_azure_conda_package_locks_builds_and_serves(repo, base_image, docker_client, runtime_only_lock):
     """Azure's serving packages are left out with one note; the rest is locked as wheels, built
@@ -171,6 +172,7 @@ def test_a_pin_built_for_numpy_1_keeps_numpy_below_2_as_conda_would(repo):
     assert versions["numpy"].startswith("2.")
 
 
+@pytest.mark.docker
 @pytest.mark.network
 def test_an_old_pin_built_for_numpy_1_builds_and_serves(repo, base_image, docker_client, runtime_only_lock):
     """The inference-schema example's environment, in its image: scikit-learn 1.2.2 imports

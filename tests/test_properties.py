@@ -166,7 +166,7 @@ def _check(text: str | bytes) -> None:
         dockerfile = render_dockerfile(dockerfile_settings(package))
         instructions = [line for line in dockerfile.splitlines() if line and not line.startswith(("#", " "))]
         assert all(INSTRUCTION.match(line) for line in instructions), dockerfile
-        expected = 17 + len(package.manifest.models) + len(package.manifest.inference.environment.variables)
+        expected = 21 + len(package.manifest.models) + len(package.manifest.inference.environment.variables)
         expected += 1 if package.manifest.inference.environment.system_packages else 0
         assert len(instructions) == expected, dockerfile
 

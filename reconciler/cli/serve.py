@@ -10,7 +10,6 @@ named before the server starts.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import os
 import signal
@@ -23,6 +22,7 @@ from reconciler.core.cachedir import cache_dir
 from reconciler.core.errors import PermanentError
 from reconciler.core.paths import display_path
 from reconciler.desired.dockerfile import ModelLayout, batching_environment, data_collection_environment, model_dir
+from reconciler.desired.entry_imports import entry_imports
 from reconciler.desired.pins import requirement_lines
 from reconciler.desired.secrets import SecretSource
 from reconciler.desired.sources import RUNTIME_DIRECTORY
@@ -43,11 +43,8 @@ def link_models(package: Package, folder: Path) -> str:
 def missing_modules(package: Package) -> list[str]:
     """Top-level modules the entry script imports that this Python cannot find, with Azure's
     import names (azureml.contrib.services, azureml.core.model, ...) answered by the runtime.
-    A no-code MLflow model needs MLflow's loader and pandas."""
-    if package.mlflow is not None:
-        candidates = ["mlflow", "pandas"]
-    else:
-        candidates = sorted(_imported(package.entry_script) - _local_modules(package))
+    A no-code MLflow model needs MLflow's loader, pandas and its flavor's library."""
+    candidates = sorted({name.split(".")[0] for name in entry_imports(package)})
     if not candidates:
         return []
     # asked of the runtime in this Python, which answers Azure's import names as it does when serving
@@ -60,23 +57,6 @@ def missing_modules(package: Package) -> list[str]:
     if asked.returncode != 0:
         raise PermanentError(f"cannot ask the runtime which modules it finds: {asked.stderr.strip()[-500:]}")
     return asked.stdout.split()
-
-
-def _imported(script: Path) -> set[str]:
-    tree = ast.parse(script.read_bytes(), filename=str(script))
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def _local_modules(package: Package) -> set[str]:
-    return {p.stem for p in package.entry_script.parent.iterdir()} | {
-        p.name for p in package.source_directory.iterdir()
-    }
 
 
 def runtime_environment(package: Package, model_folder: Path, port: int, secrets: SecretSource) -> dict[str, str]:

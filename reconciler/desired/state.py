@@ -31,6 +31,7 @@ from reconciler.core.credentials import without_credentials
 from reconciler.core.errors import InvalidInput, Problem
 from reconciler.desired.digest import Digester, value_digest, with_mode
 from reconciler.desired.dockerfile import MODELS_ROOT, DockerfileSettings, ModelLayout, render_dockerfile
+from reconciler.desired.entry_imports import import_check
 from reconciler.desired.kubernetes import render_kubernetes
 from reconciler.desired.pins import BasePin, Lock, base_stale_reason, read_lock, resolve, stale_reason, write_lock
 from reconciler.desired.proxy import (
@@ -125,7 +126,7 @@ def current_base(package: Package, lock: Lock | None) -> BasePin | None:
     return pinned
 
 
-def dockerfile_settings(package: Package, base: BasePin | None = None) -> DockerfileSettings:
+def dockerfile_settings(package: Package, base: BasePin | None = None, *, dev: bool = False) -> DockerfileSettings:
     manifest = package.manifest
     environment = manifest.inference.environment
     return DockerfileSettings(
@@ -139,6 +140,7 @@ def dockerfile_settings(package: Package, base: BasePin | None = None) -> Docker
         timeout_ms=manifest.inference.server.timeout_ms,
         batching=batching_settings(manifest.inference.batching),
         data_collection=data_collection_settings(package),
+        import_check=import_check(package, dev=dev),
     )
 
 
@@ -372,7 +374,7 @@ def desire(
     files = tuple(source_files(package) + model_files(package))
     _check_contents(package, files)
     base = current_base(package, lock)
-    dockerfile = render_dockerfile(dockerfile_settings(package, base))
+    dockerfile = render_dockerfile(dockerfile_settings(package, base, dev=dev))
     file_digests = {file.destination: file_input(file, digester) for file in files}
     inputs = {name: digest for name, digest in file_digests.items() if not (dev and name.startswith("app/"))}
     inputs["package.lock"] = lock.digest

@@ -37,10 +37,18 @@ class NotOnEngine(PermanentError):
     """The engine or registry has no such image or container (asking again will not create it)."""
 
 
+EXPLAINED = "reconciler: "  # a build step's own account of its failure (runtime/import_check.py, the Python check)
+
+
 class BuildFailed(PermanentError):
-    """A build that failed on these inputs fails again on the same inputs."""
+    """A build that failed on these inputs fails again on the same inputs. Where a step of
+    reconciler's said why, that is the error, rather than the engine's exit code."""
 
     def __init__(self, step: str, tail: list[str], error: str):
+        explained = [line.split(EXPLAINED, 1)[1].strip() for line in tail if EXPLAINED in line]
+        if explained:
+            error = "; ".join(dict.fromkeys(explained))
+            tail = [line for line in tail if EXPLAINED not in line]
         self.step, self.tail, self.error = step, tail, error
         detail = "\n    ".join(tail)
         super().__init__(f"build failed at {step or 'the start'}: {error}\n    {detail}")

@@ -24,6 +24,21 @@ SCORING_SCRIPT = "mlflow_score.py"  # the app of a no-code package: runtime/mlfl
 MODEL_VARIABLE = "RECONCILER_MLFLOW_MODEL"  # where the scoring script finds the model folder
 PYFUNC = "python_function"
 SERVED_AS = {"mlflow": "mlflow-skinny"}  # a no-code image needs only the loader
+# what a flavor's model needs imported to load, where the name differs or matters (the build's import check)
+FLAVOR_MODULES = {
+    "catboost": "catboost",
+    "keras": "keras",
+    "lightgbm": "lightgbm",
+    "onnx": "onnxruntime",
+    "prophet": "prophet",
+    "pytorch": "torch",
+    "sklearn": "sklearn",
+    "spacy": "spacy",
+    "statsmodels": "statsmodels",
+    "tensorflow": "tensorflow",
+    "transformers": "transformers",
+    "xgboost": "xgboost",
+}
 
 
 @dataclass(frozen=True)
@@ -33,12 +48,19 @@ class MlflowModel:
     index: int  # in the manifest's models
     folder: Path
     flavors: tuple[str, ...]
+    loader_module: str  # the pyfunc flavor's, such as mlflow.sklearn
     requirements: Path | None  # the model's requirements.txt, if it has one
     conda: Path | None  # its conda.yaml, if it has one
 
     @property
     def environment_file(self) -> Path | None:
         return self.requirements or self.conda
+
+    @property
+    def imports(self) -> tuple[str, ...]:
+        """What loading it imports: MLflow's loader, pandas, and the flavor's own library."""
+        flavored = (FLAVOR_MODULES[flavor] for flavor in self.flavors if flavor in FLAVOR_MODULES)
+        return tuple(dict.fromkeys(("mlflow.pyfunc", "pandas", self.loader_module, *flavored)))
 
 
 def read_mlmodel(folder: Path, index: int, at_path: Callable[[str], Problem]) -> MlflowModel | Problem:
@@ -75,6 +97,7 @@ def read_mlmodel(folder: Path, index: int, at_path: Callable[[str], Problem]) ->
         index,
         folder,
         tuple(sorted(map(str, flavors))),
+        pyfunc["loader_module"],
         requirements if requirements.is_file() else None,
         conda if conda.is_file() else None,
     )
