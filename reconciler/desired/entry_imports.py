@@ -55,7 +55,7 @@ def import_check(package: Package, *, dev: bool) -> ImportCheck:
     """What the build's import check is asked. With watch --dev the code is mounted, not built
     in: the entry script's imports stay out, or each new import would rebuild."""
     if package.mlflow is not None:
-        entry = f"the MLflow model {package.mlflow.folder.name}"
+        entry = f"the MLflow model {package.manifest.models[package.mlflow.index].name}"
     else:
         entry = package.entry_script_relative
     declared = package.dependencies_file

@@ -46,9 +46,10 @@ class BuildFailed(PermanentError):
 
     def __init__(self, step: str, tail: list[str], error: str):
         explained = [line.split(EXPLAINED, 1)[1].strip() for line in tail if EXPLAINED in line]
-        if explained:
+        if explained:  # the step's own words say more than its long command line
             error = "; ".join(dict.fromkeys(explained))
             tail = [line for line in tail if EXPLAINED not in line]
+            step = step.split("] ", 1)[0] + "]" if step.startswith("[") else step.split(" : ", 1)[0]
         self.step, self.tail, self.error = step, tail, error
         detail = "\n    ".join(tail)
         super().__init__(f"build failed at {step or 'the start'}: {error}\n    {detail}")

@@ -40,8 +40,8 @@ from . import azure_imports
 
 PREFIX = "reconciler: "  # the line the build's error shows (engine/docker.py picks it out)
 NOT_MODULES = frozenset({"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmarks"})
-# venv's own build tools: importing setuptools after a module that imported distutils fails, harmlessly
-TOOLING = frozenset({"pip", "setuptools", "pkg_resources", "_distutils_hack"})
+# what `python -m venv` brings, not the lock: importing setuptools after distutils fails, harmlessly
+TOOLING = frozenset({"pip", "setuptools", "wheel"})
 NUMPY_1_BUILD = (
     "numpy.dtype size changed",
     "compiled using NumPy 1.x cannot be run in",
@@ -71,6 +71,8 @@ class Installed:
     def read(cls, site: Path) -> Installed:
         modules: dict[str, importlib.metadata.Distribution] = {}
         for distribution in sorted(importlib.metadata.distributions(path=[str(site)]), key=_name):
+            if _name(distribution) in TOOLING:
+                continue
             for module in top_level_modules(distribution):
                 modules.setdefault(module, distribution)
         return cls(site, modules)
@@ -105,7 +107,7 @@ def top_level_modules(distribution: importlib.metadata.Distribution) -> list[str
     """What `import NAME` the distribution provides: its top_level.txt, else its files."""
     listed = distribution.read_text("top_level.txt")
     names = listed.split() if listed else [_top_level(Path(file).parts) for file in distribution.files or ()]
-    return sorted({n for n in names if n and n.isidentifier() and n not in NOT_MODULES and n not in TOOLING})
+    return sorted({name for name in names if name and name.isidentifier() and name not in NOT_MODULES})
 
 
 def _top_level(parts: tuple[str, ...]) -> str:
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(home, ignore_errors=True)
     for warning in warnings:
-        print(f"import check: warning: {warning} (nothing the entry script imports needs it)")
+        print(f"import check: warning: {warning} (not needed by what the entry script imports)")
     distributions = len({id(d) for d in installed.modules.values()})
     print(
         f"import check: {len(arguments.modules)} entry-script imports and {len(installed.modules)} modules of "
