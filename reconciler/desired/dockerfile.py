@@ -50,14 +50,9 @@ class ImportCheck:
 
     @property
     def command(self) -> list[str]:
-        return ["python", "-m", f"{RUNTIME_PACKAGE}.import_check", "--entry", self.entry] + [
-            "--environment",
-            self.environment,
-            "--passed",
-            IMPORT_CHECK_MARK,
-            "--",
-            *self.modules,
-        ]
+        module = f"{RUNTIME_PACKAGE}.import_check"
+        options = ["--entry", self.entry, "--environment", self.environment, "--passed", IMPORT_CHECK_MARK]
+        return ["python", "-m", module, *options, "--", *self.modules]
 
 
 @dataclass(frozen=True)

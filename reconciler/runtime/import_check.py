@@ -88,7 +88,7 @@ class Installed:
                 relative = Path(frame.filename).resolve().relative_to(self.site.resolve())
             except ValueError:
                 continue
-            owner = self.owner(relative.parts[0].split(".")[0].removesuffix(".py"))
+            owner = self.owner(relative.parts[0].split(".")[0])
             if owner is not None and _name(owner) != "numpy":
                 return _label(owner)
         owner = self.owner(module)
