@@ -151,11 +151,13 @@ def test_code_edit_rebuilds_only_the_code_layer_and_serves_the_new_code(
         before_code = next(i for i, line in enumerate(step_lines) if 'COPY ["app/"' in line)
         from_steps = sum(1 for line in step_lines[:before_code] if " : FROM " in line)
         assert steps == len(step_lines) and cached == before_code - from_steps
-    else:  # `[stage-1 6/7] COPY [app/, ...] (0.1 s)` as each step ends, `(cached)` when it was
+    else:  # `[stage-3 3/3] COPY [app/, ...] (0.1 s)` as each step ends, `(cached)` when it was
         step_lines = re.findall(rf"^{unique_name}: \[(\S+) (\d+)/\d+\] (\S+) (.*)$", result.stdout, re.M)
-        code = next(int(i) for stage, i, verb, rest in step_lines if verb == "COPY" and rest.startswith("[app/"))
-        for stage, index, verb, rest in step_lines:
-            expected = verb != "FROM" and (stage == "dependencies" or int(index) < code)
+        final, code = next(
+            (stage, int(i)) for stage, i, verb, rest in step_lines if verb == "COPY" and rest.startswith("[app/")
+        )
+        for stage, index, verb, rest in step_lines:  # the stages before the image's own, and its steps before the code
+            expected = verb != "FROM" and (stage != final or int(index) < code)
             assert rest.endswith("(cached)") == expected, (stage, index, verb, rest)
         assert steps == len(step_lines) and cached == sum(1 for s in step_lines if s[3].endswith("(cached)"))
     response = score(port_of(package))
@@ -350,7 +352,7 @@ def test_a_registry_base_is_pinned_by_its_digest_and_hashes_alike_without_an_eng
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"pull {remote}@{digest}  done" in result.stdout
         dockerfile = (package / "build" / unique_name / "Dockerfile").read_text()
-        assert f"\nFROM {remote}@{digest}\n" in dockerfile
+        assert f"\nFROM {remote}@{digest} AS environment\n" in dockerfile
         assert run_cli("plan", str(package), cwd=repo).returncode == 0
         with_engine = run_cli("hash", str(package), cwd=repo)
         without = run_cli("hash", str(package), cwd=repo, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
@@ -371,7 +373,7 @@ def test_build_failure_shows_the_step_and_others_go_on(
     manifest.write_text(manifest.read_text().replace("pip: []}", "pip: [], system_packages: [no-such-package-xyz]}"))
     result = apply(repo, cwd=repo, builder=builder)
     assert result.returncode == 1
-    step = r"Step \d+/\d+ : " if builder == "legacy" else r"\[stage-1 \d+/\d+\] "
+    step = r"Step \d+/\d+ : " if builder == "legacy" else r"\[environment \d+/\d+\] "
     assert re.search(
         rf"{bad}: build {bad}:[0-9a-f]{{12}}  FAILED after .*: build failed at {step}RUN apt-get",
         result.stdout,
