@@ -5,6 +5,7 @@ MLflow's request formats; and the manifest checks of `type: mlflow_model`."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 import uuid
@@ -18,6 +19,7 @@ import requests
 from reconciler.core.errors import InvalidInput
 from reconciler.desired.requirements import read_requirements
 from reconciler.desired.sources import RUNTIME_DIRECTORY, source_files
+from reconciler.desired.state import mlflow_notes
 from reconciler.spec.package import load_package
 
 from .conftest import PROXY_IMAGE, remove_package_objects, run_cli, write_package
@@ -210,9 +212,11 @@ def test_serve_runs_a_no_code_model_on_the_host(repo, saved_model):
 
 
 @pytest.mark.docker
-def test_a_no_code_mlflow_model_serves_in_its_image(repo, saved_model, base_image, docker_client):
-    """Locked from the model's own requirements.txt (mlflow as mlflow-skinny), built, run
-    confined behind the proxy, and asked in Azure's format."""
+@pytest.mark.parametrize("environment", ["requirements.txt", "conda.yaml"])
+def test_a_no_code_mlflow_model_serves_in_its_image(repo, saved_model, base_image, docker_client, environment):
+    """Locked from the model's own requirements.txt, or from its conda.yaml where an older MLflow
+    wrote no requirements.txt (mlflow as mlflow-skinny), built, run confined behind the proxy,
+    and asked in Azure's format."""
     port, name = free_port(), f"ml{uuid.uuid4().hex[:10]}"
     manifest = mlflow_package(
         repo,
@@ -221,6 +225,8 @@ def test_a_no_code_mlflow_model_serves_in_its_image(repo, saved_model, base_imag
         output: {{mode: container, container: {{port: {port}, proxy_image: "{PROXY_IMAGE}"}}}}""",
         name=name,
     )
+    if environment == "conda.yaml":
+        (manifest.parent / "model" / "requirements.txt").unlink()
     try:
         applied = run_cli("apply", str(manifest.parent), cwd=repo, timeout=900)
         assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -245,3 +251,53 @@ def test_an_older_models_requirements_get_the_pandas_full_mlflow_brought(repo, s
     (manifest.parent / "model" / "requirements.txt").write_text("mlflow\ncloudpickle==2.0.0\nscikit-learn==1.2.2\n")
     requirements = read_requirements(load_package(manifest)).requirements
     assert requirements == ("mlflow-skinny", "cloudpickle==2.0.0", "scikit-learn==1.2.2", "pandas")
+
+
+def saved_with_python(manifest: Path, version: str) -> None:
+    """Make the package's model one MLflow saved under another Python (MLmodel's python_version)."""
+    mlmodel = manifest.parent / "model" / "MLmodel"
+    mlmodel.write_text(re.sub(r"python_version: \S+", f"python_version: {version}", mlmodel.read_text()))
+
+
+def test_the_model_is_served_with_the_python_it_was_saved_with(repo, saved_model):
+    manifest = mlflow_package(repo, saved_model)
+    saved_with_python(manifest, "3.12.4")
+    package = load_package(manifest)
+    assert package.manifest.inference.environment.python == "3.12"
+    assert package.manifest.inference.environment.resolved_base_image == "python:3.12-slim"
+
+
+@pytest.mark.parametrize(
+    "environment",
+    ['{python: "3.11"}', "{base_image: registry.example/python:3.11}"],
+    ids=["python", "base_image"],
+)
+def test_a_python_or_base_image_the_manifest_names_wins_and_the_plan_says_so(repo, saved_model, environment):
+    manifest = mlflow_package(repo, saved_model, f"inference: {{environment: {environment}}}")
+    saved_with_python(manifest, "3.12.4")
+    package = load_package(manifest)
+    assert package.manifest.inference.environment.python == "3.11"
+    [_, mismatch] = mlflow_notes(package)
+    assert "model diabetes was saved with Python 3.12 and is served with Python 3.11" in mismatch
+
+
+def test_a_python_the_runtime_cannot_run_keeps_the_default_and_the_plan_says_so(repo, saved_model):
+    manifest = mlflow_package(repo, saved_model)
+    saved_with_python(manifest, "3.8.18")
+    package = load_package(manifest)
+    assert package.manifest.inference.environment.python == "3.11"
+    assert "saved with Python 3.8 and is served with Python 3.11" in mlflow_notes(package)[1]
+
+
+def test_a_model_with_only_a_conda_file_is_locked_from_it(repo, saved_model):
+    """MLflow before 1.20 wrote conda.yaml and no requirements.txt; Azure built its environment from it."""
+    manifest = mlflow_package(repo, saved_model)
+    (manifest.parent / "model" / "requirements.txt").unlink()
+    package = load_package(manifest)
+    assert package.conda_file == manifest.parent / "model" / "conda.yaml"
+    assert package.declares_models_environment
+    requirements = read_requirements(package).requirements
+    assert any(r.startswith("mlflow-skinny==") for r in requirements), requirements
+    assert any(r.startswith("scikit-learn==") for r in requirements)
+    assert not any(r.startswith(("mlflow==", "python", "pip")) for r in requirements), requirements
+    assert "(mlflow installed as mlflow-skinny)" in mlflow_notes(package)[0]

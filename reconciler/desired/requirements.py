@@ -200,7 +200,7 @@ def read_requirements(package: Package) -> Requirements:
     if reader.problems:
         raise InvalidInput(reader.problems)
     requirements = tuple(reader.requirements)
-    if package.mlflow is not None and package.requirements_file == package.mlflow.requirements:
+    if package.declares_models_environment:
         requirements = _served_as_no_code(requirements)
     return Requirements(tuple(reader.lines), requirements, tuple(reader.constraints))
 

@@ -329,6 +329,22 @@ def is_dev(package: Package, dev: bool) -> bool:
     return dev and package.mode.serves
 
 
+def mlflow_notes(package: Package) -> tuple[str, ...]:
+    """What the plan says of a no-code MLflow model: how it is served, and a Python that is not
+    the one it was saved with (MLflow warns at load; a pickle may not load)."""
+    model = package.manifest.models[package.mlflow.index]
+    skinny = " (mlflow installed as mlflow-skinny)" if package.declares_models_environment else ""
+    notes = (f"model {model.name} is served by MLflow's pyfunc loader, with no entry script{skinny}",)
+    saved_with, python = package.mlflow.python, package.manifest.inference.environment.python
+    if saved_with is not None and saved_with != python:
+        notes += (
+            f"model {model.name} was saved with Python {saved_with} and is served with Python {python} "
+            f"(inference.environment.python): MLflow warns at load, and a model pickled under one Python may "
+            "not load under another",
+        )
+    return notes
+
+
 def desire(
     package: Package,
     digester: Digester,
@@ -356,15 +372,7 @@ def desire(
     if index_url:
         notes += (f"dependencies resolve from {without_credentials(index_url)} (environment.index_url)",)
     if package.mlflow is not None:
-        model = package.manifest.models[package.mlflow.index]
-        notes += (
-            f"model {model.name} is served by MLflow's pyfunc loader, with no entry script"
-            + (
-                " (mlflow installed as mlflow-skinny)"
-                if package.requirements_file == package.mlflow.requirements
-                else ""
-            ),
-        )
+        notes += mlflow_notes(package)
     if package.conda is not None and package.conda.replaced:
         conda_file = os.path.relpath(package.conda_file, package.directory)
         notes += (

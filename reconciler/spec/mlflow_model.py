@@ -5,12 +5,15 @@ A model of that type is a folder with an `MLmodel` file. When the package has no
 (`inference.entry_script` unset and no score.py in the source folder), the image serves it
 through MLflow's own pyfunc loader, with reconciler's scoring script (`runtime/mlflow_score.py`)
 as the app. Its environment is the model's own `requirements.txt` (or `conda.yaml`) when the
-manifest declares none. `mlflow` there is installed as `mlflow-skinny` of the same version:
-the pyfunc loader without the tracking server and its UI, as in Azure's MLflow images.
+manifest declares none, and its Python the one the model was saved with (MLmodel's
+`python_version`) when the manifest names neither a Python nor a base image. `mlflow` there is
+installed as `mlflow-skinny` of the same version: the pyfunc loader without the tracking server
+and its UI, as in Azure's MLflow images.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +54,7 @@ class MlflowModel:
     loader_module: str  # the pyfunc flavor's, such as mlflow.sklearn
     requirements: Path | None  # the model's requirements.txt, if it has one
     conda: Path | None  # its conda.yaml, if it has one
+    python: str | None  # "3.11": the Python it was saved with, from python_function's python_version
 
     @property
     def environment_file(self) -> Path | None:
@@ -93,6 +97,7 @@ def read_mlmodel(folder: Path, index: int, at_path: Callable[[str], Problem]) ->
             position.line if position else None,
         )
     requirements, conda = folder / "requirements.txt", folder / "conda.yaml"
+    saved_with = re.match(r"(\d+\.\d+)(\.|$)", str(pyfunc.get("python_version", "")))
     return MlflowModel(
         index,
         folder,
@@ -100,4 +105,5 @@ def read_mlmodel(folder: Path, index: int, at_path: Callable[[str], Problem]) ->
         pyfunc["loader_module"],
         requirements if requirements.is_file() else None,
         conda if conda.is_file() else None,
+        saved_with.group(1) if saved_with else None,
     )

@@ -96,13 +96,26 @@ class Package:
 
     @functools.cached_property
     def conda_file(self) -> Path | None:
-        conda_file = self.manifest.inference.environment.conda_file
-        return _join(self.directory, conda_file) if conda_file else None
+        """The manifest's conda file; with no-code MLflow, no environment declared and no
+        requirements.txt in the model (MLflow before 1.20 wrote none), the model's conda.yaml."""
+        environment = self.manifest.inference.environment
+        if environment.conda_file:
+            return _join(self.directory, environment.conda_file)
+        if self.mlflow is None or environment.pip is not None or environment.requirements:
+            return None
+        return self.mlflow.conda if self.mlflow.requirements is None else None
 
     @property
     def dependencies_file(self) -> Path | None:
         """The file that declares the dependencies (requirements or conda), if any: an input."""
         return self.requirements_file or self.conda_file
+
+    @property
+    def declares_models_environment(self) -> bool:
+        """Whether the dependencies are the no-code MLflow model's own files (where its `mlflow`
+        is installed as mlflow-skinny)."""
+        own = self.mlflow.environment_file if self.mlflow is not None else None
+        return own is not None and self.dependencies_file == own
 
     @functools.cached_property
     def model_paths(self) -> tuple[Path, ...]:
@@ -220,7 +233,15 @@ def _with_mlflow(package: Package) -> Package:
     found = read_mlmodel(package.model_paths[index], index, lambda why: package.problem(("models", index, "path"), why))
     if isinstance(found, Problem):
         raise InvalidInput([found])
-    return dataclasses.replace(package, mlflow=found)
+    package = dataclasses.replace(package, mlflow=found)
+    environment = package.manifest.inference.environment
+    chosen = {"python", "base_image", "conda_file"} & environment.model_fields_set
+    if found.python is None or found.python == environment.python or chosen:
+        return package
+    # the model was pickled under its Python: serve it under that one, as Azure's conda
+    # environment from the model's conda.yaml does (one the runtime cannot run keeps the default,
+    # and the plan says so)
+    return _with_python(package, found.python) or package
 
 
 def _with_conda(package: Package) -> Package:
@@ -228,7 +249,8 @@ def _with_conda(package: Package) -> Package:
     (unless the manifest says otherwise, which is a conflict to resolve, not to guess)."""
     conda = read_conda_file(package.conda_file)
     environment = package.manifest.inference.environment
-    if conda.python is None or conda.python == environment.python:
+    the_models_own = package.mlflow is not None and package.conda_file == package.mlflow.conda
+    if conda.python is None or conda.python == environment.python or the_models_own:  # its MLmodel has spoken
         return dataclasses.replace(package, conda=conda)
     if "python" in environment.model_fields_set:
         raise InvalidInput(
@@ -240,9 +262,8 @@ def _with_conda(package: Package) -> Package:
                 )
             ]
         )
-    try:
-        changed = environment.model_validate({**environment.model_dump(exclude_unset=True), "python": conda.python})
-    except ValidationError:
+    changed = _with_python(package, conda.python)
+    if changed is None:
         raise InvalidInput(
             [
                 package.problem(
@@ -251,10 +272,20 @@ def _with_conda(package: Package) -> Package:
                     "runtime supports (3.9 or newer)",
                 )
             ]
-        ) from None
+        )
+    return dataclasses.replace(changed, conda=conda)
+
+
+def _with_python(package: Package, python: str) -> Package | None:
+    """The package with its environment's Python set to `python`, or None when the runtime
+    cannot run that one."""
+    environment = package.manifest.inference.environment
+    try:
+        changed = environment.model_validate({**environment.model_dump(exclude_unset=True), "python": python})
+    except ValidationError:
+        return None
     inference = package.manifest.inference.model_copy(update={"environment": changed})
-    manifest = package.manifest.model_copy(update={"inference": inference})
-    return dataclasses.replace(package, manifest=manifest, conda=conda)
+    return dataclasses.replace(package, manifest=package.manifest.model_copy(update={"inference": inference}))
 
 
 def _mode_problems(package: Package) -> list[Problem]:
