@@ -66,11 +66,10 @@ def xgboost_model(tmp_path_factory) -> tuple[Path, list[float]]:
 
 def flavored_package(repo, model: Path, base_image: str) -> tuple[Path, str, int]:
     port, name = free_port(), f"fl{uuid.uuid4().hex[:10]}"
-    environment = f"base_image: {base_image}"
     manifest = mlflow_package(
         repo,
         model,
-        f"""inference: {{environment: {{{environment}}}}}
+        f"""inference: {{environment: {{base_image: {base_image}}}}}
         output: {{mode: container, container: {{port: {port}, proxy_image: "{PROXY_IMAGE}"}}}}""",
         name=name,
     )

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from reconciler.desired.dockerfile import DockerfileSettings, ModelLayout, _quote, render_dockerfile
+from reconciler.desired.dockerfile import DockerfileSettings, ImportCheck, ModelLayout, _quote, render_dockerfile
 from reconciler.desired.state import RUNTIME_DIRECTORY as RUNTIME
 
 from .conftest import run_cli, write_package
@@ -84,6 +84,7 @@ def settings(**changes) -> DockerfileSettings:
         variables=(),
         workers=1,
         timeout_ms=60000,
+        import_check=ImportCheck("score.py", "requirements.txt", ("numpy",)),
     )
     return DockerfileSettings(**{**base, **changes})
 
@@ -94,6 +95,8 @@ def test_layers_go_from_slowest_to_fastest_changing():
         "apt-get install",
         "COPY --from=dependencies /opt/venv",
         'COPY ["runtime/',
+        "FROM environment AS import-check",
+        "COPY --from=import-check",
         'COPY ["models/m/1/"',
         'COPY ["app/"',
         'ENV A="b"',

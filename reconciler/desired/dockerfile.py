@@ -79,9 +79,9 @@ class DockerfileSettings:
     variables: tuple[tuple[str, str], ...]
     workers: int
     timeout_ms: int
+    import_check: ImportCheck
     batching: tuple[int, int] | None = None  # (max rows, max latency ms): inference.batching
     data_collection: tuple[bool, int] | None = None  # (payload, max payload bytes): inference.data_collection
-    import_check: ImportCheck | None = None
 
 
 def batching_environment(max_rows: int, max_latency_ms: int) -> dict[str, str]:
@@ -160,16 +160,13 @@ def render_dockerfile(settings: DockerfileSettings) -> str:
         _copy(RUNTIME_ARCHIVE, f"{RUNTIME_ROOT}/{RUNTIME_PACKAGE}.zip"),
         "",
     ]
-    if s.import_check:
-        lines += [
-            "FROM environment AS import-check",
-            f"RUN {json.dumps(s.import_check.command)}",
-            "",
-            "FROM environment",
-            f"COPY --from=import-check {IMPORT_CHECK_MARK} {IMPORT_CHECK_MARK}",
-        ]
-    else:
-        lines.append("FROM environment")
+    lines += [
+        "FROM environment AS import-check",
+        f"RUN {json.dumps(s.import_check.command)}",
+        "",
+        "FROM environment",
+        f"COPY --from=import-check {IMPORT_CHECK_MARK} {IMPORT_CHECK_MARK}",
+    ]
     lines += [_copy(model.folder, model.image_folder) for model in s.models]
     lines += [
         _copy("app/", f"{APP_ROOT}/"),
