@@ -21,7 +21,7 @@ from reconciler.spec.discovery import load_workspace
 from reconciler.watch.router import WatchedPackage, route
 
 from .cli_process import CliProcess
-from .conftest import engine_package, remove_package_objects, serving_container, write_package
+from .conftest import engine_package, remove_package_objects, run_cli, serving_container, write_package
 from .runtime_helpers import free_port
 
 
@@ -118,6 +118,46 @@ def test_sigterm_stops_within_a_second(package_dir, repo):
     finally:
         watch.stop()
         os.unlink(watch.log.name)
+
+
+# `reconciler watch`, with every action taking a minute: what a long build is to the loop
+SLOW_ACTIONS = """\
+import sys, time
+from reconciler.cli import main
+from reconciler.execute.executor import Executor
+run_action = Executor.run_action
+def slowly(self, action):
+    print("an action started", flush=True)
+    time.sleep(60)
+    return run_action(self, action)
+Executor.run_action = slowly
+raise SystemExit(main(["watch", *sys.argv[1:]]))
+"""
+
+
+def test_sigterm_during_a_long_action_stops_at_once_and_the_next_run_converges(package_dir, repo):
+    """An action in progress (a build) held the exit until it ended, though `stopped` was
+    printed: SIGTERM stops the watch as a kill would, and the next run picks up from there."""
+    watch = subprocess.Popen(
+        [sys.executable, "-c", SLOW_ACTIONS, str(repo)],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        before = "".join(iter(lambda: watch.stdout.readline() or "an action started\n", "an action started\n"))
+        started = time.monotonic()
+        watch.send_signal(signal.SIGTERM)
+        output = before + watch.communicate(timeout=30)[0]
+        assert watch.returncode == 0, output
+        assert time.monotonic() - started < 5, "the exit did not wait for the action"
+        assert output.rstrip().endswith("stopped"), output
+    finally:
+        watch.kill()
+    assert run_cli("apply", str(repo), cwd=repo).returncode == 0
+    assert (package_dir / "build" / "demo" / "Dockerfile").is_file()
 
 
 def test_two_reconcilers_never_act_on_one_package_at_once(package_dir, repo):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from reconciler.core.errors import InvalidInput, Problem, ReconcilerError, TemporaryError
@@ -218,12 +217,36 @@ class Executor:
         return results
 
     def run_packages(self, work: Sequence[Sequence[Action]], *, jobs: int) -> list[list[ActionResult]]:
-        """Each package's actions, packages side by side on at most `jobs` threads."""
-        if not work:
-            return []
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(work)))) as pool:
-            futures = [pool.submit(self.run_actions, actions) for actions in work]
-            return [future.result() for future in futures]
+        """Each package's actions, packages side by side on at most `jobs` threads. They are
+        daemon threads (a ThreadPoolExecutor's are joined at exit): a watch stopped by SIGTERM
+        exits without waiting for a build in progress, leaving what a kill would, which the next
+        run converges from."""
+        pending = iter(enumerate(work))
+        results: list[list[ActionResult]] = [[] for _ in work]
+        errors: list[BaseException] = []  # a bug in the loop itself: raised again in the caller's thread
+        taking = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with taking:
+                    item = next(pending, None)
+                if item is None:
+                    return
+                index, actions = item
+                try:
+                    results[index] = self.run_actions(actions)
+                except BaseException as error:  # noqa: BLE001
+                    errors.append(error)
+                    return
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(jobs, len(work))))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return results
 
 
 def _secrets_of(payload: object) -> dict[str, str]:
