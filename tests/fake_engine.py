@@ -84,6 +84,7 @@ class FakeEngine:
         self.canary_name = ""  # the name the proxy sends a canary's share to
         self.canary_traffic = (10, 0)  # what each read of the counts adds while a canary serves
         self.canary_counts = ServerCounts()
+        self.host_cpus = 2  # what the engine's host has (Engine.cpus)
         self._stale_route: str | None = None  # the container the proxy may still send to
         self._ids = itertools.count(1)
         self._ports = itertools.count(41000)
@@ -241,6 +242,9 @@ class FakeEngine:
             "Created": _iso(image.created),
             "Metadata": {"LastTagTime": _iso(image.last_tagged)},
         }
+
+    def cpus(self) -> int:
+        return self.host_cpus
 
     def disk_usage(self) -> dict:
         return {"Images": [{"Labels": i.labels, "Size": 1000, "SharedSize": 0} for i in self.stored_images.values()]}

@@ -771,3 +771,24 @@ def test_the_image_records_the_digest_of_its_bill_of_materials(
     sbom = (package / "build" / unique_name / "sbom.cdx.json").read_bytes()
     [image] = docker_client.images.list(filters={"label": f"reconciler.package={unique_name}"})
     assert image.labels["reconciler.sbom"] == f"blake3:{blake3.blake3(sbom).hexdigest()}"
+
+
+@pytest.mark.docker
+def test_more_cpus_than_the_engines_host_has_is_refused_by_the_plan(repo, base_image, runtime_only_lock, docker_client):
+    """An Azure instance size carried over by `import azure` (Standard_DS3_v2: 4 CPUs) on a
+    smaller host: the engine refused the container after its build; the plan says so first."""
+    host_cpus = docker_client.info()["NCPU"]
+    package = engine_package(repo, base_image, runtime_only_lock, f"c{uuid.uuid4().hex[:10]}")
+    manifest = package / "package.yaml"
+    manifest.write_text(
+        manifest.read_text().replace(
+            "  mode: container\n", f"  mode: container\n  resources: {{cpu: '{host_cpus + 2}'}}\n"
+        )
+    )
+    for command in ("plan", "apply"):
+        result = run_cli(command, str(package), cwd=repo)
+        said = result.stdout + result.stderr
+        assert result.returncode == 1, said
+        assert f"output.resources.cpu: {host_cpus + 2} CPUs, and the host of the Docker engine" in said
+        assert f"lower it to {host_cpus} or less" in said
+    assert not docker_client.images.list(filters={"label": f"reconciler.package={package.name}"}), "nothing was built"

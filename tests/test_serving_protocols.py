@@ -4,6 +4,8 @@ Docker engine is in memory, so every interruption point of an update is tried in
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from reconciler import pipeline
@@ -262,3 +264,27 @@ def test_a_published_port_that_refuses_connections_recreates_what_publishes_it(f
     assert str(action).startswith("recreate proxy demo on") and "refuses connections" in action.cause
     assert failures(apply(package)) == []
     assert proxy.id not in fake.stored_containers and len(fake.running("proxy")) == 1
+
+
+def with_cpus(package, cpu: str) -> None:
+    manifest = package / "package.yaml"
+    text = re.sub(r"  resources: .*\n", "", manifest.read_text())
+    manifest.write_text(text.replace("  mode: container\n", f"  mode: container\n  resources: {{cpu: '{cpu}'}}\n"))
+
+
+def test_more_cpus_than_the_engine_has_is_an_error_of_the_plan_and_the_old_container_keeps_serving(
+    fake, repo, runtime_only_lock
+):
+    """The engine refused the container only at creation, after its build."""
+    package = engine_package(repo, BASE_IMAGE, runtime_only_lock, "demo")
+    apply(package)
+    before, calls = serving_state(fake), len(fake.calls)
+    with_cpus(package, "4")
+    result = apply(package)
+    [problem] = [str(p) for o in result.outcomes for p in o.problems]
+    assert "demo/package.yaml:7:20: output.resources.cpu: 4 CPUs, and the host of the Docker engine" in problem
+    assert "has 2: the engine refuses" in problem and "lower it to 2 or less" in problem, problem
+    assert fake.calls[calls:] == [] and serving_state(fake) == before, "nothing built, nothing changed"
+    with_cpus(package, "1500m")
+    result = apply(package)
+    assert failures(result) == [] and not result.has_errors

@@ -167,6 +167,11 @@ class Engine:
             details = self.api.inspect_image(reference)
         return details
 
+    def cpus(self) -> int:
+        """How many CPUs the engine's host has: it refuses a container given more."""
+        with engine_call("cannot ask the engine how many CPUs it has"):
+            return int(self.api.info()["NCPU"])
+
     def disk_usage(self) -> dict:
         """What `docker system df -v` reports: images with their own and shared sizes."""
         with engine_call("cannot ask the engine for its disk usage"):

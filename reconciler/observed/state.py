@@ -244,6 +244,7 @@ class Snapshot:
     removing: list[ContainerState] = field(default_factory=list)  # gone but for their names
     every_name: dict[str, str] = field(default_factory=dict)  # every container's name -> its manifest label
     networks: dict[str, NetworkState] | None = None  # reconciler's networks by name (listed when asked)
+    cpus: int | None = None  # the engine host's CPUs (asked once, when a package limits its CPUs)
 
     @classmethod
     def read(cls, engine: Engine, *, images: bool, bases: Iterable[str] = ()) -> Snapshot:
@@ -267,6 +268,11 @@ class Snapshot:
                     raise
                 snapshot.base_failures[reference] = str(error)  # a reference the engine refuses
         return snapshot
+
+    def engine_cpus(self) -> int:
+        if self.cpus is None:
+            self.cpus = self.engine.cpus()
+        return self.cpus
 
     def list_networks(self) -> dict[str, NetworkState]:
         """reconciler's networks, listed once per run."""

@@ -30,7 +30,7 @@ from reconciler.desired.proxy import CANARY_SERVER, canary_name, network_name
 from reconciler.desired.revision import revision_of
 from reconciler.desired.sbom import render_sbom, sbom_label
 from reconciler.desired.state import desire
-from reconciler.engine.docker import Engine, EngineUnavailable
+from reconciler.engine.docker import Engine, EngineUnavailable, engine_address
 from reconciler.engine.endpoint import ServerCounts
 from reconciler.observed.folder import observe_folder
 from reconciler.observed.state import Observed, Snapshot, images_on_disk, readiness
@@ -106,6 +106,10 @@ def desire_packages(
         if snapshot is not None and base in snapshot.base_failures:
             outcome.problems.append(Problem(str(package.manifest_path), snapshot.base_failures[base]))
             continue
+        too_many_cpus = _more_cpus_than_the_engine(package, snapshot) if snapshot is not None else None
+        if too_many_cpus is not None:
+            outcome.problems.append(too_many_cpus)
+            continue
         pin_base = snapshot.pin_base if snapshot is not None and base else None
         try:
             outcome.desired = desire(
@@ -124,6 +128,20 @@ def desire_packages(
         except ReconcilerError as error:
             outcome.problems.append(Problem(str(package.manifest_path), str(error)))
     return outcomes
+
+
+def _more_cpus_than_the_engine(package: Package, snapshot: Snapshot) -> Problem | None:
+    """A serving container given more CPUs than the engine's host has is refused when it is
+    created, after its build: say so before anything is built (an Azure instance size that
+    `import azure` carried over is larger than most hosts)."""
+    cores = package.manifest.output.resources.cpu_cores
+    if not package.mode.serves or cores is None or cores <= (cpus := snapshot.engine_cpus()):
+        return None
+    return package.problem(
+        ("output", "resources", "cpu"),
+        f"{cores:g} CPUs, and the host of the Docker engine at {engine_address()} has {cpus}: the engine refuses "
+        f"a container given more CPUs than its host has; lower it to {cpus} or less",
+    )
 
 
 def _observe(outcome: Outcome, session: Session, snapshot: Snapshot | None) -> Observed:
