@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.desired.state import image_reference
 from reconciler.observed.state import FolderState, Observed
 from reconciler.plan.actions import (
     Action,
@@ -209,7 +210,7 @@ def _plan_retention(intent: Intent, observed: Observed, plan: PackagePlan) -> No
         for image in observed.images
         if image.hash != intent.image_hash
         and image.manifest == intent.manifest
-        and f"{repository}:{image.hash[:12]}" in image.tags
+        and image_reference(repository, image.hash) in image.tags
     ]
     ours.sort(key=lambda image: max(image.created, image.last_used), reverse=True)
     cause = f"not among the {intent.keep} used last (output.image.keep)"
