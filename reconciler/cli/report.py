@@ -14,6 +14,7 @@ from reconciler.core.paths import display_path
 from reconciler.desired.pins import Lock
 from reconciler.desired.state import Desired, image_reference, image_settings
 from reconciler.engine.endpoint import score_url
+from reconciler.execute.canary import percent
 from reconciler.pipeline import Outcome, Reconciliation
 from reconciler.pipeline.history import PackageHistory
 from reconciler.pipeline.outcome import CanaryInProgress
@@ -197,19 +198,20 @@ def _canary_json(canary: CanaryInProgress) -> dict:
     return {
         "container": canary.container,
         "weight": canary.weight,
+        "max_error_rate": canary.max_error_rate,
         "requests": counts.requests if counts else None,
         "errors": counts.errors if counts else None,
     }
 
 
 def _canary_text(canary: CanaryInProgress) -> str:
-    counts = canary.counts
+    counts, bound = canary.counts, f"it fails above {percent(canary.max_error_rate)} errors"
     if counts is None:
-        return f"canary {canary.container} gets {canary.weight}% of requests; the proxy's counts do not answer"
-    rate = f", {counts.errors / counts.requests:.1%}" if counts.requests else ""
+        return f"canary {canary.container} gets {canary.weight}% of requests; the proxy's counts do not answer; {bound}"
+    rate = f" ({percent(counts.errors / counts.requests)})" if counts.requests else ""
     return (
         f"canary {canary.container} gets {canary.weight}% of requests: "
-        f"{counts.requests} so far, {counts.errors} errors{rate}"
+        f"{counts.requests} so far, {counts.errors} errors{rate}; {bound}"
     )
 
 

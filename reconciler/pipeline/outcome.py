@@ -26,6 +26,7 @@ class CanaryInProgress:
 
     container: str
     weight: int
+    max_error_rate: float  # its bound (output.container.canary.max_error_rate)
     counts: ServerCounts | None
 
 

@@ -393,4 +393,4 @@ def canary_in_progress(outcome: Outcome, engine: Engine) -> CanaryInProgress | N
         counts = engine.proxy_counts(proxy.id, CANARY_SERVER).since(ServerCounts.of_label(canary.canary))
     except ReconcilerError:
         counts = None
-    return CanaryInProgress(canary.name, settings.weight, counts)
+    return CanaryInProgress(canary.name, settings.weight, settings.max_error_rate, counts)
