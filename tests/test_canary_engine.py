@@ -111,7 +111,9 @@ def test_kill_9_during_a_canary_is_resumed_by_the_next_apply_and_status_shows_it
         assert entry["canary"]["requests"] > 0 and entry["canary"]["errors"] == 0
         assert entry["canary"]["max_error_rate"] == 0
         text = run_cli("status", str(package), cwd=repo).stdout
-        assert re.search(rf"canary {name}-canary gets 30% of requests: \d+ so far, 0 errors \(0%\); it fails above 0% errors", text), text
+        assert re.search(
+            rf"canary {name}-canary gets 30% of requests: \d+ so far, 0 errors \(0%\); it fails above 0% errors", text
+        ), text
         planned = run_cli("plan", str(package), cwd=repo)
         assert planned.returncode == 2 and "(resumed: it was interrupted)" in planned.stdout, planned.stdout
         result = run_cli("apply", str(package), cwd=repo)
