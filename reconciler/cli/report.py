@@ -20,6 +20,7 @@ from reconciler.pipeline.history import PackageHistory
 from reconciler.pipeline.outcome import CanaryInProgress
 from reconciler.pipeline.rollback import RolledBack
 from reconciler.plan import Action
+from reconciler.plan.serving import rollback_summary
 
 if TYPE_CHECKING:
     from reconciler.execute import ActionResult, Relocked
@@ -441,9 +442,9 @@ def rollback_text(done: RolledBack) -> str:
     name = done.outcome.package.name
     lines = [_result_line(name, result) for result in done.results]
     image = done.target.image
-    revision = image.revision.short if image.revision else "no commit recorded"
     if done.failed:
+        revision = image.revision.short if image.revision else "no commit recorded"
         lines.append(f"{name}: rollback to {image.hash[:12]} ({revision}) failed; what served before keeps serving")
     else:
-        lines.append(f"{name}: rolled back to {image.hash[:12]} ({revision}); held until the inputs change")
+        lines.append(f"{name}: {rollback_summary(image.hash, image.revision)}")
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from reconciler.core import labels
 from reconciler.desired.proxy import BACKEND_ENVIRONMENT
+from reconciler.desired.revision import Revision
 from reconciler.engine.specs import ContainerSpec
 from reconciler.observed.state import ContainerState, Observed
 from reconciler.plan.actions import (
@@ -110,11 +111,15 @@ def plan_leftovers(intent: Intent, observed: Observed, serving: ContainerState) 
     return actions
 
 
+def rollback_summary(image_hash: str, revision: Revision | None) -> str:
+    """How a rollback is told, by `rollback` and by each plan while it holds."""
+    commit = revision.short if revision else "no commit recorded"
+    return f"rolled back to {image_hash[:12]} ({commit}); held until the inputs change"
+
+
 def held_note(serving: ContainerState) -> str:
-    revision = serving.revision.short if serving.revision else "no commit recorded"
     return (
-        f"rolled back to {serving.image_hash[:12]} ({revision}); held until the inputs change "
-        "(reconciler rollback --release deploys them again)"
+        rollback_summary(serving.image_hash, serving.revision) + " (reconciler rollback --release deploys them again)"
     )
 
 
