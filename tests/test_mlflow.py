@@ -278,7 +278,11 @@ def test_a_python_or_base_image_the_manifest_names_wins_and_the_plan_says_so(rep
     package = load_package(manifest)
     assert package.manifest.inference.environment.python == "3.11"
     [_, mismatch] = mlflow_notes(package)
-    assert "model diabetes was saved with Python 3.12 and is served with Python 3.11" in mismatch
+    field = environment.split(":")[0].strip("{")
+    assert (
+        f"model diabetes was saved with Python 3.12 and is served with Python 3.11 (as inference.environment.{field} says)"
+        in mismatch
+    )
 
 
 def test_a_python_the_runtime_cannot_run_keeps_the_default_and_the_plan_says_so(repo, saved_model):
@@ -286,7 +290,10 @@ def test_a_python_the_runtime_cannot_run_keeps_the_default_and_the_plan_says_so(
     saved_with_python(manifest, "3.8.18")
     package = load_package(manifest)
     assert package.manifest.inference.environment.python == "3.11"
-    assert "saved with Python 3.8 and is served with Python 3.11" in mlflow_notes(package)[1]
+    assert (
+        "saved with Python 3.8 and is served with Python 3.11 (the runtime needs 3.9 or newer)"
+        in mlflow_notes(package)[1]
+    )
 
 
 def test_a_model_with_only_a_conda_file_is_locked_from_it(repo, saved_model):

@@ -335,14 +335,17 @@ def mlflow_notes(package: Package) -> tuple[str, ...]:
     model = package.manifest.models[package.mlflow.index]
     skinny = " (mlflow installed as mlflow-skinny)" if package.declares_models_environment else ""
     notes = (f"model {model.name} is served by MLflow's pyfunc loader, with no entry script{skinny}",)
-    saved_with, python = package.mlflow.python, package.manifest.inference.environment.python
-    if saved_with is not None and saved_with != python:
-        notes += (
-            f"model {model.name} was saved with Python {saved_with} and is served with Python {python} "
-            f"(inference.environment.python): MLflow warns at load, and a model pickled under one Python may "
-            "not load under another",
-        )
-    return notes
+    environment = package.manifest.inference.environment
+    saved_with = package.mlflow.python
+    if saved_with is None or saved_with == environment.python:
+        return notes
+    written = package.document.value_marks  # what the manifest itself says, not what was derived
+    chosen = [f for f in ("python", "base_image", "conda_file") if ("inference", "environment", f) in written]
+    why = f"as inference.environment.{chosen[0]} says" if chosen else "the runtime needs 3.9 or newer"
+    return notes + (
+        f"model {model.name} was saved with Python {saved_with} and is served with Python {environment.python} "
+        f"({why}): MLflow warns at load, and a model pickled under one Python may not load under another",
+    )
 
 
 def desire(
