@@ -6,9 +6,9 @@ A model of that type is a folder with an `MLmodel` file. When the package has no
 through MLflow's own pyfunc loader, with reconciler's scoring script (`runtime/mlflow_score.py`)
 as the app. Its environment is the model's own `requirements.txt` (or `conda.yaml`) when the
 manifest declares none, and its Python the one the model was saved with (MLmodel's
-`python_version`) when the manifest names neither a Python nor a base image. `mlflow` there is
-installed as `mlflow-skinny` of the same version: the pyfunc loader without the tracking server
-and its UI, as in Azure's MLflow images.
+`python_version`) when the manifest names no Python, base image or conda file. `mlflow` there
+is installed as `mlflow-skinny` of the same version: the pyfunc loader without the tracking
+server and its UI, as in Azure's MLflow images.
 """
 
 from __future__ import annotations

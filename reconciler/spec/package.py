@@ -250,7 +250,7 @@ def _with_conda(package: Package) -> Package:
     conda = read_conda_file(package.conda_file)
     environment = package.manifest.inference.environment
     the_models_own = package.mlflow is not None and package.conda_file == package.mlflow.conda
-    if conda.python is None or conda.python == environment.python or the_models_own:  # its MLmodel has spoken
+    if conda.python is None or conda.python == environment.python or the_models_own:  # its MLmodel chose (_with_mlflow)
         return dataclasses.replace(package, conda=conda)
     if "python" in environment.model_fields_set:
         raise InvalidInput(
