@@ -159,6 +159,13 @@ def engine_package(repo, base_image, runtime_only_lock, name, *, mode="container
     return package
 
 
+def with_cpus(package: Path, cpu: str) -> None:
+    """An engine_package's output.resources.cpu set to `cpu`."""
+    manifest = package / "package.yaml"
+    text = re.sub(r"  resources: .*\n", "", manifest.read_text())
+    manifest.write_text(text.replace("  mode: container\n", f"  mode: container\n  resources: {{cpu: '{cpu}'}}\n"))
+
+
 @pytest.fixture
 def served(repo, base_image, runtime_only_lock, docker_client):
     """A container-mode package of its own name on a free port: (folder, name, port); its

@@ -20,6 +20,7 @@ from .conftest import (
     remove_package_objects,
     run_cli,
     serving_container,
+    with_cpus,
     write_package,
 )
 from .runtime_helpers import free_port
@@ -779,12 +780,7 @@ def test_more_cpus_than_the_engines_host_has_is_refused_by_the_plan(repo, base_i
     smaller host: the engine refused the container after its build; the plan says so first."""
     host_cpus = docker_client.info()["NCPU"]
     package = engine_package(repo, base_image, runtime_only_lock, f"c{uuid.uuid4().hex[:10]}")
-    manifest = package / "package.yaml"
-    manifest.write_text(
-        manifest.read_text().replace(
-            "  mode: container\n", f"  mode: container\n  resources: {{cpu: '{host_cpus + 2}'}}\n"
-        )
-    )
+    with_cpus(package, str(host_cpus + 2))
     for command in ("plan", "apply"):
         result = run_cli(command, str(package), cwd=repo)
         said = result.stdout + result.stderr

@@ -4,13 +4,11 @@ Docker engine is in memory, so every interruption point of an update is tried in
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from reconciler import pipeline
 
-from .conftest import BASE_IMAGE, engine_package
+from .conftest import BASE_IMAGE, engine_package, with_cpus
 from .fake_engine import FakeEngine, Killed
 
 
@@ -264,12 +262,6 @@ def test_a_published_port_that_refuses_connections_recreates_what_publishes_it(f
     assert str(action).startswith("recreate proxy demo on") and "refuses connections" in action.cause
     assert failures(apply(package)) == []
     assert proxy.id not in fake.stored_containers and len(fake.running("proxy")) == 1
-
-
-def with_cpus(package, cpu: str) -> None:
-    manifest = package / "package.yaml"
-    text = re.sub(r"  resources: .*\n", "", manifest.read_text())
-    manifest.write_text(text.replace("  mode: container\n", f"  mode: container\n  resources: {{cpu: '{cpu}'}}\n"))
 
 
 def test_more_cpus_than_the_engine_has_is_an_error_of_the_plan_and_the_old_container_keeps_serving(
