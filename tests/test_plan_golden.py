@@ -80,7 +80,7 @@ def test_folders_that_are_not_ours_are_errors_not_actions():
 
 # -- image and container modes ---------------------------------------------------------
 
-from reconciler.observed.state import ContainerState, ImageState, Observed  # noqa: E402
+from reconciler.observed.state import ContainerState, ImageState, Observed, image_state  # noqa: E402
 from reconciler.plan import plan_cleanup, plan_package  # noqa: E402
 
 H, C = "a" * 64, "b" * 64
@@ -301,6 +301,39 @@ def test_a_build_keeps_the_images_used_last_and_spares_those_in_use():
         "  build demo:aaaaaaaaaaaa  <- no image for this hash\n"
         "  recreate demo on 127.0.0.1:6789  <- new image (no image for this hash)\n"
         "  remove image demo:dddddddddddd  <- not among the 2 used last (output.image.keep)"
+    )
+
+
+def test_images_built_within_one_second_are_ordered_by_its_fraction():
+    """A cached build takes a fraction of a second: in whole seconds, the two images an inspect
+    described were a tie, and retention removed the newer one."""
+    intent = Intent(
+        "demo",
+        Mode.IMAGE,
+        "build/demo",
+        H,
+        C,
+        INPUTS,
+        image="demo:aaaaaaaaaaaa",
+        manifest="/repo/demo/package.yaml",
+        keep=2,
+    )
+
+    def inspected(letter: str, created: str) -> ImageState:
+        labels = {"reconciler.package": "demo", "reconciler.hash": letter * 64, "reconciler.manifest": intent.manifest}
+        return image_state(
+            {
+                "Id": f"sha256:{letter}",
+                "RepoTags": [f"demo:{letter * 12}"],
+                "Created": created,
+                "Config": {"Labels": labels},
+            }
+        )
+
+    older, newer = inspected("b", "2026-12-02T13:41:17.1Z"), inspected("c", "2026-12-02T13:41:17.8Z")
+    observed = Observed(IN_SYNC_FOLDER, [older, newer], [])  # as a listing may give them
+    assert render_package(intent, observed).splitlines()[-1] == (
+        "  remove image demo:bbbbbbbbbbbb  <- not among the 2 used last (output.image.keep)"
     )
 
 

@@ -383,7 +383,7 @@ def lock_changes(old: Lock | None, new: Lock) -> str:
 # -- history ----------------------------------------------------------------------
 
 
-def _when(seconds: int) -> str:
+def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
 
 
@@ -423,8 +423,8 @@ def history_json(found: list[PackageHistory]) -> str:
                         "hash": r.image.hash,
                         "tags": list(r.image.tags),
                         "revision": r.image.revision.to_json() if r.image.revision else None,
-                        "built": r.image.created,
-                        "last_used": r.image.last_used,
+                        "built": int(r.image.created),
+                        "last_used": int(r.image.last_used),
                         "bytes": r.bytes,
                         "serving": r.serving,
                     }

@@ -11,6 +11,7 @@ by tag, and past a handful of lookups in one run, one listing answers for the re
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,9 +49,9 @@ class ImageState:
     tags: tuple[str, ...]
     manifest: str = ""
     repo_digests: tuple[str, ...] = ()
-    created: int = 0  # seconds since the epoch
+    created: float = 0.0  # seconds since the epoch
     revision: Revision | None = None  # the commit it was built from
-    last_used: int = 0  # built, or last made a container from (its last tagging, known from an inspect)
+    last_used: float = 0.0  # built, or last made a container from (its last tagging, known from an inspect)
 
 
 @dataclass(frozen=True)
@@ -129,18 +130,25 @@ def image_state(summary: dict) -> ImageState:
     )
 
 
-def _created(value: object) -> int:
-    """An image's creation time: seconds in a listing, an RFC 3339 string in an inspect."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value:
-        from datetime import datetime
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?")
 
-        try:
-            return int(datetime.fromisoformat(value[:19] + "+00:00").timestamp())
-        except ValueError:
-            return 0
-    return 0
+
+def _created(value: object) -> float:
+    """An image's creation (or tagging) time: whole seconds in a listing, an RFC 3339 string in
+    an inspect, whose fraction of a second is kept: retention and rollback order images built
+    within one second (a cached build takes a fraction of one) by it."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _RFC3339.match(value) if isinstance(value, str) else None
+    if match is None:
+        return 0.0
+    from datetime import datetime
+
+    try:
+        whole = datetime.fromisoformat(match.group(1) + "+00:00").timestamp()
+    except ValueError:
+        return 0.0
+    return whole + float(match.group(2) or 0)
 
 
 def container_state(summary: dict) -> ContainerState:
