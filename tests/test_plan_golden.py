@@ -307,17 +307,9 @@ def test_a_build_keeps_the_images_used_last_and_spares_those_in_use():
 def test_images_built_within_one_second_are_ordered_by_its_fraction():
     """A cached build takes a fraction of a second: in whole seconds, the two images an inspect
     described were a tie, and retention removed the newer one."""
-    intent = Intent(
-        "demo",
-        Mode.IMAGE,
-        "build/demo",
-        H,
-        C,
-        INPUTS,
-        image="demo:aaaaaaaaaaaa",
-        manifest="/repo/demo/package.yaml",
-        keep=2,
-    )
+    from dataclasses import replace
+
+    intent = replace(CONTAINER, manifest="/repo/demo/package.yaml", keep=2)
 
     def inspected(letter: str, created: str) -> ImageState:
         labels = {"reconciler.package": "demo", "reconciler.hash": letter * 64, "reconciler.manifest": intent.manifest}
