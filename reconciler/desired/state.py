@@ -339,9 +339,8 @@ def mlflow_notes(package: Package) -> tuple[str, ...]:
     saved_with = package.mlflow.python
     if saved_with is None or saved_with == environment.python:
         return notes
-    written = package.document.value_marks  # what the manifest itself says, not what was derived
-    chosen = [f for f in ("python", "base_image", "conda_file") if ("inference", "environment", f) in written]
-    why = f"as inference.environment.{chosen[0]} says" if chosen else "the runtime needs 3.9 or newer"
+    chosen = package.python_chosen_by
+    why = f"as inference.environment.{chosen} says" if chosen else "the runtime needs 3.9 or newer"
     return notes + (
         f"model {model.name} was saved with Python {saved_with} and is served with Python {environment.python} "
         f"({why}): MLflow warns at load, and a model pickled under one Python may not load under another",

@@ -110,10 +110,15 @@ class Package:
         """The file that declares the dependencies (requirements or conda), if any: an input."""
         return self.requirements_file or self.conda_file
 
+    @functools.cached_property
+    def python_chosen_by(self) -> str | None:
+        """The field the manifest itself writes that chooses its Python; it keeps an MLflow model's out."""
+        fields = ("python", "base_image", "conda_file")
+        return next((f for f in fields if ("inference", "environment", f) in self.document.value_marks), None)
+
     @property
     def declares_models_environment(self) -> bool:
-        """Whether the dependencies are the no-code MLflow model's own files (where its `mlflow`
-        is installed as mlflow-skinny)."""
+        """Whether the dependencies are the no-code MLflow model's own (its mlflow becomes mlflow-skinny)."""
         own = self.mlflow.environment_file if self.mlflow is not None else None
         return own is not None and self.dependencies_file == own
 
@@ -234,14 +239,12 @@ def _with_mlflow(package: Package) -> Package:
     if isinstance(found, Problem):
         raise InvalidInput([found])
     package = dataclasses.replace(package, mlflow=found)
-    environment = package.manifest.inference.environment
-    chosen = {"python", "base_image", "conda_file"} & environment.model_fields_set
-    if found.python is None or found.python == environment.python or chosen:
+    saved_with, python = found.python, package.manifest.inference.environment.python
+    if saved_with is None or saved_with == python or package.python_chosen_by:
         return package
-    # the model was pickled under its Python: serve it under that one, as Azure's conda
-    # environment from the model's conda.yaml does (one the runtime cannot run keeps the default,
-    # and the plan says so)
-    return _with_python(package, found.python) or package
+    # pickled under its Python, it is served under that one, as Azure's environment from its conda.yaml
+    # would be (one the runtime cannot run keeps the default, and the plan says so)
+    return _with_python(package, saved_with) or package
 
 
 def _with_conda(package: Package) -> Package:
