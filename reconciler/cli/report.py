@@ -20,7 +20,7 @@ from reconciler.pipeline.history import PackageHistory
 from reconciler.pipeline.outcome import CanaryInProgress
 from reconciler.pipeline.rollback import RolledBack
 from reconciler.plan import Action
-from reconciler.plan.serving import rollback_summary
+from reconciler.plan.serving import rollback_summary, rollback_target
 
 if TYPE_CHECKING:
     from reconciler.execute import ActionResult, Relocked
@@ -443,8 +443,8 @@ def rollback_text(done: RolledBack) -> str:
     lines = [_result_line(name, result) for result in done.results]
     image = done.target.image
     if done.failed:
-        revision = image.revision.short if image.revision else "no commit recorded"
-        lines.append(f"{name}: rollback to {image.hash[:12]} ({revision}) failed; what served before keeps serving")
+        target = rollback_target(image.hash, image.revision)
+        lines.append(f"{name}: rollback to {target} failed; what served before keeps serving")
     else:
         lines.append(f"{name}: {rollback_summary(image.hash, image.revision)}")
     return "\n".join(lines) + "\n"

@@ -111,10 +111,14 @@ def plan_leftovers(intent: Intent, observed: Observed, serving: ContainerState) 
     return actions
 
 
+def rollback_target(image_hash: str, revision: Revision | None) -> str:
+    """The image a rollback goes to, as `rollback` and the plans that hold it name it."""
+    return f"{image_hash[:12]} ({revision.short if revision else 'no commit recorded'})"
+
+
 def rollback_summary(image_hash: str, revision: Revision | None) -> str:
     """How a rollback is told, by `rollback` and by each plan while it holds."""
-    commit = revision.short if revision else "no commit recorded"
-    return f"rolled back to {image_hash[:12]} ({commit}); held until the inputs change"
+    return f"rolled back to {rollback_target(image_hash, revision)}; held until the inputs change"
 
 
 def held_note(serving: ContainerState) -> str:
