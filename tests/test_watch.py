@@ -147,10 +147,13 @@ def test_sigterm_during_a_long_action_stops_at_once_and_the_next_run_converges(p
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        before = "".join(iter(lambda: watch.stdout.readline() or "an action started\n", "an action started\n"))
+        output = ""
+        while "an action started" not in output and watch.poll() is None:
+            output += watch.stdout.readline()
+        assert "an action started" in output, output
         started = time.monotonic()
         watch.send_signal(signal.SIGTERM)
-        output = before + watch.communicate(timeout=30)[0]
+        output += watch.communicate(timeout=30)[0]
         assert watch.returncode == 0, output
         assert time.monotonic() - started < 5, "the exit did not wait for the action"
         assert output.rstrip().endswith("stopped"), output
